@@ -1,0 +1,1 @@
+"""Local infrastructure for Aetheris: the ``template.yaml`` loader and the moto/LocalStack bootstrap."""

@@ -1,0 +1,63 @@
+"""Aetheris: durable execution for AI agents on AWS Lambda, DynamoDB and SQS.
+
+This module is the public API; everything else in the package is internal.
+"""
+
+# Programming model
+# Configuration and runtime
+from aetheris._engine.faults import CRASH_POINTS, CrashPoint
+from aetheris._engine.job_context import JobContext
+from aetheris._engine.step_context import StepContext
+from aetheris._engine.worker import TickOutcome
+from aetheris.app import App, JobDefinition
+from aetheris.config import Settings
+
+# Errors
+from aetheris.errors import (
+    AetherisError,
+    EffectOutcomeUnknown,
+    ErrorInfo,
+    IdempotencyConflict,
+    LeaseLost,
+    NondeterminismError,
+    NonRetryableError,
+    PayloadTooLarge,
+    StepFailedError,
+    Suspend,
+    UnknownJobType,
+)
+
+# The log
+from aetheris.events import Event, EventType, JobStatus
+from aetheris.policy import EffectSemantics, RetryPolicy
+from aetheris.runtime import JobView, Runtime, StartedJob
+
+__all__ = [
+    "CRASH_POINTS",
+    "AetherisError",
+    "App",
+    "CrashPoint",
+    "EffectOutcomeUnknown",
+    "EffectSemantics",
+    "ErrorInfo",
+    "Event",
+    "EventType",
+    "IdempotencyConflict",
+    "JobContext",
+    "JobDefinition",
+    "JobStatus",
+    "JobView",
+    "LeaseLost",
+    "NonRetryableError",
+    "NondeterminismError",
+    "PayloadTooLarge",
+    "RetryPolicy",
+    "Runtime",
+    "Settings",
+    "StartedJob",
+    "StepContext",
+    "StepFailedError",
+    "Suspend",
+    "TickOutcome",
+    "UnknownJobType",
+]

@@ -1,0 +1,80 @@
+"""The log, seen by replay: the events of each durable operation, by the operation's position.
+
+Operation ``i`` is the ``i``-th durable operation the job function asks for. Its events are its
+attempts (``StepFailed`` … then ``StepCommitted``, or a final ``StepFailed``), or the job's end.
+Deterministic values (``ctx.now()`` …) asked for before operation ``i`` are stored on its first
+event, so they are recorded in the same write as the operation that follows them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from aetheris.events import Event, EventType, OpKind
+
+
+@dataclass
+class OpRecord:
+    index: int
+    kind: OpKind
+    name: str
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def step_id(self) -> str:
+        return step_id(self.index, self.name)
+
+    @property
+    def outcome(self) -> Event | None:
+        """The event that settles this operation, if it is settled."""
+        last = self.events[-1] if self.events else None
+        if last is None or (last.type is EventType.STEP_FAILED and last.next_attempt_at is not None):
+            return None
+        return last
+
+    @property
+    def failures(self) -> int:
+        return sum(1 for e in self.events if e.type is EventType.STEP_FAILED)
+
+    @property
+    def retry_due_at(self) -> datetime | None:
+        last = self.events[-1] if self.events else None
+        return last.next_attempt_at if last is not None and last.type is EventType.STEP_FAILED else None
+
+    @property
+    def recorded_values(self) -> list[object]:
+        return list(self.events[0].values) if self.events else []
+
+
+def step_id(index: int, name: str) -> str:
+    """Stable across attempts and workers: the operation's position and name."""
+    return f"{index}-{name}"
+
+
+class History:
+    def __init__(self, events: list[Event]) -> None:
+        self.events = events
+        self.ops: dict[int, OpRecord] = {}
+        for event in events:
+            if event.op is None or event.op_kind is None:
+                continue
+            record = self.ops.setdefault(event.op, OpRecord(event.op, event.op_kind, event.name or ""))
+            record.events.append(event)
+
+    @property
+    def last(self) -> Event:
+        return self.events[-1]
+
+    @property
+    def next_seq(self) -> int:
+        return self.last.seq + 1
+
+
+def next_tick_delay(last: Event, now: datetime) -> timedelta | None:
+    """When the job needs its next tick after ``last`` was committed; ``None``: it needs none."""
+    if last.type in (EventType.JOB_COMPLETED, EventType.JOB_FAILED, EventType.JOB_CANCELLED):
+        return None
+    if last.type is EventType.STEP_FAILED and last.next_attempt_at is not None:
+        return max(timedelta(0), last.next_attempt_at - now)
+    return timedelta(0)

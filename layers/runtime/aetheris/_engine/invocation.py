@@ -1,0 +1,199 @@
+"""One invocation: replay the job function against its log, run the one operation with no outcome,
+commit that outcome into the claimed slot, and unwind.
+
+The job function is re-run from the top. Operations with a recorded outcome return it (a step's
+body is never called on replay); the first one without runs live and ends the invocation with
+``Suspend``. If the function returns, the live operation is the job's end (``JobCompleted``); if it
+raises, ``JobFailed`` — and a divergence from the log fails the job even if the code swallowed it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from aetheris import _serde
+from aetheris._clock import Clock, IdSource
+from aetheris._engine.history import History, OpRecord, next_tick_delay
+from aetheris._engine.job_context import JobContext
+from aetheris._engine.lease import LeaseKeeper
+from aetheris._engine.replay import Replay
+from aetheris._engine.services import Services
+from aetheris._engine.step_context import StepContext, check_name
+from aetheris._store.jobs import JobSnapshot, status_attributes
+from aetheris._store.log import SlotLease
+from aetheris.app import JobDefinition
+from aetheris.errors import ErrorInfo, NondeterminismError, Suspend, rebuild_error
+from aetheris.events import SCHEMA_VERSION, Event, EventType, JobStatus, OpKind
+from aetheris.policy import DEFAULT_STEP_RETRY, RetryPolicy
+
+_STATUS_AFTER = {
+    EventType.STEP_COMMITTED: JobStatus.RUNNING,
+    EventType.STEP_FAILED: JobStatus.RUNNING,
+    EventType.JOB_COMPLETED: JobStatus.COMPLETED,
+    EventType.JOB_FAILED: JobStatus.FAILED,
+}
+
+
+class Invocation:
+    def __init__(
+        self, services: Services, definition: JobDefinition, snapshot: JobSnapshot, lease: SlotLease
+    ) -> None:
+        self.services = services
+        self.definition = definition
+        self.snapshot = snapshot
+        self.lease = lease
+        self.job_id = lease.job_id
+        self.history = History([Event.from_item(item) for item in snapshot.events])
+        self.replay = Replay(self.job_id, self.history)
+        self.keeper = LeaseKeeper(
+            services.log, lease, services.clock, services.settings.lease, services.settings.lease_margin
+        )
+        self.attempt = 1
+        self.committed: Event | None = None
+        self.reschedule: timedelta | None = None  # the tick came early: try again after this
+
+    @property
+    def clock(self) -> Clock:
+        return self.services.clock
+
+    @property
+    def ids(self) -> IdSource:
+        return self.services.ids
+
+    @property
+    def next_delay(self) -> timedelta | None:
+        return None if self.committed is None else next_tick_delay(self.committed, self.clock.now())
+
+    def run(self) -> None:
+        ctx = JobContext(self)
+        try:
+            job_input = self.definition.input.validate_json(self.snapshot.job["input"])
+            output = self.definition.fn(ctx, job_input)
+        except Suspend:
+            return
+        except Exception as error:  # noqa: BLE001 - the job function's unhandled error is its outcome
+            self._end(error=self.replay.diverged or error)
+            return
+        if self.replay.diverged is not None:
+            self._end(error=self.replay.diverged)
+        else:
+            self._end(output=output)
+
+    # -- operations ---------------------------------------------------------------------------
+
+    def step(
+        self,
+        op: OpRecord,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        retry: RetryPolicy | None,
+    ) -> Any:
+        check_name("step", op.name)
+        adapter = _serde.return_adapter(fn)
+        outcome = op.outcome
+        if outcome is not None:  # replay: never call the step body again
+            if outcome.type is EventType.STEP_COMMITTED:
+                return _serde.load(outcome.result, adapter)
+            raise rebuild_error(outcome.error or ErrorInfo(type="Unknown", message="no error recorded"))
+        due = op.retry_due_at
+        if due is not None and due > self.clock.now():
+            self.reschedule = due - self.clock.now()
+            raise Suspend
+        self.attempt = op.failures + 1
+        policy = retry or DEFAULT_STEP_RETRY
+        started = self.clock.now()
+        with self.keeper:
+            try:
+                result = fn(StepContext(self, op, self.attempt), *args, **kwargs)
+                text = _serde.dump(
+                    result, adapter, f"result of step {op.name}", self.services.settings.max_payload_bytes
+                )
+            except Exception as error:  # noqa: BLE001 - a step's error is its recorded outcome
+                ended = self.clock.now()
+                retry_at = None
+                if not policy.gives_up_on(error, self.attempt):
+                    retry_at = ended + policy.delay_before(self.attempt + 1, self.ids.random())
+                self._commit(
+                    EventType.STEP_FAILED,
+                    op,
+                    started=started,
+                    error=ErrorInfo.of(error),
+                    next_attempt_at=retry_at,
+                )
+            else:
+                self._commit(EventType.STEP_COMMITTED, op, started=started, result=text)
+        raise Suspend
+
+    def _end(self, output: Any = None, error: BaseException | None = None) -> None:
+        try:
+            op = self.replay.begin(OpKind.END, "end")
+        except NondeterminismError as diverged:
+            op, error = OpRecord(self.replay.position, OpKind.END, "end"), diverged
+        if error is None:
+            try:
+                text = _serde.dump(
+                    output, self.definition.output, "job result", self.services.settings.max_payload_bytes
+                )
+            except Exception as invalid:  # noqa: BLE001 - an output that does not fit its type fails the job
+                error = invalid
+            else:
+                self._commit(EventType.JOB_COMPLETED, op, result=text)
+                return
+        self._commit(EventType.JOB_FAILED, op, error=ErrorInfo.of(error))
+
+    # -- commit -------------------------------------------------------------------------------
+
+    def _commit(
+        self,
+        event_type: EventType,
+        op: OpRecord,
+        *,
+        started: datetime | None = None,
+        result: str | None = None,
+        error: ErrorInfo | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> None:
+        now = self.clock.now()
+        first_of_op = not op.events
+        event: dict[str, Any] = {
+            "job_id": self.job_id,
+            "seq": self.lease.seq,
+            "type": event_type.value,
+            "at": now.isoformat(),
+            "attempt": self.attempt,
+            "op": op.index,
+            "op_kind": op.kind.value,
+            "name": op.name,
+            "step_id": op.step_id if op.kind is OpKind.STEP else None,
+            "started_at": started.isoformat() if started else None,
+            "ended_at": now.isoformat() if started else None,
+            "duration_ms": int((now - started).total_seconds() * 1000) if started else None,
+            "result": result,
+            "error": error.model_dump_json() if error else None,
+            "values": json.dumps(self.replay.pending_values)
+            if first_of_op and self.replay.pending_values
+            else None,
+            "next_attempt_at": next_attempt_at.isoformat() if next_attempt_at else None,
+            "reclaimed_from": self.lease.reclaimed_from,
+            "schema_version": SCHEMA_VERSION,
+        }
+        status = _STATUS_AFTER[event_type]
+        job_update: dict[str, Any] | None = None
+        if status is not self.snapshot.status:
+            job_update = {
+                **status_attributes(self.job_id, status, now),
+                "result": result if event_type is EventType.JOB_COMPLETED else None,
+                "error": error.model_dump_json() if event_type is EventType.JOB_FAILED and error else None,
+                "last_seq": self.lease.seq,
+            }
+        self.services.faults.reach("before_commit")
+        self.services.log.commit(self.lease, event, job_update)
+        self.services.faults.reach("after_commit")
+        self.committed = Event.from_item(
+            {k: v for k, v in event.items() if v is not None}
+            | {"fence": self.lease.fence, "worker_id": self.lease.worker_id}
+        )

@@ -1,0 +1,64 @@
+"""``JobContext``: what orchestration code sees. Every method is a durable operation or a read.
+
+Each operation first looks up its recorded outcome (replay) and returns it without calling user
+code; only the first operation with no outcome runs live, through the invocation, which commits
+its outcome and unwinds the job function with ``Suspend``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from aetheris._engine.history import OpRecord
+from aetheris.events import OpKind
+from aetheris.policy import RetryPolicy
+
+if TYPE_CHECKING:
+    from aetheris._engine.invocation import Invocation
+
+T = TypeVar("T")
+
+
+class JobContext:
+    def __init__(self, invocation: Invocation) -> None:
+        self._inv = invocation
+
+    @property
+    def job_id(self) -> str:
+        return self._inv.job_id
+
+    @property
+    def attempt(self) -> int:
+        """Attempt number of the operation this invocation advances (1 on the first try)."""
+        return self._inv.attempt
+
+    @property
+    def is_replaying(self) -> bool:
+        """True while the job function is re-running operations that already have an outcome."""
+        return self._inv.replay.is_replaying
+
+    def step(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """Run ``fn(step_context, *args, **kwargs)`` as one durable step and return its recorded result."""
+        op: OpRecord = self._inv.replay.begin(OpKind.STEP, name or fn.__name__)
+        result: T = self._inv.step(op, fn, args, kwargs, retry)
+        return result
+
+    def now(self) -> datetime:
+        return datetime.fromisoformat(
+            self._inv.replay.value("now", lambda: self._inv.clock.now().isoformat())
+        )
+
+    def uuid(self) -> str:
+        return str(self._inv.replay.value("uuid", self._inv.ids.uuid))
+
+    def random(self) -> float:
+        return float(self._inv.replay.value("random", self._inv.ids.random))

@@ -1,0 +1,66 @@
+"""Keeping the slot lease alive while a step runs, and checking it before touching the world.
+
+A heartbeat thread renews the lease every third of its duration. Before each effect the step
+checks how much lease is left; with less than the margin it renews first, so a worker that was
+paused past its lease (a zombie) learns it lost the job before it calls anything.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from aetheris._clock import Clock, to_millis
+from aetheris._store.log import EventLog, SlotLease
+from aetheris.errors import LeaseLost
+
+
+class LeaseKeeper:
+    def __init__(
+        self, log: EventLog, lease: SlotLease, clock: Clock, duration: timedelta, margin: timedelta
+    ) -> None:
+        self.log = log
+        self.lease = lease
+        self.clock = clock
+        self.duration = duration
+        self.margin = margin
+        self.lost: LeaseLost | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def renew(self) -> None:
+        with self._lock:
+            if self.lost is not None:
+                raise self.lost
+            try:
+                self.log.renew(self.lease, to_millis(self.clock.now() + self.duration))
+            except LeaseLost as lost:
+                self.lost = lost
+                raise
+
+    def ensure_valid(self) -> None:
+        """Renew now unless more than the margin of lease is left; raises ``LeaseLost`` if it is gone."""
+        if self.lost is not None:
+            raise self.lost
+        left = self.lease.lease_until_ms - to_millis(self.clock.now())
+        if left < self.margin.total_seconds() * 1000:
+            self.renew()
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{self.lease.job_id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _beat(self) -> None:
+        interval = self.duration.total_seconds() / 3
+        while not self._stop.wait(interval):
+            try:
+                self.renew()
+            except LeaseLost:
+                return  # the step finds out at its next effect or at commit

@@ -1,0 +1,25 @@
+"""What an invocation needs from the outside: stores, queue, clock, ids, settings, fault points."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aetheris._clock import Clock, IdSource
+from aetheris._engine.faults import Faults
+from aetheris._store.jobs import JobStore
+from aetheris._store.ledger import EffectLedger
+from aetheris._store.log import EventLog
+from aetheris._store.queue import StepQueue
+from aetheris.config import Settings
+
+
+@dataclass
+class Services:
+    jobs: JobStore
+    log: EventLog
+    ledger: EffectLedger
+    queue: StepQueue
+    clock: Clock
+    ids: IdSource
+    settings: Settings
+    faults: Faults = field(default_factory=Faults)

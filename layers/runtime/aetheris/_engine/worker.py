@@ -1,0 +1,113 @@
+"""The step worker: one step-queue message advances one job by exactly one operation.
+
+    load (one consistent Query) → is this tick current? → claim slot n (the lease)
+        → replay + run one operation → commit into slot n → enqueue the tick for slot n + 1
+
+A tick names the slot it is for, so duplicates and stale ticks are recognised without a write:
+
+* slot n is already committed → the tick is stale: acknowledge it. If it is a *redelivery* and
+  nobody has claimed the next slot, its successor may have been lost between commit and enqueue
+  (the worker died there): send it again. Fresh messages never do, so duplicates cannot multiply.
+* slot n is claimed by a live lease → someone holds the job. A first delivery is dropped (the
+  holder still has its own message and will enqueue the next tick); a redelivery is deferred
+  (reported as failed, so SQS shows it again after the visibility timeout) in case the holder died.
+* otherwise the tick claims slot n — taking over an expired claim grows the fence, so the old
+  holder can never commit.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+
+from aetheris._clock import to_millis
+from aetheris._engine.history import next_tick_delay
+from aetheris._engine.invocation import Invocation
+from aetheris._engine.services import Services
+from aetheris._store.dynamo import Item
+from aetheris._store.jobs import COMMITTED, JobSnapshot
+from aetheris._store.log import SlotTaken
+from aetheris._store.queue import Tick
+from aetheris.app import App
+from aetheris.errors import LeaseLost, UnknownJobType
+from aetheris.events import Event
+
+log = logging.getLogger("aetheris.worker")
+
+
+class TickOutcome(enum.StrEnum):
+    ADVANCED = "advanced"  # one operation committed
+    STALE = "stale"  # the slot was already committed, or the job is finished
+    BUSY = "busy"  # another worker holds the slot; dropped
+    DEFERRED = "deferred"  # to be redelivered later (report as a batch item failure)
+    RESCHEDULED = "rescheduled"  # came before its retry time; sent again with the remaining delay
+    LEASE_LOST = "lease_lost"  # we were fenced out mid-operation; nothing of ours was committed
+    UNKNOWN_JOB = "unknown_job"
+
+    @property
+    def acknowledge(self) -> bool:
+        return self is not TickOutcome.DEFERRED
+
+
+class Worker:
+    def __init__(self, app: App, services: Services, worker_id: str) -> None:
+        self.app = app
+        self.services = services
+        self.worker_id = worker_id
+
+    def handle(self, tick: Tick, receive_count: int = 1) -> TickOutcome:
+        services = self.services
+        snapshot = services.jobs.load(tick.job_id)
+        if snapshot is None:
+            log.warning("tick for unknown job %s", tick.job_id)
+            return TickOutcome.UNKNOWN_JOB
+        if snapshot.status.is_terminal:
+            return TickOutcome.STALE
+        slot = snapshot.next_seq
+        if tick.seq != slot:
+            if tick.seq < slot and receive_count > 1 and snapshot.claim is None:
+                self._resend_possibly_lost_tick(snapshot)
+            return TickOutcome.STALE
+        try:
+            definition = self.app.get(snapshot.job["job_type"], snapshot.job.get("version"))
+        except UnknownJobType as unknown:
+            log.error("cannot advance job %s: %s", tick.job_id, unknown)
+            return TickOutcome.DEFERRED
+        now = services.clock.now()
+        if snapshot.claim is not None and int(snapshot.claim.get("lease_until", 0)) >= to_millis(now):
+            return self._held(snapshot.claim, receive_count)
+        try:
+            lease = services.log.claim(
+                tick.job_id, slot, self.worker_id, to_millis(now), to_millis(now + services.settings.lease)
+            )
+        except SlotTaken as taken:
+            return self._held(taken.current, receive_count)
+        invocation = Invocation(services, definition, snapshot, lease)
+        try:
+            invocation.run()
+        except LeaseLost as lost:
+            log.warning("fenced out: %s", lost)
+            return TickOutcome.LEASE_LOST
+        except Exception:
+            services.log.release(lease)  # let the redelivery start at once instead of after the lease
+            raise
+        if invocation.reschedule is not None:
+            services.log.release(lease)
+            services.queue.send(Tick(job_id=tick.job_id, seq=slot), invocation.reschedule)
+            return TickOutcome.RESCHEDULED
+        delay = invocation.next_delay
+        if delay is not None:
+            services.faults.reach("before_enqueue")
+            services.queue.send(Tick(job_id=tick.job_id, seq=slot + 1), delay)
+        return TickOutcome.ADVANCED
+
+    def _held(self, current: Item | None, receive_count: int) -> TickOutcome:
+        if current is not None and current.get("state") == COMMITTED:
+            return TickOutcome.STALE
+        return TickOutcome.DEFERRED if receive_count > 1 else TickOutcome.BUSY
+
+    def _resend_possibly_lost_tick(self, snapshot: JobSnapshot) -> None:
+        last = Event.from_item(snapshot.events[-1])
+        delay = next_tick_delay(last, self.services.clock.now())
+        if delay is not None:
+            self.services.queue.send(Tick(job_id=last.job_id, seq=snapshot.next_seq), delay)

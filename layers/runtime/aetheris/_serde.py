@@ -1,0 +1,69 @@
+"""Values in and out of the log: pydantic validates and (de)serializes every recorded value.
+
+A value's type comes from the annotations of the function that produced or consumes it, so a step
+that returns a pydantic model gets the same model back on replay. Unannotated values must be
+JSON-able. Everything is stored as compact JSON text.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from aetheris.errors import PayloadTooLarge
+
+ANY_ADAPTER: TypeAdapter[Any] = TypeAdapter(Any)
+
+
+@lru_cache(maxsize=1024)
+def _adapter_for(annotation: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(annotation)
+
+
+def adapter(annotation: Any) -> TypeAdapter[Any]:
+    if annotation is inspect.Signature.empty or annotation is None:
+        return ANY_ADAPTER
+    try:
+        return _adapter_for(annotation)
+    except TypeError:  # unhashable annotation
+        return TypeAdapter(annotation)
+
+
+def return_adapter(fn: Callable[..., Any]) -> TypeAdapter[Any]:
+    """The adapter for what ``fn`` returns, from its (resolved) return annotation."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except (NameError, TypeError):
+        hints = {}
+    return adapter(hints.get("return", inspect.Signature.empty))
+
+
+def input_adapter(fn: Callable[..., Any]) -> TypeAdapter[Any]:
+    """The adapter for a job function's input: the annotation of its second parameter."""
+    params = list(inspect.signature(fn).parameters.values())
+    if len(params) < 2:
+        return ANY_ADAPTER
+    try:
+        hints = typing.get_type_hints(fn)
+    except (NameError, TypeError):
+        hints = {}
+    return adapter(hints.get(params[1].name, inspect.Signature.empty))
+
+
+def dump(value: Any, via: TypeAdapter[Any], what: str, limit: int) -> str:
+    text = via.dump_json(value).decode()
+    size = len(text.encode())
+    if size > limit:
+        raise PayloadTooLarge(what, size, limit)
+    return text
+
+
+def load(text: str | None, via: TypeAdapter[Any]) -> Any:
+    if text is None:
+        return None
+    return via.validate_json(text)

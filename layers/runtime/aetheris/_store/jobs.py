@@ -1,0 +1,123 @@
+"""The job item and the whole-collection read.
+
+A job is created atomically with its first event (``JobCreated`` at seq 0): a failed write never
+leaves a job without a log or a log without a job. The job item is a projection of the log (status,
+result, error), rewritten only when the status changes, in the same transaction as that event.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from aetheris._store import schema
+from aetheris._store.conditions import absent
+from aetheris._store.dynamo import Item, Table, TransactionConflict, to_dynamo
+from aetheris.events import SCHEMA_VERSION, EventType, JobStatus
+
+CLAIMED = "CLAIMED"
+COMMITTED = "COMMITTED"
+
+
+@dataclass
+class JobSnapshot:
+    """The job item and its log as one consistent Query saw them."""
+
+    job: Item
+    events: list[Item] = field(default_factory=list)
+    claim: Item | None = None  # the open (CLAIMED, uncommitted) slot after the last event, if any
+
+    @property
+    def status(self) -> JobStatus:
+        return JobStatus(self.job["status"])
+
+    @property
+    def next_seq(self) -> int:
+        return int(self.events[-1]["seq"]) + 1 if self.events else 0
+
+
+def status_attributes(job_id: str, status: JobStatus, at: datetime) -> dict[str, Any]:
+    """The job item's status fields, including the keys of the by-status index."""
+    stamp = at.isoformat()
+    return {
+        "status": status.value,
+        "updated_at": stamp,
+        schema.STATUS_INDEX_PK: status.value,
+        schema.STATUS_INDEX_SK: f"{stamp}#{job_id}",
+    }
+
+
+class JobStore:
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def create(
+        self,
+        job_id: str,
+        job_type: str,
+        version: str,
+        input_json: str,
+        at: datetime,
+        idempotency_key: str | None = None,
+    ) -> Item | None:
+        """Create the job and its ``JobCreated`` event; returns the existing job item if it exists."""
+        job = {
+            schema.PK: job_id,
+            schema.SK: schema.JOB_SK,
+            "job_id": job_id,
+            "job_type": job_type,
+            "version": version,
+            "input": input_json,
+            "created_at": at.isoformat(),
+            "idempotency_key": idempotency_key,
+            **status_attributes(job_id, JobStatus.PENDING, at),
+        }
+        created = {
+            schema.PK: job_id,
+            schema.SK: schema.event_sk(0),
+            "job_id": job_id,
+            "seq": 0,
+            "state": COMMITTED,
+            "type": EventType.JOB_CREATED.value,
+            "at": at.isoformat(),
+            "fence": 0,
+            "attempt": 0,
+            "worker_id": "client",
+            "schema_version": SCHEMA_VERSION,
+            "detail": json.dumps({"job_type": job_type, "version": version}),
+        }
+        # The job id is new: neither the job item nor slot 0 may exist yet.
+        first_write = absent(schema.PK)
+        try:
+            self.table.transact(
+                [
+                    {"Put": self.table.put_request(job, first_write)},
+                    {"Put": self.table.put_request(created, first_write)},
+                ]
+            )
+        except TransactionConflict as conflict:
+            code, current = conflict.reasons[0]
+            if code == "ConditionalCheckFailed" and current is not None:
+                return current
+            raise
+        return None
+
+    def get(self, job_id: str) -> Item | None:
+        return self.table.get(job_id, schema.JOB_SK)
+
+    def load(self, job_id: str) -> JobSnapshot | None:
+        """One consistent Query for the job item and its log (the ledger sorts after and is skipped)."""
+        items = self.table.query(
+            KeyConditionExpression="pk = :job AND sk < :ledger",
+            ExpressionAttributeValues=to_dynamo({":job": job_id, ":ledger": schema.LOG_UPPER_BOUND}),
+            ConsistentRead=True,
+        )
+        job = next((i for i in items if i[schema.SK] == schema.JOB_SK), None)
+        if job is None:
+            return None
+        slots = [i for i in items if i[schema.SK].startswith(schema.EVENT_PREFIX)]
+        events = [s for s in slots if s.get("state") == COMMITTED]
+        open_claims = [s for s in slots if s.get("state") == CLAIMED]
+        return JobSnapshot(job=job, events=events, claim=open_claims[-1] if open_claims else None)

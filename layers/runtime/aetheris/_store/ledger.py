@@ -1,0 +1,154 @@
+"""The effect ledger: one item per effect key, CLAIMED → RECORDED | FAILED.
+
+A tool call is claimed before it runs and recorded after. The claim carries the slot (``seq``) and
+``fence`` of the worker that made it, so claims compare by who owns the job *now*:
+
+* a RECORDED effect is never claimed again — its result is returned instead;
+* a FAILED one (the callee raised) may be claimed again by the retry;
+* a CLAIMED one whose claimer is superseded (an older slot or fence) or whose claim has expired is
+  the crash window between "called" and "recorded": ``AT_LEAST_ONCE`` claims it again and calls
+  with the same idempotency key; ``AT_MOST_ONCE`` never does and raises ``EffectOutcomeUnknown``;
+* recording requires the claim to still be ours, so a zombie's late result is rejected.
+
+Plain recorded values (``sctx.now()``, ``sctx.uuid()``) are written once with put-if-absent: the
+first writer wins and every attempt reads the same value back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aetheris._store import schema
+from aetheris._store.conditions import Condition, absent, equals, less_than
+from aetheris._store.dynamo import ConditionFailed, Item, Table
+from aetheris.errors import EffectOutcomeUnknown, ErrorInfo, LeaseLost
+from aetheris.policy import EffectSemantics
+
+CLAIMED = "CLAIMED"
+RECORDED = "RECORDED"
+FAILED = "FAILED"
+
+
+@dataclass(frozen=True)
+class EffectRef:
+    job_id: str
+    sk: str
+    idempotency_key: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Claimant:
+    seq: int
+    fence: int
+    worker_id: str
+
+
+@dataclass(frozen=True)
+class Claimed:
+    claims: int  # how many times this key has been claimed, this one included
+
+
+@dataclass(frozen=True)
+class AlreadyRecorded:
+    result: str
+
+
+class EffectLedger:
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def claim(
+        self,
+        ref: EffectRef,
+        who: Claimant,
+        semantics: EffectSemantics,
+        now_ms: int,
+        claim_until_ms: int,
+    ) -> Claimed | AlreadyRecorded:
+        never_claimed = absent(schema.PK)
+        failed_before = equals("state", FAILED)
+        # An open claim by a worker that no longer owns the job: made from an earlier slot, or from
+        # the same slot under an older fence. This is how a claim expires: its claimer's lease ran
+        # out and a newer claimer took the job (``claim_until`` records when, for operators).
+        superseded = equals("state", CLAIMED) & (
+            less_than("claim_seq", who.seq)
+            | (equals("claim_seq", who.seq) & less_than("claim_fence", who.fence))
+        )
+        condition: Condition = never_claimed | failed_before
+        if semantics is EffectSemantics.AT_LEAST_ONCE:
+            condition = condition | superseded
+        try:
+            new = self.table.update(
+                ref.job_id,
+                ref.sk,
+                {
+                    "state": CLAIMED,
+                    "idempotency_key": ref.idempotency_key,
+                    "effect": ref.name,
+                    "semantics": semantics.value,
+                    "claim_seq": who.seq,
+                    "claim_fence": who.fence,
+                    "claim_until": claim_until_ms,
+                    "worker_id": who.worker_id,
+                    "claimed_at": now_ms,
+                },
+                condition,
+                increments={"claims": 1},
+            )
+        except ConditionFailed as lost:
+            return self._explain_lost_claim(ref, who, lost.current)
+        return Claimed(claims=int(new["claims"]) if new else 1)
+
+    def _explain_lost_claim(self, ref: EffectRef, who: Claimant, current: Item | None) -> AlreadyRecorded:
+        if current is None:  # deleted under us: treat as a lost race, the caller retries the step
+            raise LeaseLost(ref.job_id, f"effect {ref.idempotency_key} vanished while claiming")
+        if current["state"] == RECORDED:
+            return AlreadyRecorded(result=str(current["result"]))
+        theirs = (int(current["claim_seq"]), int(current["claim_fence"]))
+        if theirs >= (who.seq, who.fence):
+            raise LeaseLost(ref.job_id, f"effect {ref.idempotency_key} is claimed by {current['worker_id']}")
+        # Only AT_MOST_ONCE refuses a superseded claim: the effect may have happened.
+        raise EffectOutcomeUnknown(ref.idempotency_key, str(current.get("worker_id", "unknown")))
+
+    def record(self, ref: EffectRef, who: Claimant, result_json: str, now_ms: int) -> None:
+        self._finish(ref, who, {"state": RECORDED, "result": result_json, "recorded_at": now_ms})
+
+    def record_failure(self, ref: EffectRef, who: Claimant, error: ErrorInfo, now_ms: int) -> None:
+        self._finish(ref, who, {"state": FAILED, "error": error.model_dump_json(), "recorded_at": now_ms})
+
+    def _finish(self, ref: EffectRef, who: Claimant, values: dict[str, object]) -> None:
+        # Only the claimer of record may finish the claim: a superseded (zombie) worker cannot.
+        still_ours = (
+            equals("state", CLAIMED) & equals("claim_seq", who.seq) & equals("claim_fence", who.fence)
+        )
+        try:
+            self.table.update(ref.job_id, ref.sk, values, still_ours)
+        except ConditionFailed as lost:
+            holder = lost.current.get("worker_id") if lost.current else None
+            raise LeaseLost(ref.job_id, f"effect {ref.idempotency_key} was taken over by {holder}") from None
+
+    def value_once(self, job_id: str, sk: str, value_json: str) -> str:
+        """Record ``value_json`` under ``sk`` unless a value is there already; return the one kept."""
+        try:
+            self.table.put(
+                {schema.PK: job_id, schema.SK: sk, "state": RECORDED, "result": value_json},
+                absent(schema.PK),
+            )
+        except ConditionFailed as lost:
+            if lost.current is None:
+                raise
+            return str(lost.current["result"])
+        return value_json
+
+    def get(self, job_id: str, sk: str) -> Item | None:
+        return self.table.get(job_id, sk)
+
+    def list(self, job_id: str) -> list[Item]:
+        from aetheris._store.dynamo import to_dynamo
+
+        return self.table.query(
+            KeyConditionExpression="pk = :job AND begins_with(sk, :fx)",
+            ExpressionAttributeValues=to_dynamo({":job": job_id, ":fx": schema.EFFECT_PREFIX}),
+            ConsistentRead=True,
+        )

@@ -1,0 +1,139 @@
+"""The event log's slots: the lease *is* a claim on the next slot, and the commit fills that slot.
+
+A worker advancing job J from seq ``n - 1`` claims slot ``n`` (one conditional write), runs one
+operation, and commits its outcome into the same item (one fenced update). So an effect-free step
+costs two writes, and two writers can never both own seq ``n``:
+
+* claim: the slot is free, or its claimer's lease has expired — ``fence`` grows by one on every
+  claim, so a taken-over claimer's fence is stale for good;
+* commit / renew / release: the slot is still CLAIMED and carries *our* fence.
+
+Rejected alternatives: a lease on the job item plus a ``TransactWriteItems`` commit costs five
+write units per step instead of two, and serialises every writer on one item, which parallel
+branches (each with their own slots) must not inherit. When a commit changes the job's status,
+the job item is updated in the same transaction as the slot (status changes are rare).
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any
+
+from aetheris._store import schema
+from aetheris._store.conditions import Condition, absent, equals, less_than, present
+from aetheris._store.dynamo import ConditionFailed, Item, Table, TransactionConflict
+from aetheris._store.jobs import CLAIMED, COMMITTED
+from aetheris.errors import LeaseLost
+
+
+@dataclass
+class SlotLease:
+    job_id: str
+    seq: int
+    fence: int
+    worker_id: str
+    lease_until_ms: int
+    reclaimed_from: str | None = None
+
+
+class SlotTaken(Exception):
+    """Another worker holds or has filled the slot; ``current`` is that slot item."""
+
+    def __init__(self, current: Item | None) -> None:
+        self.current = current
+        super().__init__("slot taken")
+
+
+class EventLog:
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def claim(self, job_id: str, seq: int, worker_id: str, now_ms: int, lease_until_ms: int) -> SlotLease:
+        # The claim wins only if slot n was never claimed, or its claimer's lease has run out.
+        free = absent(schema.PK)
+        abandoned = equals("state", CLAIMED) & less_than("lease_until", now_ms)
+        try:
+            old = self.table.update(
+                job_id,
+                schema.event_sk(seq),
+                {
+                    "job_id": job_id,
+                    "seq": seq,
+                    "state": CLAIMED,
+                    "worker_id": worker_id,
+                    "lease_until": lease_until_ms,
+                    "claimed_at": now_ms,
+                },
+                free | abandoned,
+                increments={"fence": 1},
+                return_old=True,
+            )
+        except ConditionFailed as lost:
+            raise SlotTaken(lost.current) from None
+        previous_fence = int(old["fence"]) if old else 0
+        return SlotLease(
+            job_id=job_id,
+            seq=seq,
+            fence=previous_fence + 1,
+            worker_id=worker_id,
+            lease_until_ms=lease_until_ms,
+            reclaimed_from=str(old["worker_id"]) if old else None,
+        )
+
+    def renew(self, lease: SlotLease, lease_until_ms: int) -> None:
+        try:
+            self.table.update(
+                lease.job_id, schema.event_sk(lease.seq), {"lease_until": lease_until_ms}, _ours(lease)
+            )
+        except ConditionFailed as lost:
+            raise LeaseLost(lease.job_id, _who(lost.current, lease)) from None
+        lease.lease_until_ms = lease_until_ms
+
+    def release(self, lease: SlotLease) -> None:
+        """Give the slot back unfilled (the claim expires at once); a lost lease needs no release."""
+        with suppress(ConditionFailed):
+            self.table.update(lease.job_id, schema.event_sk(lease.seq), {"lease_until": 0}, _ours(lease))
+
+    def commit(
+        self, lease: SlotLease, event: dict[str, Any], job_update: dict[str, Any] | None = None
+    ) -> None:
+        """Fill the slot with ``event``; with ``job_update``, rewrite the job item in the same transaction."""
+        values = {**event, "state": COMMITTED, "fence": lease.fence, "worker_id": lease.worker_id}
+        if job_update is None:
+            try:
+                self.table.update(
+                    lease.job_id, schema.event_sk(lease.seq), values, _ours(lease), remove=("lease_until",)
+                )
+            except ConditionFailed as lost:
+                raise LeaseLost(lease.job_id, _who(lost.current, lease)) from None
+            return
+        slot_update = self.table.update_request(
+            lease.job_id, schema.event_sk(lease.seq), values, _ours(lease), remove=("lease_until",)
+        )
+        job = self.table.update_request(lease.job_id, schema.JOB_SK, job_update, _job_exists())
+        try:
+            self.table.transact([{"Update": slot_update}, {"Update": job}])
+        except TransactionConflict as conflict:
+            code, current = conflict.reasons[0]
+            if code == "ConditionalCheckFailed":
+                raise LeaseLost(lease.job_id, _who(current, lease)) from None
+            raise
+
+
+def _ours(lease: SlotLease) -> Condition:
+    # The slot is still an open claim and the fence on it is ours: nobody took it over since.
+    return equals("state", CLAIMED) & equals("fence", lease.fence)
+
+
+def _job_exists() -> Condition:
+    return present(schema.PK)
+
+
+def _who(current: Item | None, lease: SlotLease) -> str:
+    if current is None:
+        return f"slot {lease.seq} vanished"
+    return (
+        f"slot {lease.seq} is {current.get('state')} by {current.get('worker_id')} "
+        f"with fence {current.get('fence')}, ours was {lease.fence}"
+    )

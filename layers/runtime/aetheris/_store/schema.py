@@ -1,0 +1,41 @@
+"""Item layout of the jobs table (one item collection per job) — the names ``template.yaml`` must match.
+
+    pk = job_id, sk = "#JOB"              the job item: a projection of the log (status, result)
+    pk = job_id, sk = "EV#0000000042"     log slot 42: CLAIMED by a worker, then COMMITTED as an event
+    pk = job_id, sk = "FX#<step>#<name>#n" effect ledger entry (CLAIMED → RECORDED | FAILED)
+
+The job item sorts before the events and the events before the ledger, so one Query with
+``sk < "FX"`` reads the job and its whole log without the ledger.
+"""
+
+from __future__ import annotations
+
+PK = "pk"
+SK = "sk"
+JOB_SK = "#JOB"
+EVENT_PREFIX = "EV#"
+EFFECT_PREFIX = "FX#"
+LOG_UPPER_BOUND = "FX"
+
+STATUS_INDEX = "by-status"
+STATUS_INDEX_PK = "gsi1pk"
+STATUS_INDEX_SK = "gsi1sk"
+DUE_INDEX = "by-due"
+DUE_INDEX_PK = "due_shard"
+DUE_INDEX_SK = "due_at"
+TTL_ATTRIBUTE = "expires_at"
+
+SEQ_DIGITS = 10
+
+
+def event_sk(seq: int) -> str:
+    return f"{EVENT_PREFIX}{seq:0{SEQ_DIGITS}d}"
+
+
+def effect_sk(step_id: str, name: str, index: int) -> str:
+    return f"{EFFECT_PREFIX}{step_id}#{name}#{index}"
+
+
+def idempotency_key(job_id: str, step_id: str, name: str, index: int) -> str:
+    """The key a tool call carries: the same on every attempt and every worker."""
+    return f"{job_id}:{step_id}:{name}:{index}"

@@ -1,0 +1,61 @@
+"""``App``: the registry of job definitions a deployment hosts, several versions side by side."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import TypeAdapter
+
+from aetheris import _serde
+from aetheris.errors import UnknownJobType
+
+if TYPE_CHECKING:
+    from aetheris._engine.job_context import JobContext
+
+JobFn = TypeVar("JobFn", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class JobDefinition:
+    name: str
+    version: str
+    fn: Callable[[JobContext, Any], Any]
+    input: TypeAdapter[Any]
+    output: TypeAdapter[Any]
+
+
+class App:
+    """A named set of jobs. ``@app.job("refund", version="1")`` registers a job function."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._jobs: dict[tuple[str, str], JobDefinition] = {}
+        self._latest: dict[str, str] = {}
+
+    def job(self, name: str | None = None, *, version: str = "1") -> Callable[[JobFn], JobFn]:
+        def register(fn: JobFn) -> JobFn:
+            job_name = name or fn.__name__
+            if (job_name, version) in self._jobs:
+                raise ValueError(f"job {job_name!r} version {version!r} is already registered in {self.name}")
+            self._jobs[(job_name, version)] = JobDefinition(
+                job_name, version, fn, _serde.input_adapter(fn), _serde.return_adapter(fn)
+            )
+            self._latest[job_name] = version
+            return fn
+
+        return register
+
+    def get(self, job_type: str, version: str | None = None) -> JobDefinition:
+        """The definition of ``job_type`` at ``version`` (default: the latest registered)."""
+        chosen = version or self._latest.get(job_type)
+        definition = self._jobs.get((job_type, chosen)) if chosen else None
+        if definition is None:
+            known = [f"{n}@{v}" for n, v in sorted(self._jobs)]
+            raise UnknownJobType(job_type if version is None else f"{job_type}@{version}", known)
+        return definition
+
+    @property
+    def job_types(self) -> list[str]:
+        return sorted(self._latest)

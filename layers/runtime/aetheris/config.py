@@ -1,0 +1,39 @@
+"""Runtime configuration: one frozen, validated object built once from the environment.
+
+Nothing reads the environment at import time; ``Settings.from_env()`` is called when a handler
+builds its runtime (lazily, on the first event), and tests build ``Settings`` directly.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Names of the resources in ``template.yaml`` and the runtime's tunables (units in the types)."""
+
+    model_config = SettingsConfigDict(env_prefix="AETHERIS_", frozen=True, extra="ignore")
+
+    jobs_table: str = "aetheris-local-JobsTable"
+    inbox_table: str = "aetheris-local-InboxTable"
+    step_queue_url: str = ""
+    signal_queue_url: str = ""
+    app: str = Field(default="", description="import path 'module:attribute' of the App to host")
+    endpoint_url: str | None = Field(default=None, description="DynamoDB/SQS endpoint (moto, LocalStack)")
+    region: str | None = None
+
+    lease: timedelta = Field(default=timedelta(seconds=60), validation_alias="AETHERIS_LEASE_SECONDS")
+    # A tool call is only started while at least this much lease is left; less, and the lease is
+    # renewed first (a zombie learns it lost the job before it touches the outside world).
+    lease_margin: timedelta = timedelta(seconds=10)
+    # Payloads over this are refused with PayloadTooLarge (S3 offload arrives later); well under
+    # DynamoDB's 400 KB item limit so that the rest of the item always fits.
+    max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_tick_delay: timedelta = timedelta(minutes=15)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls()

@@ -1,0 +1,100 @@
+"""The log's vocabulary: job statuses, event types and the ``Event`` read model.
+
+Every event carries ``job_id``, ``seq``, ``type``, ``at``, ``fence``, ``attempt`` and ``worker_id``;
+step events add ``step_id`` (stable: the operation's position and name), timings and the result
+or error. Events are versioned by ``schema_version``.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from aetheris.errors import ErrorInfo
+
+SCHEMA_VERSION = 1
+
+
+class JobStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    WAITING = "WAITING"
+    SLEEPING = "SLEEPING"
+    COMPENSATING = "COMPENSATING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class EventType(enum.StrEnum):
+    JOB_CREATED = "JobCreated"
+    STEP_COMMITTED = "StepCommitted"
+    STEP_FAILED = "StepFailed"
+    RETRY_SCHEDULED = "RetryScheduled"
+    WAIT_STARTED = "WaitStarted"
+    SIGNAL_CONSUMED = "SignalConsumed"
+    WAIT_TIMED_OUT = "WaitTimedOut"
+    TIMER_STARTED = "TimerStarted"
+    TIMER_FIRED = "TimerFired"
+    COMPENSATION_COMMITTED = "CompensationCommitted"
+    LEASE_RECLAIMED = "LeaseReclaimed"
+    CANCEL_REQUESTED = "CancelRequested"
+    JOB_COMPLETED = "JobCompleted"
+    JOB_FAILED = "JobFailed"
+    JOB_CANCELLED = "JobCancelled"
+
+
+class OpKind(enum.StrEnum):
+    """What kind of durable operation an event is the outcome of (checked on replay)."""
+
+    STEP = "step"
+    END = "end"
+
+
+class Event(BaseModel):
+    """One committed log entry, as read back from the store."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    seq: int
+    type: EventType
+    at: datetime
+    fence: int
+    attempt: int
+    worker_id: str
+    schema_version: int = SCHEMA_VERSION
+    op: int | None = None
+    op_kind: OpKind | None = None
+    name: str | None = None
+    step_id: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_ms: int | None = None
+    result: str | None = None
+    error: ErrorInfo | None = None
+    values: list[Any] = []
+    next_attempt_at: datetime | None = None
+    reclaimed_from: str | None = None
+    detail: dict[str, Any] = {}
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Event:
+        data = {k: v for k, v in item.items() if k in cls.model_fields}
+        if isinstance(item.get("error"), str):
+            data["error"] = ErrorInfo.model_validate_json(item["error"])
+        for field in ("values", "detail"):
+            if isinstance(item.get(field), str):
+                data[field] = json.loads(item[field])
+        return cls.model_validate(data)
+
+    def result_json(self) -> Any:
+        return None if self.result is None else json.loads(self.result)

@@ -1,0 +1,153 @@
+"""``Runtime``: the runtime wired to its store, queue and clock — what handlers and tools call.
+
+It starts jobs (idempotently), advances them one tick at a time (``handle_tick``) and reads them
+back. Clients are built from ``Settings`` unless given, so tests and the local stack can hand in
+their own (moto, LocalStack) and a fake clock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from pydantic import BaseModel, ConfigDict
+
+from aetheris import _serde
+from aetheris._clock import Clock, IdSource, SystemClock
+from aetheris._engine.faults import Faults
+from aetheris._engine.services import Services
+from aetheris._engine.worker import TickOutcome, Worker
+from aetheris._store.dynamo import Table
+from aetheris._store.jobs import JobStore
+from aetheris._store.ledger import EffectLedger
+from aetheris._store.log import EventLog
+from aetheris._store.queue import StepQueue, Tick
+from aetheris.app import App
+from aetheris.config import Settings
+from aetheris.errors import ErrorInfo, IdempotencyConflict
+from aetheris.events import Event, JobStatus
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sqs import SQSClient
+
+# Jobs started with an idempotency key get a job id derived from it: the create is then a plain
+# conditional put, and a repeat finds the same job without a second item to keep in step.
+_IDEMPOTENT_JOB_NAMESPACE = uuid.UUID("6f1c2a47-5d0e-4a8e-9f4b-3a2d1e0c9b71")
+
+
+class JobView(BaseModel):
+    """A job as the job item shows it (a projection of the log)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    job_type: str
+    version: str
+    status: JobStatus
+    created_at: datetime
+    updated_at: datetime
+    result: Any = None
+    error: ErrorInfo | None = None
+    idempotency_key: str | None = None
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> JobView:
+        return cls(
+            job_id=item["job_id"],
+            job_type=item["job_type"],
+            version=item["version"],
+            status=item["status"],
+            created_at=item["created_at"],
+            updated_at=item["updated_at"],
+            result=_serde.load(item.get("result"), _serde.ANY_ADAPTER),
+            error=ErrorInfo.model_validate_json(item["error"]) if item.get("error") else None,
+            idempotency_key=item.get("idempotency_key"),
+        )
+
+
+@dataclass(frozen=True)
+class StartedJob:
+    job_id: str
+    created: bool
+    status: JobStatus
+
+
+class Runtime:
+    def __init__(
+        self,
+        app: App,
+        settings: Settings,
+        *,
+        dynamodb: DynamoDBClient | None = None,
+        sqs: SQSClient | None = None,
+        clock: Clock | None = None,
+        ids: IdSource | None = None,
+        worker_id: str | None = None,
+        faults: Faults | None = None,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        endpoint, region = settings.endpoint_url, settings.region
+        dynamodb = dynamodb or boto3.client("dynamodb", endpoint_url=endpoint, region_name=region)
+        sqs = sqs or boto3.client("sqs", endpoint_url=endpoint, region_name=region)
+        table = Table(dynamodb, settings.jobs_table)
+        ids = ids or IdSource()
+        self.services = Services(
+            jobs=JobStore(table),
+            log=EventLog(table),
+            ledger=EffectLedger(table),
+            queue=StepQueue(sqs, settings.step_queue_url),
+            clock=clock or SystemClock(),
+            ids=ids,
+            settings=settings,
+            faults=faults or Faults(),
+        )
+        self.worker = Worker(app, self.services, worker_id or f"worker-{ids.uuid()[:8]}")
+
+    @property
+    def worker_id(self) -> str:
+        return self.worker.worker_id
+
+    def start(
+        self, job_type: str, input: Any, *, idempotency_key: str | None = None, version: str | None = None
+    ) -> StartedJob:
+        """Create a job and send its first tick. The same idempotency key returns the same job."""
+        definition = self.app.get(job_type, version)
+        value = definition.input.validate_python(input)
+        input_json = _serde.dump(value, definition.input, "job input", self.settings.max_payload_bytes)
+        if idempotency_key is not None:
+            job_id = str(uuid.uuid5(_IDEMPOTENT_JOB_NAMESPACE, f"{job_type}\n{idempotency_key}"))
+        else:
+            job_id = self.services.ids.uuid()
+        existing = self.services.jobs.create(
+            job_id, job_type, definition.version, input_json, self.services.clock.now(), idempotency_key
+        )
+        if existing is not None:
+            if existing["job_type"] != job_type or existing["input"] != input_json:
+                raise IdempotencyConflict(idempotency_key or "", job_id)
+            status = JobStatus(existing["status"])
+            if status is JobStatus.PENDING:  # the first tick may have been lost after the create
+                self.services.queue.send(Tick(job_id=job_id, seq=1))
+            return StartedJob(job_id, created=False, status=status)
+        self.services.queue.send(Tick(job_id=job_id, seq=1))
+        return StartedJob(job_id, created=True, status=JobStatus.PENDING)
+
+    def handle_tick(self, body: str, receive_count: int = 1) -> TickOutcome:
+        """Advance the job named by a step-queue message body by one operation."""
+        return self.worker.handle(Tick.model_validate_json(body), receive_count)
+
+    def get(self, job_id: str) -> JobView | None:
+        item = self.services.jobs.get(job_id)
+        return JobView.from_item(item) if item else None
+
+    def events(self, job_id: str) -> list[Event]:
+        snapshot = self.services.jobs.load(job_id)
+        return [Event.from_item(item) for item in snapshot.events] if snapshot else []
+
+    def effects(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's effect-ledger entries (claims, results, failures), for traces and audits."""
+        return self.services.ledger.list(job_id)

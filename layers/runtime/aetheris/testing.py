@@ -1,0 +1,219 @@
+"""``LocalRuntime``: the embedded stack in-process, for users' tests and ours.
+
+Real DynamoDB and SQS APIs (moto in-process by default, or any endpoint), tables and queues made
+from ``template.yaml``, and local workers that receive SQS batches and call the same worker
+handler SAM deploys, with real Lambda event shapes and partial-batch-failure semantics. Time is a
+``FakeClock``: leases, retries and timers move only when the test (or ``wait``) moves it.
+
+``crash_at(point)`` makes the next worker to reach ``point`` die like a killed process: nothing is
+acknowledged or released. ``run_until_idle`` then lets the lease and the message's visibility
+timeout run out (on the fake clock) so another worker takes the job over — as on AWS.
+
+SQS ``DelaySeconds`` counts real seconds, so ticks sent with a delay are held here until the fake
+clock reaches their due time, then sent to the queue (``advance`` or ``wait`` gets them there).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import boto3
+
+from aetheris import hosting
+from aetheris._clock import FakeClock, IdSource
+from aetheris._engine.faults import CrashPoint, Faults, SimulatedCrash
+from aetheris._store.queue import StepQueue, Tick
+from aetheris.app import App
+from aetheris.config import Settings
+from aetheris.events import Event
+from aetheris.runtime import JobView, Runtime
+
+
+@dataclass
+class _Held:
+    due: float
+    tick: Tick
+
+
+class ClockedQueue(StepQueue):
+    """The step queue, with delays measured on the fake clock instead of SQS's real one."""
+
+    def __init__(self, inner: StepQueue, clock: FakeClock) -> None:
+        super().__init__(inner.client, inner.url)
+        self.clock = clock
+        self.held: list[_Held] = []
+        self._lock = threading.Lock()
+
+    def send(self, tick: Tick, delay: timedelta = timedelta(0)) -> None:
+        if delay <= timedelta(0):
+            super().send(tick)
+            return
+        with self._lock:
+            self.held.append(_Held((self.clock.now() + delay).timestamp(), tick))
+
+    def flush_due(self) -> int:
+        now = self.clock.now().timestamp()
+        with self._lock:
+            due = [h for h in self.held if h.due <= now]
+            self.held = [h for h in self.held if h.due > now]
+        for held in due:
+            super().send(held.tick)
+        return len(due)
+
+    def next_due_in(self) -> timedelta | None:
+        with self._lock:
+            if not self.held:
+                return None
+            return timedelta(seconds=max(0.0, min(h.due for h in self.held) - self.clock.now().timestamp()))
+
+
+class LocalRuntime:
+    def __init__(
+        self,
+        app: App,
+        *,
+        workers: int = 2,
+        lease: timedelta = timedelta(seconds=60),
+        seed: int | None = 0,
+        endpoint_url: str | None = None,
+        stack_name: str = "aetheris-test",
+    ) -> None:
+        self.app = app
+        self.clock = FakeClock()
+        self.faults = Faults()
+        self.ids = IdSource(seed)
+        self._workers = workers
+        self._lease = lease
+        self._endpoint_url = endpoint_url
+        self._stack_name = stack_name
+        self._exit = ExitStack()
+        self.crashes: list[SimulatedCrash] = []
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalRuntime:
+        from aetheris.handlers.worker import handler
+        from aetheris_infra.bootstrap import bootstrap
+        from aetheris_infra.sqs_source import SqsEventSource
+
+        if self._endpoint_url is None:
+            from moto import mock_aws
+
+            self._exit.enter_context(mock_aws())
+        region = "us-east-1"
+        clients: dict[str, Any] = {"region_name": region, "endpoint_url": self._endpoint_url}
+        self.dynamodb = boto3.client("dynamodb", **clients)
+        self.sqs = boto3.client("sqs", **clients)
+        self.stack = bootstrap(self.dynamodb, self.sqs, stack_name=self._stack_name)
+        self.settings = Settings(
+            jobs_table=self.stack.jobs_table,
+            inbox_table=self.stack.inbox_table,
+            step_queue_url=self.stack.step_queue_url,
+            signal_queue_url=self.stack.signal_queue_url,
+            lease=self._lease,
+            lease_margin=self._lease / 6,
+        )
+        self.runtimes = [self._runtime(f"local-worker-{i + 1}") for i in range(self._workers)]
+        self.queue = ClockedQueue(self.runtimes[0].services.queue, self.clock)
+        for rt in self.runtimes:
+            rt.services.queue = self.queue
+            rt.worker.services.queue = self.queue
+
+        def bind(rt: Runtime) -> Any:
+            def invoke(event: dict[str, Any], context: Any) -> Any:
+                with hosting.bound(rt):
+                    return handler(event, context)
+
+            return invoke
+
+        self.sources = [
+            SqsEventSource(self.sqs, self.stack.step_queue_url, bind(rt), deaths=(SimulatedCrash,))
+            for rt in self.runtimes
+        ]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._exit.close()
+
+    def _runtime(self, worker_id: str) -> Runtime:
+        return Runtime(
+            self.app,
+            self.settings,
+            dynamodb=self.dynamodb,
+            sqs=self.sqs,
+            clock=self.clock,
+            ids=self.ids,
+            worker_id=worker_id,
+            faults=self.faults,
+        )
+
+    # -- the user's view ----------------------------------------------------------------------
+
+    def start(self, job_type: str, input: Any = None, idempotency_key: str | None = None) -> str:
+        return self.runtimes[0].start(job_type, input, idempotency_key=idempotency_key).job_id
+
+    def get(self, job_id: str) -> JobView:
+        view = self.runtimes[0].get(job_id)
+        if view is None:
+            raise KeyError(f"no job {job_id}")
+        return view
+
+    def events(self, job_id: str) -> list[Event]:
+        return self.runtimes[0].events(job_id)
+
+    def crash_at(self, point: CrashPoint, times: int = 1) -> None:
+        self.faults.crash_at(point, times)
+
+    def advance(self, duration: timedelta) -> None:
+        self.clock.advance(duration)
+        self.queue.flush_due()
+
+    # -- driving ------------------------------------------------------------------------------
+
+    def run_until_idle(self, timeout: float = 30.0) -> None:
+        """Deliver messages to the workers until no message is visible, in flight or due."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.queue.flush_due()
+            received = 0
+            for source in self.sources:
+                result = source.poll_once()
+                received += result.received
+                if isinstance(result.crashed, SimulatedCrash):
+                    self._after_death(result.crashed)
+                elif result.failed or result.crashed is not None:
+                    self._let_visibility_expire()
+            if received == 0 and not self._in_flight():
+                return
+        raise TimeoutError(f"the local stack was still busy after {timeout} s")
+
+    def wait(self, job_id: str, timeout: float = 30.0) -> JobView:
+        """Run until the job is finished, skipping the fake clock ahead to each held tick's due time."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.run_until_idle(timeout=max(0.1, deadline - time.monotonic()))
+            view = self.get(job_id)
+            if view.status.is_terminal:
+                return view
+            due = self.queue.next_due_in()
+            if due is None or time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} is {view.status.value} and nothing is scheduled to move it")
+            self.advance(due)
+
+    def _after_death(self, crash: SimulatedCrash) -> None:
+        # The dead worker's lease and its messages' visibility time out before anyone retries.
+        self.crashes.append(crash)
+        self.clock.advance(self._lease + timedelta(seconds=1))
+        self._let_visibility_expire()
+
+    def _let_visibility_expire(self) -> None:
+        for source in self.sources:
+            source.release_in_flight()
+
+    def _in_flight(self) -> bool:
+        return any(source.in_flight for source in self.sources)

@@ -1,0 +1,376 @@
+"""Tests for the template loader and resolver, and the project's own assertions on ``template.yaml``.
+
+cfn-lint misses some mistakes (an unknown runtime string, an SQS event property SAM drops
+silently), so the contract the runtime relies on (keys, indexes, redrive, event source settings,
+least-privilege policies) is asserted here against the real template.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aetheris_infra.template import (
+    NO_VALUE,
+    Template,
+    TemplateError,
+    UnresolvedReferenceError,
+    load_template,
+    references,
+)
+
+SHORT_TAGS_YAML = """
+AWSTemplateFormatVersion: 2010-09-09
+Parameters:
+  Stage: {Type: String, Default: dev, AllowedValues: [dev, prod]}
+  Size: {Type: Number, Default: 7}
+Conditions:
+  IsProd: !Equals [!Ref Stage, prod]
+  NotProd: !Not [!Condition IsProd]
+  Both: !And [!Condition NotProd, !Or [!Equals [a, a], !Condition IsProd]]
+Mappings:
+  Sizes: {dev: {Memory: 256}, prod: {Memory: 1024}}
+Resources:
+  Thing:
+    Type: AWS::SQS::Queue
+    Properties:
+      ARef: !Ref Stage
+      DottedAtt: !GetAtt Other.Arn
+      ListAtt: !GetAtt [Other, Arn]
+      Sub: !Sub "${AWS::StackName}-${Stage}"
+      SubList: !Sub ["${Name}-x", {Name: !Ref Stage}]
+      Join: !Join [":", [a, !Ref Stage]]
+      If: !If [IsProd, big, small]
+      Select: !Select [1, !Split [",", "a,b,c"]]
+      FindInMap: !FindInMap [Sizes, !Ref Stage, Memory]
+      ImportValue: !ImportValue shared-vpc
+      Base64: !Base64 hello
+      AZs: !GetAZs ""
+  Other:
+    Type: AWS::SQS::Queue
+"""
+
+
+def _template(tmp_path: Path, text: str = SHORT_TAGS_YAML) -> Template:
+    path = tmp_path / "template.yaml"
+    path.write_text(text, encoding="utf-8")
+    return load_template(path)
+
+
+def _props(template: Template) -> dict[str, Any]:
+    return dict(template.resources["Thing"].properties)
+
+
+def test_load_template_short_tags_become_long_form(tmp_path: Path) -> None:
+    template = _template(tmp_path)
+    props = _props(template)
+    conditions = template.document["Conditions"]
+
+    assert props["ARef"] == {"Ref": "Stage"}
+    assert props["DottedAtt"] == {"Fn::GetAtt": ["Other", "Arn"]}
+    assert props["Sub"] == {"Fn::Sub": "${AWS::StackName}-${Stage}"}
+    assert props["SubList"] == {"Fn::Sub": ["${Name}-x", {"Name": {"Ref": "Stage"}}]}
+    assert props["Join"] == {"Fn::Join": [":", ["a", {"Ref": "Stage"}]]}
+    assert props["If"] == {"Fn::If": ["IsProd", "big", "small"]}
+    assert props["Select"] == {"Fn::Select": [1, {"Fn::Split": [",", "a,b,c"]}]}
+    assert props["FindInMap"] == {"Fn::FindInMap": ["Sizes", {"Ref": "Stage"}, "Memory"]}
+    assert props["ImportValue"] == {"Fn::ImportValue": "shared-vpc"}
+    assert props["Base64"] == {"Fn::Base64": "hello"}
+    assert props["AZs"] == {"Fn::GetAZs": ""}
+    assert conditions["IsProd"] == {"Fn::Equals": [{"Ref": "Stage"}, "prod"]}
+    assert conditions["NotProd"] == {"Fn::Not": [{"Condition": "IsProd"}]}
+    assert conditions["Both"]["Fn::And"][1]["Fn::Or"][0] == {"Fn::Equals": ["a", "a"]}
+
+
+def test_load_template_getatt_list_form_equals_dotted_form(tmp_path: Path) -> None:
+    props = _props(_template(tmp_path))
+
+    assert props["ListAtt"] == props["DottedAtt"]
+
+
+def test_load_template_unquoted_date_stays_string(tmp_path: Path) -> None:
+    assert _template(tmp_path).document["AWSTemplateFormatVersion"] == "2010-09-09"
+
+
+def test_load_template_getatt_without_attribute_raises(tmp_path: Path) -> None:
+    with pytest.raises(TemplateError, match=r"LogicalId\.Attribute"):
+        _template(tmp_path, "Resources:\n  A:\n    Type: X\n    Properties: {B: !GetAtt Other}\n")
+
+
+def test_load_template_document_without_resources_raises(tmp_path: Path) -> None:
+    with pytest.raises(TemplateError, match="no Resources"):
+        _template(tmp_path, "Parameters: {}\n")
+
+
+def test_resolve_sub_parameter_and_pseudo_parameters_substituted(tmp_path: Path) -> None:
+    template = _template(tmp_path)
+    value = {"Fn::Sub": "${Stage}/${AWS::Region}/${AWS::AccountId}/${AWS::StackName}/${!Literal}"}
+
+    resolved = template.resolve(value, {}, region="eu-west-1", account_id="000000000000", stack_name="s")
+
+    assert resolved == "dev/eu-west-1/000000000000/s/${Literal}"
+
+
+def test_resolve_parameter_override_wins_over_default(tmp_path: Path) -> None:
+    template = _template(tmp_path)
+
+    resolved = template.resolve(_props(template)["SubList"], {}, parameters={"Stage": "prod"})
+
+    assert resolved == "prod-x"
+
+
+def test_resolve_number_parameter_ref_is_string(tmp_path: Path) -> None:
+    assert _template(tmp_path).resolve({"Ref": "Size"}, {}) == "7"
+
+
+def test_resolve_all_supported_intrinsics_evaluated(tmp_path: Path) -> None:
+    template = _template(tmp_path)
+    props = {k: v for k, v in _props(template).items() if k not in ("ImportValue", "AZs")}
+    refs = {"Other": "https://queue/other", "Other.Arn": "arn:aws:sqs:us-east-1:1:other"}
+
+    resolved = template.resolve(props, refs, stack_name="stk")
+
+    assert resolved == {
+        "ARef": "dev",
+        "DottedAtt": "arn:aws:sqs:us-east-1:1:other",
+        "ListAtt": "arn:aws:sqs:us-east-1:1:other",
+        "Sub": "stk-dev",
+        "SubList": "dev-x",
+        "Join": "a:dev",
+        "If": "small",
+        "Select": "b",
+        "FindInMap": 256,
+        "Base64": "aGVsbG8=",
+    }
+
+
+def test_resolve_condition_follows_parameter_override(tmp_path: Path) -> None:
+    template = _template(tmp_path)
+    value = {"Fn::If": ["Both", "both", "neither"]}
+
+    assert template.resolve(_props(template)["If"], {}, parameters={"Stage": "prod"}) == "big"
+    assert template.resolve(value, {}) == "both"
+    assert template.resolve(value, {}, parameters={"Stage": "prod"}) == "neither"
+
+
+def test_resolve_getatt_in_sub_reads_dotted_ref(tmp_path: Path) -> None:
+    template = _template(tmp_path)
+
+    assert template.resolve({"Fn::Sub": "q=${Other.Arn}"}, {"Other.Arn": "arn:q"}) == "q=arn:q"
+
+
+def test_resolve_unknown_ref_raises_unresolved(tmp_path: Path) -> None:
+    template = _template(tmp_path)
+
+    with pytest.raises(UnresolvedReferenceError, match="Other"):
+        template.resolve(_props(template)["DottedAtt"], {})
+    with pytest.raises(UnresolvedReferenceError, match="Missing"):
+        template.resolve({"Fn::Sub": "${Missing}"}, {})
+
+
+def test_resolve_import_value_raises_unresolved(tmp_path: Path) -> None:
+    template = _template(tmp_path)
+
+    with pytest.raises(UnresolvedReferenceError, match="ImportValue"):
+        template.resolve(_props(template)["ImportValue"], {})
+
+
+def test_resolve_ref_no_value_drops_entry(tmp_path: Path) -> None:
+    template = _template(tmp_path)
+    value = {"Keep": 1, "Drop": {"Ref": "AWS::NoValue"}, "List": [1, {"Ref": "AWS::NoValue"}]}
+
+    assert template.resolve(value, {}) == {"Keep": 1, "List": [1]}
+    assert template.resolve({"Ref": "AWS::NoValue"}, {}) is NO_VALUE
+
+
+def test_parameter_values_unknown_override_raises(tmp_path: Path) -> None:
+    with pytest.raises(TemplateError, match="Stgae"):
+        _template(tmp_path).parameter_values({"Stgae": "prod"})
+
+
+def test_parameter_values_disallowed_value_raises(tmp_path: Path) -> None:
+    with pytest.raises(TemplateError, match="not one of"):
+        _template(tmp_path).parameter_values({"Stage": "qa"})
+
+
+def test_references_sub_and_getatt_named_without_pseudo_parameters(tmp_path: Path) -> None:
+    assert references(_props(_template(tmp_path))) == {"Stage", "Other"}
+
+
+# --- the repository's template.yaml -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def repo_template() -> Template:
+    return load_template()
+
+
+def test_repo_template_parameters_have_contract_defaults(repo_template: Template) -> None:
+    defaults = {name: p.default for name, p in repo_template.parameters.items()}
+
+    assert defaults == {
+        "Stage": "dev",
+        "LeaseSeconds": "60",
+        "LogLevel": "INFO",
+        "StepBatchSize": "10",
+        "StepMaxConcurrency": "50",
+        "MaxReceiveCount": "10",
+    }
+
+
+def test_repo_template_jobs_table_keys_indexes_and_ttl_match_contract(repo_template: Template) -> None:
+    props = repo_template.resources["JobsTable"].properties
+    attribute_types = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
+    indexes = {i["IndexName"]: i for i in props["GlobalSecondaryIndexes"]}
+
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    assert attribute_types == {
+        "pk": "S",
+        "sk": "S",
+        "gsi1pk": "S",
+        "gsi1sk": "S",
+        "due_shard": "S",
+        "due_at": "N",
+    }
+    assert [k["AttributeName"] for k in indexes["by-status"]["KeySchema"]] == ["gsi1pk", "gsi1sk"]
+    assert indexes["by-status"]["Projection"] == {"ProjectionType": "ALL"}
+    assert [k["AttributeName"] for k in indexes["by-due"]["KeySchema"]] == ["due_shard", "due_at"]
+    assert indexes["by-due"]["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"] == {"SSEEnabled": True}
+
+
+def test_repo_template_inbox_table_keyed_by_job_and_signal(repo_template: Template) -> None:
+    props = repo_template.resources["InboxTable"].properties
+
+    assert [(k["AttributeName"], k["KeyType"]) for k in props["KeySchema"]] == [
+        ("pk", "HASH"),
+        ("sk", "RANGE"),
+    ]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+
+
+@pytest.mark.parametrize(
+    ("queue", "dlq"), [("StepQueue", "StepDeadLetterQueue"), ("SignalQueue", "SignalDeadLetterQueue")]
+)
+def test_repo_template_queue_redrives_to_its_dlq(repo_template: Template, queue: str, dlq: str) -> None:
+    props = repo_template.resources[queue].properties
+    dlq_props = repo_template.resources[dlq].properties
+
+    assert props["VisibilityTimeout"] == 360
+    assert props["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [dlq, "Arn"]},
+        "maxReceiveCount": {"Ref": "MaxReceiveCount"},
+    }
+    assert dlq_props["MessageRetentionPeriod"] == 1209600
+    assert "FifoQueue" not in props
+
+
+def test_repo_template_globals_python312_arm64_with_layer(repo_template: Template) -> None:
+    function_globals = repo_template.document["Globals"]["Function"]
+
+    assert function_globals["Runtime"] == "python3.12"
+    assert function_globals["Architectures"] == ["arm64"]
+    assert function_globals["Tracing"] == "Active"
+    assert function_globals["Layers"] == [{"Ref": "RuntimeLayer"}]
+    assert repo_template.resources["RuntimeLayer"].properties["ContentUri"] == "layers/runtime/"
+    assert repo_template.resources["RuntimeLayer"].metadata == {
+        "BuildMethod": "python3.12",
+        "BuildArchitecture": "arm64",
+    }
+
+
+def test_repo_template_worker_sqs_event_reports_partial_batch_failures(repo_template: Template) -> None:
+    worker = repo_template.resources["WorkerFunction"]
+    (event,) = worker.properties["Events"].values()
+    # SAM silently drops unknown SQS event properties: only accept the ones it documents.
+    sam_sqs_properties = {
+        "Queue",
+        "BatchSize",
+        "Enabled",
+        "FilterCriteria",
+        "FunctionResponseTypes",
+        "KmsKeyArn",
+        "MaximumBatchingWindowInSeconds",
+        "MetricsConfig",
+        "ScalingConfig",
+    }
+
+    assert worker.properties["Handler"] == "worker.app.handler"
+    assert worker.properties["CodeUri"] == "functions/"
+    assert event["Type"] == "SQS"
+    assert set(event["Properties"]) <= sam_sqs_properties
+    assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["StepQueue", "Arn"]}
+    assert event["Properties"]["BatchSize"] == {"Ref": "StepBatchSize"}
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert event["Properties"]["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "StepMaxConcurrency"}}
+
+
+def test_repo_template_worker_policies_are_scoped_templates(repo_template: Template) -> None:
+    policies = repo_template.resources["WorkerFunction"].properties["Policies"]
+
+    assert policies == [
+        {"DynamoDBCrudPolicy": {"TableName": {"Ref": "JobsTable"}}},
+        {"DynamoDBCrudPolicy": {"TableName": {"Ref": "InboxTable"}}},
+        {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["StepQueue", "QueueName"]}}},
+    ]
+    assert "*" not in repr(policies)
+
+
+def test_function_environment_worker_merges_globals_unresolved(repo_template: Template) -> None:
+    env = repo_template.function_environment("WorkerFunction")
+
+    assert env == {
+        "AETHERIS_JOBS_TABLE": {"Ref": "JobsTable"},
+        "AETHERIS_INBOX_TABLE": {"Ref": "InboxTable"},
+        "AETHERIS_STEP_QUEUE_URL": {"Ref": "StepQueue"},
+        "AETHERIS_SIGNAL_QUEUE_URL": {"Ref": "SignalQueue"},
+        "AETHERIS_LEASE_SECONDS": {"Ref": "LeaseSeconds"},
+        "AETHERIS_APP": "agents.support:app",
+        "POWERTOOLS_SERVICE_NAME": "aetheris",
+        "POWERTOOLS_METRICS_NAMESPACE": "Aetheris",
+        "POWERTOOLS_LOG_LEVEL": {"Ref": "LogLevel"},
+    }
+
+
+def test_function_environment_function_variables_override_globals(tmp_path: Path) -> None:
+    template = _template(
+        tmp_path,
+        "Globals:\n  Function:\n    Environment:\n      Variables: {A: g, B: g}\n"
+        "Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n"
+        "    Properties:\n      Environment:\n        Variables: {B: own, C: own}\n",
+    )
+
+    assert template.function_environment("Fn") == {"A": "g", "B": "own", "C": "own"}
+
+
+def test_function_environment_non_function_raises(repo_template: Template) -> None:
+    with pytest.raises(TemplateError, match="not a function"):
+        repo_template.function_environment("JobsTable")
+
+
+def test_resources_of_type_lists_tables_and_queues(repo_template: Template) -> None:
+    assert set(repo_template.resources_of_type("AWS::DynamoDB::Table")) == {"JobsTable", "InboxTable"}
+    assert set(repo_template.resources_of_type("AWS::SQS::Queue")) == {
+        "StepQueue",
+        "StepDeadLetterQueue",
+        "SignalQueue",
+        "SignalDeadLetterQueue",
+    }
+
+
+def test_repo_template_outputs_resolve_with_created_names(repo_template: Template) -> None:
+    refs = {lid: f"physical-{lid}" for lid in repo_template.resources}
+
+    outputs = {name: repo_template.resolve(o["Value"], refs) for name, o in repo_template.outputs.items()}
+
+    assert outputs["JobsTableName"] == "physical-JobsTable"
+    assert outputs["StepDeadLetterQueueUrl"] == "physical-StepDeadLetterQueue"
