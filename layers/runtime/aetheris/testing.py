@@ -27,6 +27,7 @@ import boto3
 from aetheris import hosting
 from aetheris._clock import FakeClock, IdSource
 from aetheris._engine.faults import CrashPoint, Faults, SimulatedCrash
+from aetheris._engine.replayer import ReplayReport, replay_events
 from aetheris._store.queue import StepQueue, Tick
 from aetheris.app import App
 from aetheris.config import Settings
@@ -81,8 +82,13 @@ class LocalRuntime:
         lease: timedelta = timedelta(seconds=60),
         seed: int | None = 0,
         endpoint_url: str | None = None,
+        server: bool = False,
         stack_name: str = "aetheris-test",
     ) -> None:
+        """``server=True`` runs moto as a loopback server serving one request at a time, so that
+        workers on several threads race on DynamoDB's atomic conditional writes; the default is
+        moto in-process (faster, for workers that take turns). ``endpoint_url`` uses a running
+        endpoint instead (a shared moto server, LocalStack)."""
         self.app = app
         self.clock = FakeClock()
         self.faults = Faults()
@@ -90,6 +96,7 @@ class LocalRuntime:
         self._workers = workers
         self._lease = lease
         self._endpoint_url = endpoint_url
+        self._server = server
         self._stack_name = stack_name
         self._exit = ExitStack()
         self.crashes: list[SimulatedCrash] = []
@@ -101,7 +108,11 @@ class LocalRuntime:
         from aetheris_infra.bootstrap import bootstrap
         from aetheris_infra.sqs_source import SqsEventSource
 
-        if self._endpoint_url is None:
+        if self._server and self._endpoint_url is None:
+            from aetheris_infra.moto_server import SerialMotoServer
+
+            self._endpoint_url = self._exit.enter_context(SerialMotoServer()).url
+        elif self._endpoint_url is None:
             from moto import mock_aws
 
             self._exit.enter_context(mock_aws())
@@ -122,7 +133,6 @@ class LocalRuntime:
         self.queue = ClockedQueue(self.runtimes[0].services.queue, self.clock)
         for rt in self.runtimes:
             rt.services.queue = self.queue
-            rt.worker.services.queue = self.queue
 
         def bind(rt: Runtime) -> Any:
             def invoke(event: dict[str, Any], context: Any) -> Any:
@@ -165,6 +175,13 @@ class LocalRuntime:
 
     def events(self, job_id: str) -> list[Event]:
         return self.runtimes[0].events(job_id)
+
+    def replay(self, job_id: str) -> ReplayReport:
+        """Replay the job's recorded log against the app's current code (no tool or clock is touched)."""
+        item = self.runtimes[0].services.jobs.get(job_id)
+        if item is None:
+            raise KeyError(f"no job {job_id}")
+        return replay(self.app, self.get(job_id), str(item["input"]), self.events(job_id))
 
     def crash_at(self, point: CrashPoint, times: int = 1) -> None:
         self.faults.crash_at(point, times)
@@ -217,3 +234,8 @@ class LocalRuntime:
 
     def _in_flight(self) -> bool:
         return any(source.in_flight for source in self.sources)
+
+
+def replay(app: App, job: JobView, input_json: str, events: list[Event]) -> ReplayReport:
+    """Replay a recorded job against ``app``'s current code; no tool, clock or store is touched."""
+    return replay_events(app.get(job.job_type, job.version), input_json, events)

@@ -1,0 +1,115 @@
+"""Replay a recorded log against today's code, with no effect: no store, no queue, no tool, no clock.
+
+The job function runs against the log exactly as a worker would replay it; every recorded outcome
+is injected. Reaching an operation the log has no outcome for ends the replay (the log stops
+there); asking for something other than what was recorded is a divergence. If the job ran to its
+end, its output is compared with the recorded result.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from aetheris import _serde
+from aetheris._engine.history import History, OpRecord
+from aetheris._engine.job_context import JobContext
+from aetheris._engine.replay import Replay
+from aetheris.app import JobDefinition
+from aetheris.errors import ErrorInfo, NondeterminismError, Suspend, rebuild_error
+from aetheris.events import Event, EventType, OpKind
+from aetheris.policy import RetryPolicy
+
+
+class _EndOfLog(Suspend):
+    """The code asked for something the log holds no outcome for: the recorded run stops here."""
+
+
+@dataclass
+class ReplayReport:
+    job_id: str
+    operations: int  # operations replayed from the log
+    divergence: NondeterminismError | None = None
+    reached_end: bool = False  # the job function returned or raised (the log covered the whole run)
+    output_matches: bool | None = None  # when the log recorded a result: does the replayed output equal it?
+
+    @property
+    def consistent(self) -> bool:
+        return self.divergence is None and self.output_matches is not False
+
+
+class _NoClock:
+    def now(self) -> datetime:
+        raise _EndOfLog
+
+    def sleep(self, duration: timedelta) -> None:
+        raise _EndOfLog
+
+
+class _NoIds:
+    def uuid(self) -> str:
+        raise _EndOfLog
+
+    def random(self) -> float:
+        raise _EndOfLog
+
+
+class _ReplayOnly:
+    """Stands in for an invocation: serves recorded outcomes, never runs anything live."""
+
+    def __init__(self, job_id: str, history: History) -> None:
+        self.job_id = job_id
+        self.replay = Replay(job_id, history)
+        self.clock = _NoClock()
+        self.ids = _NoIds()
+        self.attempt = 1
+
+    def step(
+        self,
+        op: OpRecord,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        retry: RetryPolicy | None,
+    ) -> Any:
+        outcome = op.outcome
+        if outcome is None:
+            raise _EndOfLog
+        if outcome.type is EventType.STEP_COMMITTED:
+            return _serde.load(outcome.result, _serde.return_adapter(fn))
+        raise rebuild_error(outcome.error or ErrorInfo(type="Unknown", message="no error recorded"))
+
+
+def replay_events(definition: JobDefinition, input_json: str, events: list[Event]) -> ReplayReport:
+    job_id = events[0].job_id if events else "unknown"
+    history = History(events)
+    dry = _ReplayOnly(job_id, history)
+    report = ReplayReport(job_id=job_id, operations=0)
+    ctx = JobContext(dry)  # type: ignore[arg-type]
+    output: Any = None
+    try:
+        output = definition.fn(ctx, definition.input.validate_json(input_json))
+        report.reached_end = True
+    except Suspend:
+        pass
+    except NondeterminismError as diverged:
+        report.divergence = diverged
+    except Exception:  # noqa: BLE001 - the job's own error ends the recorded run like a return
+        report.reached_end = True
+    report.divergence = report.divergence or dry.replay.diverged
+    report.operations = min(dry.replay.position, len(history.ops))
+    end = history.ops.get(dry.replay.position)
+    if report.reached_end and report.divergence is None:
+        if end is not None and end.kind is not OpKind.END:
+            report.divergence = NondeterminismError(
+                job_id, end.index, f"{end.kind.value} {end.name!r}", "the job to end"
+            )
+        elif end is not None:
+            report.operations += 1
+            if end.events[-1].type is EventType.JOB_COMPLETED:
+                replayed = json.loads(_serde.dump(output, definition.output, "job result", 1 << 30))
+                report.output_matches = replayed == end.events[-1].result_json()
+    return report
