@@ -10,6 +10,8 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from aetheris._clock import Clock, to_millis
 from aetheris._store.log import EventLog, SlotLease
 from aetheris.errors import LeaseLost
@@ -64,3 +66,5 @@ class LeaseKeeper:
                 self.renew()
             except LeaseLost:
                 return  # the step finds out at its next effect or at commit
+            except (BotoCoreError, ClientError):
+                continue  # a failed renewal is tried again at the next beat; the lease may still hold
