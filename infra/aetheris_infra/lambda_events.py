@@ -7,7 +7,9 @@ parses): message id, receipt handle, body, attributes including ``ApproximateRec
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 
@@ -33,6 +35,21 @@ def sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str
 
 def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
     return {"Records": [sqs_record(m, queue_arn, region) for m in messages]}
+
+
+def scheduled_event(at: datetime, rule: str = "aetheris-sweeper") -> dict[str, Any]:
+    """An EventBridge "Scheduled Event", as the sweeper's schedule delivers it."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": "us-east-1",
+        "resources": [f"arn:aws:events:us-east-1:123456789012:rule/{rule}"],
+        "detail": {},
+    }
 
 
 @dataclass

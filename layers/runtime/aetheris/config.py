@@ -32,7 +32,8 @@ class Settings(BaseSettings):
     # Payloads over this are refused with PayloadTooLarge (S3 offload arrives later); well under
     # DynamoDB's 400 KB item limit so that the rest of the item always fits.
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
-    max_tick_delay: timedelta = timedelta(minutes=15)
+    # The sweeper ticks a runnable job whose next tick was due this long ago and never came.
+    stall_after: timedelta = Field(default=timedelta(minutes=2), validation_alias="AETHERIS_STALL_SECONDS")
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -19,6 +19,7 @@ from aetheris import _serde
 from aetheris._clock import Clock, IdSource, SystemClock
 from aetheris._engine.faults import Faults
 from aetheris._engine.services import Services
+from aetheris._engine.sweeper import Sweeper, SweepReport
 from aetheris._engine.worker import TickOutcome, Worker
 from aetheris._store.dynamo import Table
 from aetheris._store.jobs import JobStore
@@ -139,6 +140,10 @@ class Runtime:
     def handle_tick(self, body: str, receive_count: int = 1) -> TickOutcome:
         """Advance the job named by a step-queue message body by one operation."""
         return self.worker.handle(Tick.model_validate_json(body), receive_count)
+
+    def sweep(self) -> SweepReport:
+        """Tick every runnable job whose next tick is overdue (lost enqueue, dead worker)."""
+        return Sweeper(self.services, self.settings.stall_after).sweep()
 
     def get(self, job_id: str) -> JobView | None:
         item = self.services.jobs.get(job_id)

@@ -218,9 +218,22 @@ class LocalRuntime:
             if view.status.is_terminal:
                 return view
             due = self.queue.next_due_in()
-            if due is None or time.monotonic() > deadline:
+            if due is not None and time.monotonic() < deadline:
+                self.advance(due)
+                continue
+            # Nothing is scheduled: let the sweeper's stall window pass, as its schedule would.
+            self.advance(self.settings.stall_after + timedelta(seconds=1))
+            if not self.sweep()["ticked"] or time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} is {view.status.value} and nothing is scheduled to move it")
-            self.advance(due)
+
+    def sweep(self) -> dict[str, Any]:
+        """Run the real sweeper handler once, as its EventBridge schedule would."""
+        from aetheris.handlers.sweeper import handler
+        from aetheris_infra.lambda_events import LocalLambdaContext, scheduled_event
+
+        with hosting.bound(self.runtimes[0]):
+            answer: dict[str, Any] = handler(scheduled_event(self.clock.now()), LocalLambdaContext())
+        return answer
 
     def _after_death(self, crash: SimulatedCrash) -> None:
         # The dead worker's lease and its messages' visibility time out before anyone retries.

@@ -1,0 +1,79 @@
+"""The sweeper: finds jobs that should be moving and are not, and sends them a tick.
+
+A job needs a tick when it is runnable (``PENDING`` or ``RUNNING``), nobody holds a live claim on
+its next slot, and its next tick was due more than ``stall_after`` ago: the tick was lost between
+commit and enqueue, the first tick after ``start`` never got sent, or a message was dropped. A
+redundant tick is harmless (the slot rules in ``worker.py`` drop it), so the sweeper errs towards
+sending. Jobs parked on a signal are never touched.
+
+Candidates come from the by-status index (jobs whose projection has not changed for
+``stall_after``), never a scan; each candidate's log then decides. Rejected: tracking "last
+progress" on the job item, which would cost a write on every step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from aetheris._clock import from_millis, to_millis
+from aetheris._engine.history import next_tick_delay
+from aetheris._engine.services import Services
+from aetheris._store import schema
+from aetheris._store.dynamo import to_dynamo
+from aetheris._store.queue import Tick
+from aetheris.events import Event, EventType, JobStatus
+
+RUNNABLE = (JobStatus.PENDING, JobStatus.RUNNING)
+
+
+@dataclass
+class SweepReport:
+    examined: int = 0
+    ticked: list[str] = field(default_factory=list)
+
+
+class Sweeper:
+    def __init__(self, services: Services, stall_after: timedelta) -> None:
+        self.services = services
+        self.stall_after = stall_after
+
+    def sweep(self, limit: int = 200) -> SweepReport:
+        report = SweepReport()
+        now = self.services.clock.now()
+        cutoff = (now - self.stall_after).isoformat()
+        for status in RUNNABLE:
+            for job_id in self._unchanged_since(status, cutoff, limit):
+                report.examined += 1
+                if self._tick_if_stalled(job_id):
+                    report.ticked.append(job_id)
+        return report
+
+    def _unchanged_since(self, status: JobStatus, cutoff: str, limit: int) -> list[str]:
+        items = self.services.jobs.table.query(
+            IndexName=schema.STATUS_INDEX,
+            KeyConditionExpression=f"{schema.STATUS_INDEX_PK} = :status AND {schema.STATUS_INDEX_SK} < :cut",
+            ExpressionAttributeValues=to_dynamo({":status": status.value, ":cut": cutoff}),
+            Limit=limit,
+        )
+        return [str(item["pk"]) for item in items[:limit]]
+
+    def _tick_if_stalled(self, job_id: str) -> bool:
+        services = self.services
+        snapshot = services.jobs.load(job_id)
+        if snapshot is None or snapshot.status not in RUNNABLE or not snapshot.events:
+            return False
+        now = services.clock.now()
+        if snapshot.claim is not None and int(snapshot.claim.get("lease_until", 0)) >= to_millis(now):
+            return False  # a live worker holds the job
+        last = Event.from_item(snapshot.events[-1])
+        due_at = (
+            last.next_attempt_at if last.type is EventType.STEP_FAILED and last.next_attempt_at else last.at
+        )
+        if snapshot.claim is not None:  # a worker died holding the slot: stalled since its lease ran out
+            due_at = max(due_at, from_millis(int(snapshot.claim.get("lease_until", 0))))
+        delay = next_tick_delay(last, now)
+        if delay is None or now - due_at < self.stall_after:
+            return False
+        services.queue.send(Tick(job_id=job_id, seq=snapshot.next_seq), delay)
+        return True

@@ -1,0 +1,24 @@
+"""Sweeper Lambda (EventBridge schedule): ticks runnable jobs whose next tick is overdue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from aetheris import hosting
+
+logger = Logger(service="aetheris-sweeper")
+metrics = Metrics(namespace="Aetheris", service="sweeper")
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    report = hosting.runtime().sweep()
+    metrics.add_metric(name="SweptJobsTicked", unit=MetricUnit.Count, value=len(report.ticked))
+    if report.ticked:
+        logger.warning("ticked stalled jobs", extra={"jobs": report.ticked})
+    return {"examined": report.examined, "ticked": report.ticked}
