@@ -17,6 +17,8 @@ EXPECTED = {
     "IdempotencyConflict",
     "JobContext",
     "JobDefinition",
+    "JobFinished",
+    "JobNotFound",
     "JobStatus",
     "JobView",
     "LeaseLost",
@@ -32,6 +34,7 @@ EXPECTED = {
     "Suspend",
     "TickOutcome",
     "UnknownJobType",
+    "WaitTimeout",
 }
 
 

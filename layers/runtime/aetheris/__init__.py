@@ -18,6 +18,8 @@ from aetheris.errors import (
     EffectOutcomeUnknown,
     ErrorInfo,
     IdempotencyConflict,
+    JobFinished,
+    JobNotFound,
     LeaseLost,
     NondeterminismError,
     NonRetryableError,
@@ -25,6 +27,7 @@ from aetheris.errors import (
     StepFailedError,
     Suspend,
     UnknownJobType,
+    WaitTimeout,
 )
 
 # The log
@@ -45,6 +48,8 @@ __all__ = [
     "IdempotencyConflict",
     "JobContext",
     "JobDefinition",
+    "JobFinished",
+    "JobNotFound",
     "JobStatus",
     "JobView",
     "LeaseLost",
@@ -60,4 +65,5 @@ __all__ = [
     "Suspend",
     "TickOutcome",
     "UnknownJobType",
+    "WaitTimeout",
 ]

@@ -94,6 +94,37 @@ class IdempotencyConflict(NonRetryableError):
         return (type(self), (self.idempotency_key, self.job_id))
 
 
+class WaitTimeout(AetherisError):
+    """``ctx.wait_for_signal`` reached its timeout before a signal arrived; the job may catch it."""
+
+    def __init__(self, signal: str, deadline: str) -> None:
+        self.signal, self.deadline = signal, deadline
+        super().__init__(f"no signal {signal!r} arrived before {deadline}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.signal, self.deadline))
+
+
+class JobNotFound(NonRetryableError):
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"no job {job_id}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.job_id,))
+
+
+class JobFinished(NonRetryableError):
+    """The job has already ended: it takes no more signals and cannot be cancelled."""
+
+    def __init__(self, job_id: str, status: str) -> None:
+        self.job_id, self.status = job_id, status
+        super().__init__(f"job {job_id} is already {status}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.job_id, self.status))
+
+
 class StepFailedError(NonRetryableError):
     """Stand-in raised on replay when a recorded error's own class cannot be rebuilt."""
 

@@ -56,6 +56,8 @@ class OpKind(enum.StrEnum):
     """What kind of durable operation an event is the outcome of (checked on replay)."""
 
     STEP = "step"
+    WAIT = "wait"
+    SLEEP = "sleep"
     END = "end"
 
 

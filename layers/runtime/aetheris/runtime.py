@@ -7,6 +7,7 @@ their own (moto, LocalStack) and a fake clock.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,19 +17,21 @@ import boto3
 from pydantic import BaseModel, ConfigDict
 
 from aetheris import _serde
-from aetheris._clock import Clock, IdSource, SystemClock
+from aetheris._clock import Clock, IdSource, SystemClock, to_millis
 from aetheris._engine.faults import Faults
 from aetheris._engine.services import Services
+from aetheris._engine.step_context import check_name
 from aetheris._engine.sweeper import Sweeper, SweepReport
 from aetheris._engine.worker import TickOutcome, Worker
-from aetheris._store.dynamo import Table
+from aetheris._store.dynamo import ConditionFailed, Table
+from aetheris._store.inbox import Inbox, InboxSignal
 from aetheris._store.jobs import JobStore
 from aetheris._store.ledger import EffectLedger
 from aetheris._store.log import EventLog
-from aetheris._store.queue import StepQueue, Tick
+from aetheris._store.queue import SignalMessage, SignalQueue, StepQueue, Tick
 from aetheris.app import App
 from aetheris.config import Settings
-from aetheris.errors import ErrorInfo, IdempotencyConflict
+from aetheris.errors import ErrorInfo, IdempotencyConflict, JobFinished, JobNotFound
 from aetheris.events import Event, JobStatus
 
 if TYPE_CHECKING:
@@ -54,6 +57,9 @@ class JobView(BaseModel):
     result: Any = None
     error: ErrorInfo | None = None
     idempotency_key: str | None = None
+    waiting_for: str | None = None
+    cancel_requested_at: datetime | None = None
+    last_seq: int | None = None
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> JobView:
@@ -67,6 +73,9 @@ class JobView(BaseModel):
             result=_serde.load(item.get("result"), _serde.ANY_ADAPTER),
             error=ErrorInfo.model_validate_json(item["error"]) if item.get("error") else None,
             idempotency_key=item.get("idempotency_key"),
+            waiting_for=item.get("waiting_for"),
+            cancel_requested_at=item.get("cancel_requested_at"),
+            last_seq=item.get("last_seq"),
         )
 
 
@@ -96,12 +105,15 @@ class Runtime:
         dynamodb = dynamodb or boto3.client("dynamodb", endpoint_url=endpoint, region_name=region)
         sqs = sqs or boto3.client("sqs", endpoint_url=endpoint, region_name=region)
         table = Table(dynamodb, settings.jobs_table)
+        inbox = Table(dynamodb, settings.inbox_table)
         ids = ids or IdSource()
         self.services = Services(
             jobs=JobStore(table),
             log=EventLog(table),
             ledger=EffectLedger(table),
             queue=StepQueue(sqs, settings.step_queue_url),
+            inbox=Inbox(inbox),
+            signals=SignalQueue(sqs, settings.signal_queue_url),
             clock=clock or SystemClock(),
             ids=ids,
             settings=settings,
@@ -140,6 +152,68 @@ class Runtime:
     def handle_tick(self, body: str, receive_count: int = 1) -> TickOutcome:
         """Advance the job named by a step-queue message body by one operation."""
         return self.worker.handle(Tick.model_validate_json(body), receive_count)
+
+    def send_signal(self, job_id: str, name: str, payload: Any = None, signal_id: str | None = None) -> str:
+        """Accept a signal for a live job: on the signal queue before this returns; its id returned."""
+        check_name("signal", name)
+        _serde.dump(payload, _serde.ANY_ADAPTER, "signal payload", self.settings.max_payload_bytes)
+        item = self.services.jobs.get(job_id)
+        if item is None:
+            raise JobNotFound(job_id)
+        if JobStatus(item["status"]).is_terminal:
+            raise JobFinished(job_id, item["status"])
+        signal_id = signal_id or self.services.ids.uuid()
+        sent_at = to_millis(self.services.clock.now())
+        message = SignalMessage(
+            job_id=job_id, name=name, signal_id=signal_id, payload=payload, sent_at_ms=sent_at
+        )
+        self.services.signals.send(message)
+        return signal_id
+
+    def ingest_signal(self, body: str) -> str:
+        """Signal queue → inbox (once per signal id) → wake the job if it waits for this signal.
+
+        A redelivery after a crash finds the inbox item and still wakes the job: a duplicate tick
+        is harmless, a lost one is not; the log consumes each signal exactly once.
+        """
+        message = SignalMessage.model_validate_json(body)
+        services = self.services
+        stored = services.inbox.put(
+            InboxSignal(
+                job_id=message.job_id,
+                signal_id=message.signal_id,
+                name=message.name,
+                payload_json=json.dumps(message.payload),
+                arrived_at_ms=to_millis(services.clock.now()),
+                sent_at_ms=message.sent_at_ms,
+            )
+        )
+        services.faults.reach("after_inbox_write")
+        job = services.jobs.get(message.job_id)
+        if job is None:
+            return "unknown_job"
+        if job["status"] == JobStatus.WAITING.value and job.get("waiting_for") == message.name:
+            services.queue.send(Tick(job_id=message.job_id, seq=int(job.get("last_seq", 0)) + 1))
+            return "woke"
+        return "stored" if stored else "duplicate"
+
+    def cancel(self, job_id: str) -> JobView:
+        """Ask the job to stop: it is cancelled at its next operation (at once if parked)."""
+        services = self.services
+        item = services.jobs.get(job_id)
+        if item is None:
+            raise JobNotFound(job_id)
+        if JobStatus(item["status"]).is_terminal:
+            raise JobFinished(job_id, item["status"])
+        if not item.get("cancel_requested_at"):
+            try:
+                item = services.jobs.request_cancel(job_id, services.clock.now()) or item
+            except ConditionFailed as lost:
+                if lost.current is None:
+                    raise JobNotFound(job_id) from None
+                raise JobFinished(job_id, str(lost.current["status"])) from None
+        services.queue.send(Tick(job_id=job_id, seq=int(item.get("last_seq", 0)) + 1))
+        return JobView.from_item(item)
 
     def sweep(self) -> SweepReport:
         """Tick every runnable job whose next tick is overdue (lost enqueue, dead worker)."""

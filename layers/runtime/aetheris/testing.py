@@ -104,6 +104,7 @@ class LocalRuntime:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def __enter__(self) -> LocalRuntime:
+        from aetheris.handlers.signals import handler as signals_handler
         from aetheris.handlers.worker import handler
         from aetheris_infra.bootstrap import bootstrap
         from aetheris_infra.sqs_source import SqsEventSource
@@ -134,17 +135,25 @@ class LocalRuntime:
         for rt in self.runtimes:
             rt.services.queue = self.queue
 
-        def bind(rt: Runtime) -> Any:
+        def bind(rt: Runtime, lambda_handler: Any) -> Any:
             def invoke(event: dict[str, Any], context: Any) -> Any:
                 with hosting.bound(rt):
-                    return handler(event, context)
+                    return lambda_handler(event, context)
 
             return invoke
 
         self.sources = [
-            SqsEventSource(self.sqs, self.stack.step_queue_url, bind(rt), deaths=(SimulatedCrash,))
+            SqsEventSource(self.sqs, self.stack.step_queue_url, bind(rt, handler), deaths=(SimulatedCrash,))
             for rt in self.runtimes
         ]
+        self.sources.append(
+            SqsEventSource(
+                self.sqs,
+                self.stack.signal_queue_url,
+                bind(self.runtimes[-1], signals_handler),
+                deaths=(SimulatedCrash,),
+            )
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -183,12 +192,21 @@ class LocalRuntime:
             raise KeyError(f"no job {job_id}")
         return replay(self.app, self.get(job_id), str(item["input"]), self.events(job_id))
 
+    def signal(self, job_id: str, name: str, payload: Any = None, signal_id: str | None = None) -> str:
+        """Send a signal as the API does: validated, on the signal queue, its id returned."""
+        return self.runtimes[0].send_signal(job_id, name, payload, signal_id)
+
+    def cancel(self, job_id: str) -> JobView:
+        return self.runtimes[0].cancel(job_id)
+
     def crash_at(self, point: CrashPoint, times: int = 1) -> None:
         self.faults.crash_at(point, times)
 
     def advance(self, duration: timedelta) -> None:
+        """Move the fake clock; delayed ticks come due and the scheduled sweeper runs once."""
         self.clock.advance(duration)
         self.queue.flush_due()
+        self.sweep()
 
     # -- driving ------------------------------------------------------------------------------
 

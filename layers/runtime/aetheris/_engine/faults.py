@@ -11,7 +11,13 @@ from collections import Counter
 from typing import Literal, get_args
 
 CrashPoint = Literal[
-    "before_effect", "after_effect", "after_record", "before_commit", "after_commit", "before_enqueue"
+    "before_effect",
+    "after_effect",
+    "after_record",
+    "before_commit",
+    "after_commit",
+    "before_enqueue",
+    "after_inbox_write",
 ]
 CRASH_POINTS: tuple[str, ...] = get_args(CrashPoint)
 

@@ -11,7 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from aetheris._store.queue import MAX_DELAY
 from aetheris.events import Event, EventType, OpKind
+
+# Events that start an operation without settling it: the job is parked on it.
+_PARKING = (EventType.WAIT_STARTED, EventType.TIMER_STARTED)
 
 
 @dataclass
@@ -29,9 +33,14 @@ class OpRecord:
     def outcome(self) -> Event | None:
         """The event that settles this operation, if it is settled."""
         last = self.events[-1] if self.events else None
-        if last is None or (last.type is EventType.STEP_FAILED and last.next_attempt_at is not None):
+        if last is None or last.type in _PARKING:
+            return None
+        if last.type is EventType.STEP_FAILED and last.next_attempt_at is not None:
             return None
         return last
+
+    def first(self, event_type: EventType) -> Event | None:
+        return next((e for e in self.events if e.type is event_type), None)
 
     @property
     def failures(self) -> int:
@@ -72,9 +81,24 @@ class History:
 
 
 def next_tick_delay(last: Event, now: datetime) -> timedelta | None:
-    """When the job needs its next tick after ``last`` was committed; ``None``: it needs none."""
+    """When the job needs its next tick after ``last`` was committed; ``None``: no message.
+
+    A wait without a timeout needs no tick (the signal wakes it); a timer or timeout further away
+    than SQS can delay a message is found by the sweeper on the by-due index instead.
+    """
     if last.type in (EventType.JOB_COMPLETED, EventType.JOB_FAILED, EventType.JOB_CANCELLED):
         return None
     if last.type is EventType.STEP_FAILED and last.next_attempt_at is not None:
         return max(timedelta(0), last.next_attempt_at - now)
+    if last.type in _PARKING:
+        due = due_at(last)
+        if due is None or due - now > MAX_DELAY:
+            return None
+        return max(timedelta(0), due - now)
     return timedelta(0)
+
+
+def due_at(event: Event) -> datetime | None:
+    """When a parked operation needs a tick by itself: the timer's fire time or the wait's deadline."""
+    raw = event.detail.get("fire_at") or event.detail.get("deadline")
+    return datetime.fromisoformat(raw) if raw else None

@@ -15,13 +15,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aetheris import _serde
-from aetheris._clock import Clock, IdSource
+from aetheris._clock import Clock, IdSource, to_millis
 from aetheris._engine.history import History, OpRecord, next_tick_delay
 from aetheris._engine.job_context import JobContext
 from aetheris._engine.lease import LeaseKeeper
 from aetheris._engine.replay import Replay
 from aetheris._engine.services import Services
 from aetheris._engine.step_context import StepContext, check_name
+from aetheris._store import schema
 from aetheris._store.jobs import JobSnapshot, status_attributes
 from aetheris._store.log import SlotLease
 from aetheris.app import JobDefinition
@@ -32,9 +33,18 @@ from aetheris.policy import DEFAULT_STEP_RETRY, RetryPolicy
 _STATUS_AFTER = {
     EventType.STEP_COMMITTED: JobStatus.RUNNING,
     EventType.STEP_FAILED: JobStatus.RUNNING,
+    EventType.WAIT_STARTED: JobStatus.WAITING,
+    EventType.SIGNAL_CONSUMED: JobStatus.RUNNING,
+    EventType.WAIT_TIMED_OUT: JobStatus.RUNNING,
+    EventType.TIMER_STARTED: JobStatus.SLEEPING,
+    EventType.TIMER_FIRED: JobStatus.RUNNING,
     EventType.JOB_COMPLETED: JobStatus.COMPLETED,
     EventType.JOB_FAILED: JobStatus.FAILED,
+    EventType.JOB_CANCELLED: JobStatus.CANCELLED,
 }
+# Job-item attributes that describe a parked job; removed when it moves on.
+_PARKED_ATTRIBUTES = ("waiting_for", schema.DUE_INDEX_PK, schema.DUE_INDEX_SK)
+DUE_SHARD = "due"
 
 
 class Invocation:
@@ -54,6 +64,8 @@ class Invocation:
         self.attempt = 1
         self.committed: Event | None = None
         self.reschedule: timedelta | None = None  # the tick came early: try again after this
+        self.idle = False  # nothing to do yet (a parked job woken early): release, send nothing
+        self.wake_now = False  # a signal arrived while parking: tick again at once
 
     @property
     def clock(self) -> Clock:
@@ -65,9 +77,16 @@ class Invocation:
 
     @property
     def next_delay(self) -> timedelta | None:
+        if self.wake_now:
+            return timedelta(0)
         return None if self.committed is None else next_tick_delay(self.committed, self.clock.now())
 
     def run(self) -> None:
+        if self.snapshot.job.get("cancel_requested_at"):
+            # Cancellation takes effect at the job's next operation, whatever it would have been.
+            detail = {"requested_at": self.snapshot.job["cancel_requested_at"]}
+            self.commit(EventType.JOB_CANCELLED, None, detail=detail)
+            return
         ctx = JobContext(self)
         try:
             job_input = self.definition.input.validate_json(self.snapshot.job["input"])
@@ -117,7 +136,7 @@ class Invocation:
                 retry_at = None
                 if not policy.gives_up_on(error, self.attempt):
                     retry_at = ended + policy.delay_before(self.attempt + 1, self.ids.random())
-                self._commit(
+                self.commit(
                     EventType.STEP_FAILED,
                     op,
                     started=started,
@@ -125,7 +144,7 @@ class Invocation:
                     next_attempt_at=retry_at,
                 )
             else:
-                self._commit(EventType.STEP_COMMITTED, op, started=started, result=text)
+                self.commit(EventType.STEP_COMMITTED, op, started=started, result=text)
         raise Suspend
 
     def _end(self, output: Any = None, error: BaseException | None = None) -> None:
@@ -141,34 +160,41 @@ class Invocation:
             except Exception as invalid:  # noqa: BLE001 - an output that does not fit its type fails the job
                 error = invalid
             else:
-                self._commit(EventType.JOB_COMPLETED, op, result=text)
+                self.commit(EventType.JOB_COMPLETED, op, result=text)
                 return
-        self._commit(EventType.JOB_FAILED, op, error=ErrorInfo.of(error))
+        self.commit(EventType.JOB_FAILED, op, error=ErrorInfo.of(error))
 
     # -- commit -------------------------------------------------------------------------------
 
-    def _commit(
+    def commit(
         self,
         event_type: EventType,
-        op: OpRecord,
+        op: OpRecord | None,
         *,
         started: datetime | None = None,
         result: str | None = None,
         error: ErrorInfo | None = None,
         next_attempt_at: datetime | None = None,
+        detail: dict[str, Any] | None = None,
+        parked: dict[str, Any] | None = None,
     ) -> None:
+        """Commit ``event_type`` as this invocation's one outcome into the claimed slot.
+
+        ``parked`` (``waiting_for``, ``due``) describes a job that parks: it goes on the job item,
+        ``due`` into the sparse by-due index the sweeper reads.
+        """
         now = self.clock.now()
-        first_of_op = not op.events
+        first_of_op = op is not None and not op.events
         event: dict[str, Any] = {
             "job_id": self.job_id,
             "seq": self.lease.seq,
             "type": event_type.value,
             "at": now.isoformat(),
             "attempt": self.attempt,
-            "op": op.index,
-            "op_kind": op.kind.value,
-            "name": op.name,
-            "step_id": op.step_id if op.kind is OpKind.STEP else None,
+            "op": op.index if op else None,
+            "op_kind": op.kind.value if op else None,
+            "name": op.name if op else None,
+            "step_id": op.step_id if op and op.kind is OpKind.STEP else None,
             "started_at": started.isoformat() if started else None,
             "ended_at": now.isoformat() if started else None,
             "duration_ms": int((now - started).total_seconds() * 1000) if started else None,
@@ -179,19 +205,27 @@ class Invocation:
             else None,
             "next_attempt_at": next_attempt_at.isoformat() if next_attempt_at else None,
             "reclaimed_from": self.lease.reclaimed_from,
+            "detail": json.dumps(detail) if detail else None,
             "schema_version": SCHEMA_VERSION,
         }
         status = _STATUS_AFTER[event_type]
         job_update: dict[str, Any] | None = None
-        if status is not self.snapshot.status:
+        job_remove: tuple[str, ...] = ()
+        if status is not self.snapshot.status or parked:
             job_update = {
                 **status_attributes(self.job_id, status, now),
                 "result": result if event_type is EventType.JOB_COMPLETED else None,
                 "error": error.model_dump_json() if event_type is EventType.JOB_FAILED and error else None,
                 "last_seq": self.lease.seq,
             }
+            if parked:
+                job_update["waiting_for"] = parked.get("waiting_for")
+                if parked.get("due") is not None:
+                    job_update[schema.DUE_INDEX_PK] = DUE_SHARD
+                    job_update[schema.DUE_INDEX_SK] = to_millis(parked["due"])
+            job_remove = tuple(a for a in _PARKED_ATTRIBUTES if job_update.get(a) is None)
         self.services.faults.reach("before_commit")
-        self.services.log.commit(self.lease, event, job_update)
+        self.services.log.commit(self.lease, event, job_update, job_remove)
         self.services.faults.reach("after_commit")
         self.committed = Event.from_item(
             {k: v for k, v in event.items() if v is not None}

@@ -8,10 +8,12 @@ its outcome and unwinds the job function with ``Suspend``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from aetheris._engine import parking
 from aetheris._engine.history import OpRecord
+from aetheris._engine.step_context import check_name
 from aetheris.events import OpKind
 from aetheris.policy import RetryPolicy
 
@@ -51,6 +53,20 @@ class JobContext:
         op: OpRecord = self._inv.replay.begin(OpKind.STEP, name or fn.__name__)
         result: T = self._inv.step(op, fn, args, kwargs, retry)
         return result
+
+    def wait_for_signal(self, name: str, timeout: timedelta | None = None) -> Any:
+        """Park the job until signal ``name`` arrives and return its payload.
+
+        A signal that arrived before the wait is not lost: waits consume signals of their name in
+        arrival order, one each. With ``timeout``, raises ``WaitTimeout`` (catchable) when it passes.
+        """
+        op = self._inv.replay.begin(OpKind.WAIT, check_name("signal", name))
+        return parking.wait_for_signal(self._inv, op, name, timeout)
+
+    def sleep(self, duration: timedelta) -> None:
+        """A durable timer: the job holds no lease or Lambda while it sleeps, for any duration."""
+        op = self._inv.replay.begin(OpKind.SLEEP, "sleep")
+        parking.sleep(self._inv, op, duration)
 
     def now(self) -> datetime:
         return datetime.fromisoformat(

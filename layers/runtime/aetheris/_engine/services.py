@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 
 from aetheris._clock import Clock, IdSource
 from aetheris._engine.faults import Faults
+from aetheris._store.inbox import Inbox
 from aetheris._store.jobs import JobStore
 from aetheris._store.ledger import EffectLedger
 from aetheris._store.log import EventLog
-from aetheris._store.queue import StepQueue
+from aetheris._store.queue import SignalQueue, StepQueue
 from aetheris.config import Settings
 
 
@@ -19,6 +20,8 @@ class Services:
     log: EventLog
     ledger: EffectLedger
     queue: StepQueue
+    inbox: Inbox
+    signals: SignalQueue
     clock: Clock
     ids: IdSource
     settings: Settings

@@ -4,7 +4,8 @@ A job needs a tick when it is runnable (``PENDING`` or ``RUNNING``), nobody hold
 its next slot, and its next tick was due more than ``stall_after`` ago: the tick was lost between
 commit and enqueue, the first tick after ``start`` never got sent, or a message was dropped. A
 redundant tick is harmless (the slot rules in ``worker.py`` drop it), so the sweeper errs towards
-sending. Jobs parked on a signal are never touched.
+sending. Parked jobs (sleeping, or waiting for a signal) are ticked only once their timer or wait
+deadline is due, found on the sparse by-due index; a wait without a deadline is never touched.
 
 Candidates come from the by-status index (jobs whose projection has not changed for
 ``stall_after``), never a scan; each candidate's log then decides. Rejected: tracking "last
@@ -18,6 +19,7 @@ from datetime import timedelta
 
 from aetheris._clock import from_millis, to_millis
 from aetheris._engine.history import next_tick_delay
+from aetheris._engine.invocation import DUE_SHARD
 from aetheris._engine.services import Services
 from aetheris._store import schema
 from aetheris._store.dynamo import to_dynamo
@@ -25,6 +27,7 @@ from aetheris._store.queue import Tick
 from aetheris.events import Event, EventType, JobStatus
 
 RUNNABLE = (JobStatus.PENDING, JobStatus.RUNNING)
+PARKED = (JobStatus.SLEEPING, JobStatus.WAITING)
 
 
 @dataclass
@@ -47,7 +50,32 @@ class Sweeper:
                 report.examined += 1
                 if self._tick_if_stalled(job_id):
                     report.ticked.append(job_id)
+        for job_id in self._due_by(to_millis(now), limit):
+            report.examined += 1
+            if self._tick_if_due(job_id):
+                report.ticked.append(job_id)
         return report
+
+    def _due_by(self, now_ms: int, limit: int) -> list[str]:
+        """Parked jobs whose timer or wait deadline has come (the sparse by-due index)."""
+        items = self.services.jobs.table.query(
+            IndexName=schema.DUE_INDEX,
+            KeyConditionExpression=f"{schema.DUE_INDEX_PK} = :shard AND {schema.DUE_INDEX_SK} <= :now",
+            ExpressionAttributeValues=to_dynamo({":shard": DUE_SHARD, ":now": now_ms}),
+            Limit=limit,
+        )
+        return [str(item["pk"]) for item in items[:limit]]
+
+    def _tick_if_due(self, job_id: str) -> bool:
+        snapshot = self.services.jobs.load(job_id)
+        if snapshot is None or snapshot.status not in PARKED:
+            return False
+        if snapshot.claim is not None and int(snapshot.claim.get("lease_until", 0)) >= to_millis(
+            self.services.clock.now()
+        ):
+            return False
+        self.services.queue.send(Tick(job_id=job_id, seq=snapshot.next_seq))
+        return True
 
     def _unchanged_since(self, status: JobStatus, cutoff: str, limit: int) -> list[str]:
         items = self.services.jobs.table.query(

@@ -41,6 +41,7 @@ class TickOutcome(enum.StrEnum):
     BUSY = "busy"  # another worker holds the slot; dropped
     DEFERRED = "deferred"  # to be redelivered later (report as a batch item failure)
     RESCHEDULED = "rescheduled"  # came before its retry time; sent again with the remaining delay
+    IDLE = "idle"  # a parked job woken with nothing to do (no signal yet, not due)
     LEASE_LOST = "lease_lost"  # we were fenced out mid-operation; nothing of ours was committed
     UNKNOWN_JOB = "unknown_job"
 
@@ -95,6 +96,9 @@ class Worker:
             services.log.release(lease)
             services.queue.send(Tick(job_id=tick.job_id, seq=slot), invocation.reschedule)
             return TickOutcome.RESCHEDULED
+        if invocation.idle:
+            services.log.release(lease)
+            return TickOutcome.IDLE
         delay = invocation.next_delay
         if delay is not None:
             services.faults.reach("before_enqueue")

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from aetheris._store import schema
-from aetheris._store.conditions import absent
+from aetheris._store.conditions import Condition, absent, present
 from aetheris._store.dynamo import Item, Table, TransactionConflict, to_dynamo
 from aetheris.events import SCHEMA_VERSION, EventType, JobStatus
 
@@ -103,6 +103,16 @@ class JobStore:
                 return current
             raise
         return None
+
+    def request_cancel(self, job_id: str, at: datetime) -> Item | None:
+        """Mark the job for cancellation; raises ``ConditionFailed`` if it is gone or finished."""
+        # Only a job that exists and has not ended can be asked to stop.
+        live = present(schema.PK) & Condition(
+            "NOT (#status IN (:done1, :done2, :done3))",
+            {"#status": "status"},
+            {":done1": "COMPLETED", ":done2": "FAILED", ":done3": "CANCELLED"},
+        )
+        return self.table.update(job_id, schema.JOB_SK, {"cancel_requested_at": at.isoformat()}, live)
 
     def get(self, job_id: str) -> Item | None:
         return self.table.get(job_id, schema.JOB_SK)

@@ -96,7 +96,11 @@ class EventLog:
             self.table.update(lease.job_id, schema.event_sk(lease.seq), {"lease_until": 0}, _ours(lease))
 
     def commit(
-        self, lease: SlotLease, event: dict[str, Any], job_update: dict[str, Any] | None = None
+        self,
+        lease: SlotLease,
+        event: dict[str, Any],
+        job_update: dict[str, Any] | None = None,
+        job_remove: tuple[str, ...] = (),
     ) -> None:
         """Fill the slot with ``event``; with ``job_update``, rewrite the job item in the same transaction."""
         values = {**event, "state": COMMITTED, "fence": lease.fence, "worker_id": lease.worker_id}
@@ -111,7 +115,9 @@ class EventLog:
         slot_update = self.table.update_request(
             lease.job_id, schema.event_sk(lease.seq), values, _ours(lease), remove=("lease_until",)
         )
-        job = self.table.update_request(lease.job_id, schema.JOB_SK, job_update, _job_exists())
+        job = self.table.update_request(
+            lease.job_id, schema.JOB_SK, job_update, _job_exists(), remove=job_remove
+        )
         try:
             self.table.transact([{"Update": slot_update}, {"Update": job}])
         except TransactionConflict as conflict:

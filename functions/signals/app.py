@@ -1,0 +1,5 @@
+"""Signal-ingest Lambda (SQS → ``ReportBatchItemFailures``). The logic lives in the runtime layer."""
+
+from aetheris.handlers.signals import handler
+
+__all__ = ["handler"]
