@@ -8,6 +8,7 @@ EXPECTED = {
     "CRASH_POINTS",
     "AetherisError",
     "App",
+    "CompensationFailed",
     "CrashPoint",
     "EffectOutcomeUnknown",
     "EffectSemantics",
@@ -31,10 +32,12 @@ EXPECTED = {
     "StartedJob",
     "StepContext",
     "StepFailedError",
+    "StepTimeout",
     "Suspend",
     "TickOutcome",
     "UnknownJobType",
     "WaitTimeout",
+    "WorkerCrashLoop",
 }
 
 

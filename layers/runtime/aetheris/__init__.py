@@ -15,6 +15,7 @@ from aetheris.config import Settings
 # Errors
 from aetheris.errors import (
     AetherisError,
+    CompensationFailed,
     EffectOutcomeUnknown,
     ErrorInfo,
     IdempotencyConflict,
@@ -25,9 +26,11 @@ from aetheris.errors import (
     NonRetryableError,
     PayloadTooLarge,
     StepFailedError,
+    StepTimeout,
     Suspend,
     UnknownJobType,
     WaitTimeout,
+    WorkerCrashLoop,
 )
 
 # The log
@@ -39,6 +42,7 @@ __all__ = [
     "CRASH_POINTS",
     "AetherisError",
     "App",
+    "CompensationFailed",
     "CrashPoint",
     "EffectOutcomeUnknown",
     "EffectSemantics",
@@ -62,8 +66,10 @@ __all__ = [
     "StartedJob",
     "StepContext",
     "StepFailedError",
+    "StepTimeout",
     "Suspend",
     "TickOutcome",
     "UnknownJobType",
     "WaitTimeout",
+    "WorkerCrashLoop",
 ]

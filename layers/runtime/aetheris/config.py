@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     lease_margin: timedelta = timedelta(seconds=10)
     # Payloads over this are refused with PayloadTooLarge (S3 offload arrives later); well under
     # DynamoDB's 400 KB item limit so that the rest of the item always fits.
+    # A step runs at most this long (and never past what the Lambda invocation has left).
+    step_timeout: timedelta = timedelta(minutes=5)
+    # After this many workers claimed one slot without committing, the job fails (crash loop).
+    max_slot_claims: int = Field(default=5, ge=2)
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
     # The sweeper ticks a runnable job whose next tick was due this long ago and never came.
     stall_after: timedelta = Field(default=timedelta(minutes=2), validation_alias="AETHERIS_STALL_SECONDS")

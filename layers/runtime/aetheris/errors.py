@@ -105,6 +105,46 @@ class WaitTimeout(AetherisError):
         return (type(self), (self.signal, self.deadline))
 
 
+class StepTimeout(AetherisError):
+    """The step ran past its timeout and was abandoned; retried like any retryable error."""
+
+    def __init__(self, step: str, seconds: float) -> None:
+        self.step, self.seconds = step, seconds
+        super().__init__(f"step {step!r} ran past its timeout of {seconds:g} s and was abandoned")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.step, self.seconds))
+
+
+class CompensationFailed(NonRetryableError):
+    """A compensation exhausted its retries: the saga stopped and needs an operator."""
+
+    def __init__(self, step: str, error: str, not_run: list[str]) -> None:
+        self.step, self.error, self.not_run = step, error, not_run
+        super().__init__(
+            f"compensation of step {step!r} failed for good ({error}); "
+            f"not run: {', '.join(not_run) or 'none'}. "
+            f"Undo these by hand: the job will not retry them."
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.step, self.error, self.not_run))
+
+
+class WorkerCrashLoop(NonRetryableError):
+    """Workers kept dying on the same operation (each took the slot over): the job is failed, not looped."""
+
+    def __init__(self, job_id: str, seq: int, claims: int) -> None:
+        self.job_id, self.seq, self.claims = job_id, seq, claims
+        super().__init__(
+            f"job {job_id}: {claims} workers claimed slot {seq} and none committed; the operation there "
+            f"crashes or hangs its worker. See the trace for the last step started."
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.job_id, self.seq, self.claims))
+
+
 class JobNotFound(NonRetryableError):
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id

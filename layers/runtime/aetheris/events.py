@@ -58,6 +58,7 @@ class OpKind(enum.StrEnum):
     STEP = "step"
     WAIT = "wait"
     SLEEP = "sleep"
+    COMPENSATE = "compensate"
     END = "end"
 
 

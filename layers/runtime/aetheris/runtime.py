@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -149,9 +149,11 @@ class Runtime:
         self.services.queue.send(Tick(job_id=job_id, seq=1))
         return StartedJob(job_id, created=True, status=JobStatus.PENDING)
 
-    def handle_tick(self, body: str, receive_count: int = 1) -> TickOutcome:
+    def handle_tick(
+        self, body: str, receive_count: int = 1, time_left: timedelta | None = None
+    ) -> TickOutcome:
         """Advance the job named by a step-queue message body by one operation."""
-        return self.worker.handle(Tick.model_validate_json(body), receive_count)
+        return self.worker.handle(Tick.model_validate_json(body), receive_count, time_left)
 
     def send_signal(self, job_id: str, name: str, payload: Any = None, signal_id: str | None = None) -> str:
         """Accept a signal for a live job: on the signal queue before this returns; its id returned."""

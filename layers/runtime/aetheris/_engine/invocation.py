@@ -20,15 +20,16 @@ from aetheris._engine.history import History, OpRecord, next_tick_delay
 from aetheris._engine.job_context import JobContext
 from aetheris._engine.lease import LeaseKeeper
 from aetheris._engine.replay import Replay
+from aetheris._engine.saga import Compensation, compensate_then_end
 from aetheris._engine.services import Services
-from aetheris._engine.step_context import StepContext, check_name
+from aetheris._engine.steps import run_step
 from aetheris._store import schema
 from aetheris._store.jobs import JobSnapshot, status_attributes
 from aetheris._store.log import SlotLease
 from aetheris.app import JobDefinition
-from aetheris.errors import ErrorInfo, NondeterminismError, Suspend, rebuild_error
+from aetheris.errors import ErrorInfo, NondeterminismError, Suspend
 from aetheris.events import SCHEMA_VERSION, Event, EventType, JobStatus, OpKind
-from aetheris.policy import DEFAULT_STEP_RETRY, RetryPolicy
+from aetheris.policy import RetryPolicy
 
 _STATUS_AFTER = {
     EventType.STEP_COMMITTED: JobStatus.RUNNING,
@@ -41,7 +42,19 @@ _STATUS_AFTER = {
     EventType.JOB_COMPLETED: JobStatus.COMPLETED,
     EventType.JOB_FAILED: JobStatus.FAILED,
     EventType.JOB_CANCELLED: JobStatus.CANCELLED,
+    EventType.COMPENSATION_COMMITTED: JobStatus.COMPENSATING,
 }
+
+
+class _Stop(BaseException):
+    """Unwinds the job function at its next live operation when the job must stop there."""
+
+
+class _Cancel(Exception):
+    pass
+
+
+_CANCEL = _Cancel("cancelled")
 # Job-item attributes that describe a parked job; removed when it moves on.
 _PARKED_ATTRIBUTES = ("waiting_for", schema.DUE_INDEX_PK, schema.DUE_INDEX_SK)
 DUE_SHARD = "due"
@@ -49,7 +62,12 @@ DUE_SHARD = "due"
 
 class Invocation:
     def __init__(
-        self, services: Services, definition: JobDefinition, snapshot: JobSnapshot, lease: SlotLease
+        self,
+        services: Services,
+        definition: JobDefinition,
+        snapshot: JobSnapshot,
+        lease: SlotLease,
+        time_budget: timedelta | None = None,
     ) -> None:
         self.services = services
         self.definition = definition
@@ -66,6 +84,9 @@ class Invocation:
         self.reschedule: timedelta | None = None  # the tick came early: try again after this
         self.idle = False  # nothing to do yet (a parked job woken early): release, send nothing
         self.wake_now = False  # a signal arrived while parking: tick again at once
+        self.compensations: list[Compensation] = []  # undo functions of committed steps, in order
+        self.stop: BaseException | None = None  # cancellation or crash loop: end at the next operation
+        self.time_budget = time_budget or services.settings.step_timeout
 
     @property
     def clock(self) -> Clock:
@@ -82,72 +103,61 @@ class Invocation:
         return None if self.committed is None else next_tick_delay(self.committed, self.clock.now())
 
     def run(self) -> None:
-        if self.snapshot.job.get("cancel_requested_at"):
+        if self.snapshot.job.get("cancel_requested_at") and self.stop is None:
             # Cancellation takes effect at the job's next operation, whatever it would have been.
-            detail = {"requested_at": self.snapshot.job["cancel_requested_at"]}
-            self.commit(EventType.JOB_CANCELLED, None, detail=detail)
-            return
+            self.stop = _CANCEL
         ctx = JobContext(self)
         try:
-            job_input = self.definition.input.validate_json(self.snapshot.job["input"])
-            output = self.definition.fn(ctx, job_input)
+            try:
+                job_input = self.definition.input.validate_json(self.snapshot.job["input"])
+                output = self.definition.fn(ctx, job_input)
+            except _Stop:
+                self._stopped()
+                return
+            except Exception as error:  # noqa: BLE001 - the job function's unhandled error is its outcome
+                self._fail(self.replay.diverged or error)
+                return
+            if self.replay.diverged is not None:
+                self._fail(self.replay.diverged)
+            else:
+                self._end(output=output)
         except Suspend:
             return
-        except Exception as error:  # noqa: BLE001 - the job function's unhandled error is its outcome
-            self._end(error=self.replay.diverged or error)
-            return
-        if self.replay.diverged is not None:
-            self._end(error=self.replay.diverged)
-        else:
-            self._end(output=output)
 
-    # -- operations ---------------------------------------------------------------------------
-
-    def step(
+    def run_step(
         self,
         op: OpRecord,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         retry: RetryPolicy | None,
+        timeout: timedelta | None,
     ) -> Any:
-        check_name("step", op.name)
-        adapter = _serde.return_adapter(fn)
-        outcome = op.outcome
-        if outcome is not None:  # replay: never call the step body again
-            if outcome.type is EventType.STEP_COMMITTED:
-                return _serde.load(outcome.result, adapter)
-            raise rebuild_error(outcome.error or ErrorInfo(type="Unknown", message="no error recorded"))
-        due = op.retry_due_at
-        if due is not None and due > self.clock.now():
-            self.reschedule = due - self.clock.now()
-            raise Suspend
-        self.attempt = op.failures + 1
-        policy = retry or DEFAULT_STEP_RETRY
-        started = self.clock.now()
-        with self.keeper:
-            try:
-                result = fn(StepContext(self, op, self.attempt), *args, **kwargs)
-                text = _serde.dump(
-                    result, adapter, f"result of step {op.name}", self.services.settings.max_payload_bytes
-                )
-            except Exception as error:  # noqa: BLE001 - a step's error is its recorded outcome
-                ended = self.clock.now()
-                retry_at = None
-                if not policy.gives_up_on(error, self.attempt):
-                    retry_at = ended + policy.delay_before(self.attempt + 1, self.ids.random())
-                self.commit(
-                    EventType.STEP_FAILED,
-                    op,
-                    started=started,
-                    error=ErrorInfo.of(error),
-                    next_attempt_at=retry_at,
-                )
-            else:
-                self.commit(EventType.STEP_COMMITTED, op, started=started, result=text)
-        raise Suspend
+        return run_step(self, op, fn, args, kwargs, retry, timeout)
+
+    def check_stop(self) -> None:
+        """Called before any live operation: a cancelled (or crash-looping) job goes no further."""
+        if self.stop is not None:
+            raise _Stop
+
+    def step_time_limit(self, timeout: timedelta | None) -> timedelta:
+        return min(timeout or self.services.settings.step_timeout, self.time_budget)
+
+    def _stopped(self) -> None:
+        if self.stop is _CANCEL:
+            compensate_then_end(self, EventType.JOB_CANCELLED, None)
+        else:
+            self._fail(self.stop)
+
+    def _fail(self, error: BaseException | None) -> None:
+        if self.compensations and not isinstance(error, NondeterminismError):
+            compensate_then_end(self, EventType.JOB_FAILED, error)
+        else:
+            self._end(error=error)
 
     def _end(self, output: Any = None, error: BaseException | None = None) -> None:
+        if error is None:
+            self.check_stop()
         try:
             op = self.replay.begin(OpKind.END, "end")
         except NondeterminismError as diverged:
@@ -209,6 +219,8 @@ class Invocation:
             "schema_version": SCHEMA_VERSION,
         }
         status = _STATUS_AFTER[event_type]
+        if op is not None and op.kind is OpKind.COMPENSATE:
+            status = JobStatus.COMPENSATING
         job_update: dict[str, Any] | None = None
         job_remove: tuple[str, ...] = ()
         if status is not self.snapshot.status or parked:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aetheris._engine import parking
 from aetheris._engine.history import OpRecord
+from aetheris._engine.saga import Compensation
 from aetheris._engine.step_context import check_name
 from aetheris.events import OpKind
 from aetheris.policy import RetryPolicy
@@ -47,11 +48,21 @@ class JobContext:
         *args: Any,
         name: str | None = None,
         retry: RetryPolicy | None = None,
+        timeout: timedelta | None = None,
+        compensate: Callable[..., Any] | None = None,
         **kwargs: Any,
     ) -> T:
-        """Run ``fn(step_context, *args, **kwargs)`` as one durable step and return its recorded result."""
+        """Run ``fn(step_context, *args, **kwargs)`` as one durable step and return its recorded result.
+
+        ``retry`` (default ``RetryPolicy()``) schedules further attempts as separate invocations;
+        ``timeout`` abandons an attempt that runs longer (default ``Settings.step_timeout``);
+        ``compensate(step_context, *args, **kwargs)`` undoes the step if the job later fails or is
+        cancelled (saga), run as its own durable step.
+        """
         op: OpRecord = self._inv.replay.begin(OpKind.STEP, name or fn.__name__)
-        result: T = self._inv.step(op, fn, args, kwargs, retry)
+        result: T = self._inv.run_step(op, fn, args, kwargs, retry, timeout)
+        if compensate is not None:
+            self._inv.compensations.append(Compensation(op, compensate, args, kwargs))
         return result
 
     def wait_for_signal(self, name: str, timeout: timedelta | None = None) -> Any:

@@ -32,6 +32,7 @@ def wait_for_signal(inv: Invocation, op: OpRecord, name: str, timeout: timedelta
         if outcome.type is EventType.SIGNAL_CONSUMED:
             return outcome.result_json()
         raise WaitTimeout(name, str(outcome.detail.get("deadline")))
+    inv.check_stop()
     now = inv.clock.now()
     consumed = {str(e.detail["signal_id"]) for e in inv.history.events if e.type is EventType.SIGNAL_CONSUMED}
     arrived = inv.services.inbox.pending(inv.job_id, name, consumed)
@@ -74,6 +75,7 @@ def sleep(inv: Invocation, op: OpRecord, duration: timedelta) -> None:
     outcome = op.outcome
     if outcome is not None:
         return
+    inv.check_stop()
     now = inv.clock.now()
     started = op.first(EventType.TIMER_STARTED)
     if started is None:

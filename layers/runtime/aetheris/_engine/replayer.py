@@ -18,8 +18,10 @@ from aetheris import _serde
 from aetheris._engine.history import History, OpRecord
 from aetheris._engine.job_context import JobContext
 from aetheris._engine.replay import Replay
+from aetheris._engine.saga import Compensation
+from aetheris._engine.steps import replayed_outcome
 from aetheris.app import JobDefinition
-from aetheris.errors import ErrorInfo, NondeterminismError, Suspend, rebuild_error
+from aetheris.errors import NondeterminismError, Suspend
 from aetheris.events import Event, EventType, OpKind
 from aetheris.policy import RetryPolicy
 
@@ -66,21 +68,24 @@ class _ReplayOnly:
         self.clock = _NoClock()
         self.ids = _NoIds()
         self.attempt = 1
+        self.compensations: list[Compensation] = []
 
-    def step(
+    def run_step(
         self,
         op: OpRecord,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         retry: RetryPolicy | None,
+        timeout: timedelta | None,
     ) -> Any:
-        outcome = op.outcome
-        if outcome is None:
+        settled, result = replayed_outcome(op, fn)
+        if not settled:
             raise _EndOfLog
-        if outcome.type is EventType.STEP_COMMITTED:
-            return _serde.load(outcome.result, _serde.return_adapter(fn))
-        raise rebuild_error(outcome.error or ErrorInfo(type="Unknown", message="no error recorded"))
+        return result
+
+    def check_stop(self) -> None:
+        return None
 
 
 def replay_events(definition: JobDefinition, input_json: str, events: list[Event]) -> ReplayReport:

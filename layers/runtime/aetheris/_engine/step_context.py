@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aetheris._engine.effects import run_tool
 from aetheris._store import schema
 from aetheris._store.ledger import EffectRef
+from aetheris.errors import LeaseLost
 from aetheris.policy import EffectSemantics, RetryPolicy
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class StepContext:
         self.name = op.name
         self.attempt = attempt
         self._calls: Counter[str] = Counter()
+        self.abandoned = False  # set when the step timed out: it may no longer touch the world
 
     def idempotency_key(self, name: str) -> str:
         """The key the next ``tool(name, ...)`` call of this step will carry (a pure read)."""
@@ -55,6 +57,8 @@ class StepContext:
         **kwargs: Any,
     ) -> T:
         """Call ``fn(*args, **kwargs)`` as a recorded side effect; a recorded call never runs again."""
+        if self.abandoned:
+            raise LeaseLost(self.job_id, f"step {self.name} timed out; its tool call {name!r} is refused")
         ref = self._next_ref(check_name("tool", name))
         result: T = run_tool(self._inv, ref, fn, args, kwargs, semantics, retry)
         return result

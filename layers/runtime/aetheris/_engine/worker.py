@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from datetime import timedelta
 
 from aetheris._clock import to_millis
 from aetheris._engine.history import next_tick_delay
@@ -29,10 +30,12 @@ from aetheris._store.jobs import COMMITTED, JobSnapshot
 from aetheris._store.log import SlotTaken
 from aetheris._store.queue import Tick
 from aetheris.app import App
-from aetheris.errors import LeaseLost, UnknownJobType
+from aetheris.errors import LeaseLost, UnknownJobType, WorkerCrashLoop
 from aetheris.events import Event
 
 log = logging.getLogger("aetheris.worker")
+# Left for committing and enqueueing after a step that used all of its time.
+STEP_TIME_MARGIN = timedelta(seconds=5)
 
 
 class TickOutcome(enum.StrEnum):
@@ -56,7 +59,8 @@ class Worker:
         self.services = services
         self.worker_id = worker_id
 
-    def handle(self, tick: Tick, receive_count: int = 1) -> TickOutcome:
+    def handle(self, tick: Tick, receive_count: int = 1, time_left: timedelta | None = None) -> TickOutcome:
+        """Advance the job by one operation; ``time_left`` is what the Lambda invocation has left."""
         services = self.services
         snapshot = services.jobs.load(tick.job_id)
         if snapshot is None:
@@ -83,7 +87,11 @@ class Worker:
             )
         except SlotTaken as taken:
             return self._held(taken.current, receive_count)
-        invocation = Invocation(services, definition, snapshot, lease)
+        budget = None if time_left is None else max(time_left - STEP_TIME_MARGIN, timedelta(seconds=1))
+        invocation = Invocation(services, definition, snapshot, lease, budget)
+        if lease.fence > services.settings.max_slot_claims:
+            # Workers keep dying on this operation: fail the job (with its compensations) instead.
+            invocation.stop = WorkerCrashLoop(tick.job_id, slot, lease.fence - 1)
         try:
             invocation.run()
         except LeaseLost as lost:

@@ -7,6 +7,7 @@ malformed body fails too, and reaches the DLQ after the queue's max receives ins
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -26,9 +27,12 @@ class TickDeferred(Exception):
     """Report this record as failed: it must come back after the visibility timeout."""
 
 
-def record_handler(record: SQSRecord) -> None:
+def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> None:
     receive_count = int(record.attributes.approximate_receive_count or 1)
-    outcome = hosting.runtime().handle_tick(record.body, receive_count)
+    time_left = None
+    if lambda_context is not None:
+        time_left = timedelta(milliseconds=lambda_context.get_remaining_time_in_millis())
+    outcome = hosting.runtime().handle_tick(record.body, receive_count, time_left)
     metrics.add_metric(name=f"Tick_{outcome.value}", unit=MetricUnit.Count, value=1)
     logger.debug("tick handled", extra={"outcome": outcome.value, "message_id": record.message_id})
     if not outcome.acknowledge:
