@@ -10,6 +10,7 @@ EXPECTED = {
     "App",
     "CompensationFailed",
     "CrashPoint",
+    "DeterminismViolation",
     "EffectOutcomeUnknown",
     "EffectSemantics",
     "ErrorInfo",
@@ -36,6 +37,7 @@ EXPECTED = {
     "Suspend",
     "TickOutcome",
     "UnknownJobType",
+    "UntrackedEffect",
     "WaitTimeout",
     "WorkerCrashLoop",
 }

@@ -6,6 +6,7 @@ This module is the public API; everything else in the package is internal.
 # Programming model
 # Configuration and runtime
 from aetheris._engine.faults import CRASH_POINTS, CrashPoint
+from aetheris._engine.guard import DeterminismViolation
 from aetheris._engine.job_context import JobContext
 from aetheris._engine.step_context import StepContext
 from aetheris._engine.worker import TickOutcome
@@ -29,6 +30,7 @@ from aetheris.errors import (
     StepTimeout,
     Suspend,
     UnknownJobType,
+    UntrackedEffect,
     WaitTimeout,
     WorkerCrashLoop,
 )
@@ -44,6 +46,7 @@ __all__ = [
     "App",
     "CompensationFailed",
     "CrashPoint",
+    "DeterminismViolation",
     "EffectOutcomeUnknown",
     "EffectSemantics",
     "ErrorInfo",
@@ -70,6 +73,7 @@ __all__ = [
     "Suspend",
     "TickOutcome",
     "UnknownJobType",
+    "UntrackedEffect",
     "WaitTimeout",
     "WorkerCrashLoop",
 ]

@@ -29,8 +29,11 @@ class JobDefinition:
 class App:
     """A named set of jobs. ``@app.job("refund", version="1")`` registers a job function."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, strict_effects: bool = False) -> None:
+        """``strict_effects``: a step that opens a network connection outside ``sctx.tool`` fails
+        (``UntrackedEffect``) instead of being reported with a warning in its outcome event."""
         self.name = name
+        self.strict_effects = strict_effects
         self._jobs: dict[tuple[str, str], JobDefinition] = {}
         self._latest: dict[str, str] = {}
 

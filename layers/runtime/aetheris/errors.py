@@ -94,6 +94,10 @@ class IdempotencyConflict(NonRetryableError):
         return (type(self), (self.idempotency_key, self.job_id))
 
 
+class UntrackedEffect(NonRetryableError):
+    """A step reached the outside world without ``sctx.tool`` while the app is ``strict_effects``."""
+
+
 class WaitTimeout(AetherisError):
     """``ctx.wait_for_signal`` reached its timeout before a signal arrived; the job may catch it."""
 

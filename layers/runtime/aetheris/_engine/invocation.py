@@ -16,6 +16,7 @@ from typing import Any
 
 from aetheris import _serde
 from aetheris._clock import Clock, IdSource, to_millis
+from aetheris._engine import guard
 from aetheris._engine.history import History, OpRecord, next_tick_delay
 from aetheris._engine.job_context import JobContext
 from aetheris._engine.lease import LeaseKeeper
@@ -68,7 +69,9 @@ class Invocation:
         snapshot: JobSnapshot,
         lease: SlotLease,
         time_budget: timedelta | None = None,
+        strict_effects: bool = False,
     ) -> None:
+        self.app_strict = strict_effects
         self.services = services
         self.definition = definition
         self.snapshot = snapshot
@@ -110,7 +113,8 @@ class Invocation:
         try:
             try:
                 job_input = self.definition.input.validate_json(self.snapshot.job["input"])
-                output = self.definition.fn(ctx, job_input)
+                with guard.orchestrating(self.job_id):
+                    output = self.definition.fn(ctx, job_input)
             except _Stop:
                 self._stopped()
                 return
@@ -134,6 +138,10 @@ class Invocation:
         timeout: timedelta | None,
     ) -> Any:
         return run_step(self, op, fn, args, kwargs, retry, timeout)
+
+    @property
+    def definition_strict(self) -> bool:
+        return self.app_strict
 
     def check_stop(self) -> None:
         """Called before any live operation: a cancelled (or crash-looping) job goes no further."""

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from aetheris._engine import parking
+from aetheris._engine import guard, parking
 from aetheris._engine.history import OpRecord
 from aetheris._engine.saga import Compensation
 from aetheris._engine.step_context import check_name
@@ -59,11 +59,12 @@ class JobContext:
         ``compensate(step_context, *args, **kwargs)`` undoes the step if the job later fails or is
         cancelled (saga), run as its own durable step.
         """
-        op: OpRecord = self._inv.replay.begin(OpKind.STEP, name or fn.__name__)
-        result: T = self._inv.run_step(op, fn, args, kwargs, retry, timeout)
-        if compensate is not None:
-            self._inv.compensations.append(Compensation(op, compensate, args, kwargs))
-        return result
+        with guard.suspended():
+            op: OpRecord = self._inv.replay.begin(OpKind.STEP, name or fn.__name__)
+            result: T = self._inv.run_step(op, fn, args, kwargs, retry, timeout)
+            if compensate is not None:
+                self._inv.compensations.append(Compensation(op, compensate, args, kwargs))
+            return result
 
     def wait_for_signal(self, name: str, timeout: timedelta | None = None) -> Any:
         """Park the job until signal ``name`` arrives and return its payload.
@@ -71,13 +72,15 @@ class JobContext:
         A signal that arrived before the wait is not lost: waits consume signals of their name in
         arrival order, one each. With ``timeout``, raises ``WaitTimeout`` (catchable) when it passes.
         """
-        op = self._inv.replay.begin(OpKind.WAIT, check_name("signal", name))
-        return parking.wait_for_signal(self._inv, op, name, timeout)
+        with guard.suspended():
+            op = self._inv.replay.begin(OpKind.WAIT, check_name("signal", name))
+            return parking.wait_for_signal(self._inv, op, name, timeout)
 
     def sleep(self, duration: timedelta) -> None:
         """A durable timer: the job holds no lease or Lambda while it sleeps, for any duration."""
-        op = self._inv.replay.begin(OpKind.SLEEP, "sleep")
-        parking.sleep(self._inv, op, duration)
+        with guard.suspended():
+            op = self._inv.replay.begin(OpKind.SLEEP, "sleep")
+            parking.sleep(self._inv, op, duration)
 
     def now(self) -> datetime:
         return datetime.fromisoformat(

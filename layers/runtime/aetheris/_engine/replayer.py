@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aetheris import _serde
+from aetheris._engine import guard
 from aetheris._engine.history import History, OpRecord
 from aetheris._engine.job_context import JobContext
 from aetheris._engine.replay import Replay
@@ -96,7 +97,9 @@ def replay_events(definition: JobDefinition, input_json: str, events: list[Event
     ctx = JobContext(dry)  # type: ignore[arg-type]
     output: Any = None
     try:
-        output = definition.fn(ctx, definition.input.validate_json(input_json))
+        job_input = definition.input.validate_json(input_json)
+        with guard.orchestrating(job_id):
+            output = definition.fn(ctx, job_input)
         report.reached_end = True
     except Suspend:
         pass

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from aetheris._engine import guard
 from aetheris._engine.effects import run_tool
 from aetheris._store import schema
 from aetheris._store.ledger import EffectRef
@@ -42,6 +43,7 @@ class StepContext:
         self.attempt = attempt
         self._calls: Counter[str] = Counter()
         self.abandoned = False  # set when the step timed out: it may no longer touch the world
+        self.warnings: list[str] = []  # effects that bypassed sctx.tool (reported in the trace)
 
     def idempotency_key(self, name: str) -> str:
         """The key the next ``tool(name, ...)`` call of this step will carry (a pure read)."""
@@ -60,7 +62,8 @@ class StepContext:
         if self.abandoned:
             raise LeaseLost(self.job_id, f"step {self.name} timed out; its tool call {name!r} is refused")
         ref = self._next_ref(check_name("tool", name))
-        result: T = run_tool(self._inv, ref, fn, args, kwargs, semantics, retry)
+        with guard.suspended():  # the tool's own connections are the recorded effect
+            result: T = run_tool(self._inv, ref, fn, args, kwargs, semantics, retry)
         return result
 
     def now(self) -> datetime:
@@ -84,5 +87,6 @@ class StepContext:
 
     def _value(self, kind: str, make: Callable[[], Any]) -> Any:
         ref = self._next_ref(kind)
-        kept = self._inv.services.ledger.value_once(self.job_id, ref.sk, json.dumps(make()))
+        with guard.suspended():
+            kept = self._inv.services.ledger.value_once(self.job_id, ref.sk, json.dumps(make()))
         return json.loads(kept)

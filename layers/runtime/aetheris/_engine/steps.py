@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from aetheris import _serde
+from aetheris._engine import guard
 from aetheris._engine.history import OpRecord
 from aetheris._engine.step_context import StepContext, check_name
 from aetheris.errors import ErrorInfo, StepTimeout, Suspend, rebuild_error
@@ -64,7 +65,7 @@ def run_step(
     started = inv.clock.now()
     with inv.keeper:
         try:
-            value = _call_within(limit, fn, sctx, args, kwargs, op.name)
+            value = _call_within(inv.definition_strict, limit, fn, sctx, args, kwargs, op.name)
             text = _serde.dump(
                 value,
                 _serde.return_adapter(fn),
@@ -82,19 +83,26 @@ def run_step(
                 started=started,
                 error=ErrorInfo.of(error),
                 next_attempt_at=retry_at,
+                detail=_warnings(sctx),
             )
         else:
-            inv.commit(committed, op, started=started, result=text)
+            inv.commit(committed, op, started=started, result=text, detail=_warnings(sctx))
     raise Suspend
+
+
+def _warnings(sctx: StepContext) -> dict[str, Any] | None:
+    return {"warnings": sctx.warnings} if sctx.warnings else None
 
 
 class _Outcome:
     def __init__(self) -> None:
         self.value: Any = None
         self.error: BaseException | None = None
+        self.warnings: list[str] = []
 
 
 def _call_within(
+    strict: bool,
     limit: timedelta,
     fn: Callable[..., Any],
     sctx: StepContext,
@@ -107,7 +115,9 @@ def _call_within(
 
     def body() -> None:
         try:
-            outcome.value = fn(sctx, *args, **kwargs)
+            with guard.watching_step(strict) as watch:
+                outcome.warnings = watch.warnings
+                outcome.value = fn(sctx, *args, **kwargs)
         except BaseException as error:  # noqa: BLE001 - carried to the caller's thread and re-raised there
             outcome.error = error
 
@@ -117,6 +127,7 @@ def _call_within(
     if thread.is_alive():
         sctx.abandoned = True
         raise StepTimeout(name, limit.total_seconds())
+    sctx.warnings.extend(outcome.warnings)
     if outcome.error is not None:
         raise outcome.error
     return outcome.value

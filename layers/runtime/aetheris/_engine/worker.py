@@ -88,7 +88,7 @@ class Worker:
         except SlotTaken as taken:
             return self._held(taken.current, receive_count)
         budget = None if time_left is None else max(time_left - STEP_TIME_MARGIN, timedelta(seconds=1))
-        invocation = Invocation(services, definition, snapshot, lease, budget)
+        invocation = Invocation(services, definition, snapshot, lease, budget, self.app.strict_effects)
         if lease.fence > services.settings.max_slot_claims:
             # Workers keep dying on this operation: fail the job (with its compensations) instead.
             invocation.stop = WorkerCrashLoop(tick.job_id, slot, lease.fence - 1)
