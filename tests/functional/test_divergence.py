@@ -100,7 +100,7 @@ def test_replay_of_changed_code_names_position_recorded_and_requested(case: str)
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_worker_meeting_changed_code_fails_the_job_with_the_divergence(case: str) -> None:
-    changed, position, recorded, requested = CASES[case]
+    changed, position, recorded, _ = CASES[case]
     with LocalRuntime(app_with(original)) as local:
         job_id = local.start("flow", None)
         local.run_until_idle()  # parked on the wait, after step a
@@ -120,12 +120,8 @@ def test_worker_meeting_changed_code_fails_the_job_with_the_divergence(case: str
 def test_worker_without_the_recorded_version_refuses_to_advance_the_job() -> None:
     with LocalRuntime(app_with(original, version="1")) as local:
         job_id = local.start("flow", None)
-        v2_only = app_with(wait_removed, version="2")
-        outcome = (
-            local.runtimes[1]
-            .worker.__class__(v2_only, local.runtimes[1].services, "v2-worker")
-            .handle(local.runtimes[0].services.jobs.load(job_id) and _tick(job_id), receive_count=1)
-        )
+        v2_only = Worker(app_with(wait_removed, version="2"), local.runtimes[1].services, "v2-worker")
+        outcome = v2_only.handle(Tick(job_id=job_id, seq=1), receive_count=1)
         events = local.events(job_id)
 
     assert outcome is TickOutcome.DEFERRED
