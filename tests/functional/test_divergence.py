@@ -8,6 +8,8 @@ from datetime import timedelta
 import pytest
 
 from aetheris import App, EventType, JobContext, JobStatus, StepContext, TickOutcome
+from aetheris._engine.worker import Worker
+from aetheris._store.queue import Tick
 from aetheris.testing import LocalRuntime
 
 
