@@ -11,7 +11,7 @@ export AWS_ACCOUNT_ID_ENDPOINT_MODE ?= disabled
 export POWERTOOLS_TRACE_DISABLED ?= true
 export POWERTOOLS_METRICS_NAMESPACE ?= Aetheris
 
-.PHONY: test lint types unit install bench clean
+.PHONY: test lint types unit install bench demo clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -33,6 +33,9 @@ test: lint types
 
 bench: $(STAMP)
 	$(BIN)/python bench/requests_per_step.py
+
+demo: $(STAMP)
+	$(BIN)/python -m aetheris_infra.demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -111,6 +111,7 @@ def test_failed_tool_call_is_recorded_failed_and_the_step_retry_calls_it_again()
     assert next(e for e in events if e.type is EventType.STEP_COMMITTED).attempt == 2
     (entry,) = effects
     assert entry["state"] == "RECORDED" and entry["claims"] == 2
+    assert "error" not in entry, "a recorded success carries no stale error from the failed attempt"
 
 
 def test_idempotent_start_returns_the_same_job() -> None:

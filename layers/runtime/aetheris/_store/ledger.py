@@ -112,18 +112,22 @@ class EffectLedger:
         raise EffectOutcomeUnknown(ref.idempotency_key, str(current.get("worker_id", "unknown")))
 
     def record(self, ref: EffectRef, who: Claimant, result_json: str, now_ms: int) -> None:
-        self._finish(ref, who, {"state": RECORDED, "result": result_json, "recorded_at": now_ms})
+        # An earlier attempt's error is history, not part of this record.
+        self._finish(ref, who, {"state": RECORDED, "result": result_json, "recorded_at": now_ms}, ("error",))
 
     def record_failure(self, ref: EffectRef, who: Claimant, error: ErrorInfo, now_ms: int) -> None:
-        self._finish(ref, who, {"state": FAILED, "error": error.model_dump_json(), "recorded_at": now_ms})
+        values = {"state": FAILED, "error": error.model_dump_json(), "recorded_at": now_ms}
+        self._finish(ref, who, values, ("result",))
 
-    def _finish(self, ref: EffectRef, who: Claimant, values: dict[str, object]) -> None:
+    def _finish(
+        self, ref: EffectRef, who: Claimant, values: dict[str, object], clear: tuple[str, ...]
+    ) -> None:
         # Only the claimer of record may finish the claim: a superseded (zombie) worker cannot.
         still_ours = (
             equals("state", CLAIMED) & equals("claim_seq", who.seq) & equals("claim_fence", who.fence)
         )
         try:
-            self.table.update(ref.job_id, ref.sk, values, still_ours)
+            self.table.update(ref.job_id, ref.sk, values, still_ours, remove=clear)
         except ConditionFailed as lost:
             holder = lost.current.get("worker_id") if lost.current else None
             raise LeaseLost(ref.job_id, f"effect {ref.idempotency_key} was taken over by {holder}") from None
