@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from aetheris import App, EventType, JobContext, JobStatus, StepContext, hosting
 from aetheris.handlers.worker import handler
-from aetheris.testing import LocalRuntime
+from aetheris.testing import LocalRuntime, replay
 from aetheris_infra.lambda_events import LocalLambdaContext, sqs_event
 from tests.functional.jobs import Calls, build_app
 
@@ -144,3 +145,18 @@ def test_replay_of_changed_code_names_the_divergence() -> None:
     assert not report.consistent and report.divergence is not None
     assert report.divergence.position == 0
     assert "step 's1'" in str(report.divergence) and "step 'renamed1'" in str(report.divergence)
+
+
+def test_exported_history_replays_from_a_file_without_effects(tmp_path: Path) -> None:
+    calls = Calls()
+    app = build_app(calls)
+    with LocalRuntime(app) as local:
+        job_id = local.start("payment", {"order_id": "o-5", "amount": 3})
+        local.wait(job_id)
+        local.export(job_id).dump(tmp_path / "history.json")
+    executed = (dict(calls.steps), dict(calls.effects))
+
+    report = replay(app, tmp_path / "history.json")  # no stack at all: moto is gone
+
+    assert report.consistent and report.reached_end and report.output_matches
+    assert (dict(calls.steps), dict(calls.effects)) == executed

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sqs import SQSClient
 
+    from aetheris.history import JobHistory
+
 # Jobs started with an idempotency key get a job id derived from it: the create is then a plain
 # conditional put, and a repeat finds the same job without a second item to keep in step.
 _IDEMPOTENT_JOB_NAMESPACE = uuid.UUID("6f1c2a47-5d0e-4a8e-9f4b-3a2d1e0c9b71")
@@ -228,6 +230,17 @@ class Runtime:
     def events(self, job_id: str) -> list[Event]:
         snapshot = self.services.jobs.load(job_id)
         return [Event.from_item(item) for item in snapshot.events] if snapshot else []
+
+    def export(self, job_id: str) -> JobHistory:
+        """The job's history (job, input, every event) as a portable document."""
+        from aetheris.history import JobHistory
+
+        item = self.services.jobs.get(job_id)
+        if item is None:
+            raise JobNotFound(job_id)
+        return JobHistory(
+            job=JobView.from_item(item), input=json.loads(item["input"]), events=self.events(job_id)
+        )
 
     def effects(self, job_id: str) -> list[dict[str, Any]]:
         """The job's effect-ledger entries (claims, results, failures), for traces and audits."""

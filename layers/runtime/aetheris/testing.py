@@ -20,6 +20,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -32,6 +33,7 @@ from aetheris._store.queue import StepQueue, Tick
 from aetheris.app import App
 from aetheris.config import Settings
 from aetheris.events import Event
+from aetheris.history import JobHistory
 from aetheris.runtime import JobView, Runtime
 
 
@@ -187,10 +189,11 @@ class LocalRuntime:
 
     def replay(self, job_id: str) -> ReplayReport:
         """Replay the job's recorded log against the app's current code (no tool or clock is touched)."""
-        item = self.runtimes[0].services.jobs.get(job_id)
-        if item is None:
-            raise KeyError(f"no job {job_id}")
-        return replay(self.app, self.get(job_id), str(item["input"]), self.events(job_id))
+        return replay(self.app, self.export(job_id))
+
+    def export(self, job_id: str) -> JobHistory:
+        """The job's recorded history, as ``aetheris export`` writes it."""
+        return self.runtimes[0].export(job_id)
 
     def signal(self, job_id: str, name: str, payload: Any = None, signal_id: str | None = None) -> str:
         """Send a signal as the API does: validated, on the signal queue, its id returned."""
@@ -267,6 +270,9 @@ class LocalRuntime:
         return any(source.in_flight for source in self.sources)
 
 
-def replay(app: App, job: JobView, input_json: str, events: list[Event]) -> ReplayReport:
-    """Replay a recorded job against ``app``'s current code; no tool, clock or store is touched."""
-    return replay_events(app.get(job.job_type, job.version), input_json, events)
+def replay(app: App, history: JobHistory | dict[str, Any] | str | Path) -> ReplayReport:
+    """Replay a recorded history (a ``JobHistory``, its dict, or a file written by ``aetheris export``)
+    against ``app``'s current code: no tool, clock, network or store is touched."""
+    recorded = history if isinstance(history, JobHistory) else JobHistory.load(history)
+    definition = app.get(recorded.job.job_type, recorded.job.version)
+    return replay_events(definition, recorded.input_json, recorded.events)
