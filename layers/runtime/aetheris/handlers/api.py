@@ -1,0 +1,299 @@
+"""HTTP API Lambda handler (API Gateway HTTP API, payload v2): start, inspect and list jobs.
+
+A Powertools ``APIGatewayHttpResolver`` with validation on: request bodies and query parameters are
+checked against the pydantic models of ``api_models`` and the OpenAPI document is generated from the
+routes. Routes only adapt HTTP to runtime calls; errors become answers in one place, the exception
+handlers below, always as ``{"error": {"code", "message"}}``:
+
+* 400 ``malformed_json`` (body is not JSON), ``invalid_parameter`` (a query or path parameter is
+  wrong, e.g. an unknown ``status`` or ``limit`` out of range), ``invalid_cursor``, ``unknown_job_type``;
+* 404 ``job_not_found``, ``not_found`` (no such route); 409 ``idempotency_conflict``;
+* 413 ``payload_too_large`` (the body, or the job input once serialized); 415 ``unsupported_media_type``;
+* 422 ``validation_error`` (the body does not match the request model), ``invalid_input`` (the job
+  function's input type refused ``input``);
+* 500 ``internal_error`` — a bug, logged with its stack trace, which never reaches the client.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+from collections.abc import Callable
+from functools import cache
+from http import HTTPStatus
+from typing import Annotated, Any, TypeVar
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+    ResponseValidationError,
+)
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ValidationError
+
+from aetheris import hosting
+from aetheris._store.listing import InvalidCursor, Listing
+from aetheris.errors import AetherisError, IdempotencyConflict, JobNotFound, PayloadTooLarge, UnknownJobType
+from aetheris.events import Event, JobStatus
+from aetheris.handlers.api_models import (
+    ErrorDetail,
+    ErrorResponse,
+    EventPage,
+    JobDetail,
+    JobPage,
+    JobStarted,
+    JobSummary,
+    StartJobRequest,
+)
+from aetheris.runtime import JobView
+
+API_VERSION = "2.0"
+MAX_BODY_BYTES = 256 * 1024
+# A Lambda's answer is capped at 6 MB: a page of events stops growing well before that.
+MAX_EVENT_PAGE_BYTES = 4 * 1024 * 1024
+JobId = Annotated[str, Path(min_length=1, max_length=128, description="the job id POST /jobs returned")]
+Cursor = Annotated[str | None, Query(max_length=4096, description="next_cursor of the previous page")]
+
+logger = Logger(service="aetheris-api")
+
+
+class InvalidJobInput(AetherisError):
+    """The job's input type refused the request's ``input``."""
+
+    def __init__(self, job_type: str, invalid: ValidationError) -> None:
+        self.job_type = job_type
+        super().__init__(f"input does not fit job type {job_type!r}: {_describe(invalid.errors())}")
+
+
+def _load_body(text: str) -> Any:
+    """Parse a JSON body, refusing oversized ones before parsing them (used by request validation)."""
+    size = len(text.encode())
+    if size > MAX_BODY_BYTES:
+        raise PayloadTooLarge("request body", size, MAX_BODY_BYTES)
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError:  # nesting deep enough to exhaust the stack is malformed for us
+        raise json.JSONDecodeError("nested too deeply", text, 0) from None
+
+
+def _no_constant(name: str) -> Any:
+    raise json.JSONDecodeError(f"{name} is not JSON", name, 0)
+
+
+app = APIGatewayHttpResolver(
+    enable_validation=True,
+    # A response that does not fit its model is our bug: a 500, never a 422 blamed on the client.
+    response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR,
+    json_body_deserializer=_load_body,
+)
+
+
+def _answers(ok: type[BaseModel], *errors: int) -> dict[int, Any]:
+    """OpenAPI ``responses`` of a route: 200 with ``ok`` and the error answers it can give."""
+    answers: dict[int, Any] = {200: {"description": "OK", "content": {"application/json": {"model": ok}}}}
+    schema = {"application/json": {"model": ErrorResponse}}
+    answers.update({code: {"description": HTTPStatus(code).phrase, "content": schema} for code in errors})
+    return answers
+
+
+# -- routes ------------------------------------------------------------------------------------
+
+_STARTED: dict[str, Any] = {"application/json": {"model": JobStarted}}
+
+
+@app.post(
+    "/jobs",
+    summary="Start a job",
+    description="201 with a new job; 200 with the same job when the idempotency key was used before.",
+    responses={
+        **_answers(JobStarted, 400, 409, 413, 415, 422),
+        200: {"description": "Started before with this idempotency key: the same job", "content": _STARTED},
+        201: {"description": "Started", "content": _STARTED},
+    },
+)
+def start_job(request: Annotated[StartJobRequest, Body()]) -> Response[JobStarted]:
+    runtime = hosting.runtime()
+    try:
+        started = runtime.start(request.job_type, request.input, idempotency_key=request.idempotency_key)
+    except ValidationError as invalid:
+        raise InvalidJobInput(request.job_type, invalid) from None
+    return Response(
+        status_code=HTTPStatus.CREATED if started.created else HTTPStatus.OK,
+        content_type=content_types.APPLICATION_JSON,
+        body=JobStarted(job_id=started.job_id, status=started.status),
+        headers={"Location": f"/jobs/{started.job_id}"},
+    )
+
+
+@app.get(
+    "/jobs/<job_id>",
+    summary="A job: status, progress, result or error",
+    responses=_answers(JobDetail, 400, 404),
+)
+def get_job(job_id: JobId) -> JobDetail:
+    snapshot = hosting.runtime().services.jobs.load(job_id)  # one consistent read: job item and log
+    if snapshot is None:
+        raise JobNotFound(job_id)
+    events = [Event.from_item(item) for item in snapshot.events]
+    return JobDetail.build(JobView.from_item(snapshot.job), events)
+
+
+@app.get("/jobs", summary="Jobs, newest status change first", responses=_answers(JobPage, 400))
+def list_jobs(
+    status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Cursor = None,
+) -> JobPage:
+    page = Listing(hosting.runtime().services.jobs.table).jobs(status, limit, cursor)
+    return JobPage(jobs=[JobSummary.from_item(item) for item in page.items], next_cursor=page.next_cursor)
+
+
+@app.get(
+    "/jobs/<job_id>/events",
+    summary="The job's raw event log, in seq order",
+    responses=_answers(EventPage, 400, 404),
+)
+def list_events(
+    job_id: JobId,
+    limit: Annotated[int, Query(ge=1, le=100)] = 100,
+    cursor: Cursor = None,
+) -> EventPage:
+    listing = Listing(hosting.runtime().services.jobs.table)
+    page = listing.events(job_id, limit, cursor, max_bytes=MAX_EVENT_PAGE_BYTES)
+    if page is None:
+        raise JobNotFound(job_id)
+    return EventPage(events=[Event.from_item(item) for item in page.items], next_cursor=page.next_cursor)
+
+
+@app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
+def openapi() -> Response[str]:
+    return Response(status_code=HTTPStatus.OK, content_type=content_types.APPLICATION_JSON, body=_spec())
+
+
+@cache
+def _spec() -> str:
+    """The generated document, with Powertools' default error answers replaced by the ones we send."""
+    spec = json.loads(app.get_openapi_json_schema(title="Aetheris", version=API_VERSION))
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+    for operations in spec["paths"].values():
+        for operation in operations.values():
+            responses = operation["responses"]
+            if "requestBody" not in operation:
+                responses.pop("422", None)  # only a body can fail with 422; bad parameters are a 400
+            responses["500"] = {"description": "Internal error: a bug, logged", "content": error}
+    for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
+        spec["components"]["schemas"].pop(name, None)
+    return json.dumps(spec)
+
+
+# -- errors: the one place where exceptions become answers -----------------------------------
+
+ErrorHandler = TypeVar("ErrorHandler", bound=Callable[[Any], Response[str]])
+
+
+def _handles(*classes: type[Exception]) -> Callable[[ErrorHandler], ErrorHandler]:
+    """Register the decorated function as the answer to ``classes`` (a typed ``app.exception_handler``)."""
+
+    def register(answer: ErrorHandler) -> ErrorHandler:
+        app.exception_handler(list(classes))(answer)
+        return answer
+
+    return register
+
+
+def error_response(status: HTTPStatus, code: str, message: str) -> Response[str]:
+    body = ErrorResponse(error=ErrorDetail(code=code, message=message))
+    return Response(
+        status_code=status, content_type=content_types.APPLICATION_JSON, body=body.model_dump_json()
+    )
+
+
+def _describe(errors: Any) -> str:
+    parts = []
+    for error in errors:
+        where = ".".join(str(part) for part in error.get("loc", ()))
+        text = error.get("msg") or error.get("type") or "invalid"
+        parts.append(f"{where}: {text}" if where else text)
+    return "; ".join(parts)
+
+
+@_handles(RequestValidationError)
+def _request_invalid(error: RequestValidationError) -> Response[str]:
+    errors = list(error.errors())
+    malformed = next((e for e in errors if e.get("type") == "json_invalid"), None)
+    if malformed is not None:
+        detail = (malformed.get("ctx") or {}).get("error", "JSON decode error")
+        return error_response(
+            HTTPStatus.BAD_REQUEST, "malformed_json", f"the body is not valid JSON: {detail}"
+        )
+    if all(e.get("loc", ("body",))[0] in ("query", "path") for e in errors):
+        return error_response(HTTPStatus.BAD_REQUEST, "invalid_parameter", _describe(errors))
+    return error_response(HTTPStatus.UNPROCESSABLE_ENTITY, "validation_error", _describe(errors))
+
+
+@_handles(RequestUnsupportedContentType)
+def _unsupported_media_type(error: RequestUnsupportedContentType) -> Response[str]:
+    message = f"{_describe(error.errors())}; send the body as application/json"
+    return error_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message)
+
+
+@_handles(UnicodeDecodeError, binascii.Error)
+def _undecodable_body(_: ValueError) -> Response[str]:
+    # Raised while decoding the body: base64 that is not base64, or bytes that are not UTF-8.
+    return error_response(HTTPStatus.BAD_REQUEST, "malformed_json", "the body is not UTF-8 encoded JSON")
+
+
+@_handles(InvalidCursor)
+def _invalid_cursor(error: InvalidCursor) -> Response[str]:
+    return error_response(HTTPStatus.BAD_REQUEST, "invalid_cursor", str(error))
+
+
+@_handles(UnknownJobType)
+def _unknown_job_type(error: UnknownJobType) -> Response[str]:
+    return error_response(HTTPStatus.BAD_REQUEST, "unknown_job_type", str(error))
+
+
+@_handles(JobNotFound)
+def _job_not_found(error: JobNotFound) -> Response[str]:
+    message = f"{error}; job ids are the job_id values POST /jobs returned"
+    return error_response(HTTPStatus.NOT_FOUND, "job_not_found", message)
+
+
+@_handles(NotFoundError)
+def _no_route(_: Exception) -> Response[str]:
+    event = app.current_event
+    message = f"no route {event.http_method} {event.path}; GET /openapi.json lists the routes"
+    return error_response(HTTPStatus.NOT_FOUND, "not_found", message)
+
+
+@_handles(IdempotencyConflict)
+def _idempotency_conflict(error: IdempotencyConflict) -> Response[str]:
+    return error_response(HTTPStatus.CONFLICT, "idempotency_conflict", str(error))
+
+
+@_handles(PayloadTooLarge)
+def _payload_too_large(error: PayloadTooLarge) -> Response[str]:
+    return error_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "payload_too_large", str(error))
+
+
+@_handles(InvalidJobInput)
+def _invalid_input(error: InvalidJobInput) -> Response[str]:
+    return error_response(HTTPStatus.UNPROCESSABLE_ENTITY, "invalid_input", str(error))
+
+
+@_handles(Exception, ResponseValidationError)
+def _internal(error: Exception) -> Response[str]:
+    logger.exception("unhandled error in the HTTP API", extra={"error_type": type(error).__name__})
+    request_id = getattr(app.lambda_context, "aws_request_id", "unknown")
+    message = f"internal error, logged under request id {request_id}; retry later, or report it with that id"
+    return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", message)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
