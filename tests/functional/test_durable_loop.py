@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aetheris import EffectSemantics, EventType, JobStatus
+from aetheris import EffectSemantics, EventType, IdempotencyConflict, JobStatus
 from aetheris.testing import LocalRuntime
 from tests.functional.jobs import Calls, build_app
 
@@ -124,3 +124,17 @@ def test_idempotent_start_returns_the_same_job() -> None:
 
     assert first == second != other
     assert len(created) == 1
+
+
+def test_idempotency_key_reused_with_other_input_or_type_is_a_conflict() -> None:
+    with LocalRuntime(build_app(Calls())) as local:
+        first = local.start("payment", {"order_id": "o-7", "amount": 1}, idempotency_key="same")
+        reordered = local.runtimes[0].start(
+            "payment", {"amount": 1, "order_id": "o-7"}, idempotency_key="same"
+        )
+        with pytest.raises(IdempotencyConflict):
+            local.start("payment", {"order_id": "o-7", "amount": 2}, idempotency_key="same")
+        with pytest.raises(IdempotencyConflict):
+            local.start("five_steps", 1, idempotency_key="same")
+
+    assert reordered.job_id == first and not reordered.created

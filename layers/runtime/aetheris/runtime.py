@@ -135,14 +135,14 @@ class Runtime:
         value = definition.input.validate_python(input)
         input_json = _serde.dump(value, definition.input, "job input", self.settings.max_payload_bytes)
         if idempotency_key is not None:
-            job_id = str(uuid.uuid5(_IDEMPOTENT_JOB_NAMESPACE, f"{job_type}\n{idempotency_key}"))
+            job_id = str(uuid.uuid5(_IDEMPOTENT_JOB_NAMESPACE, idempotency_key))
         else:
             job_id = self.services.ids.uuid()
         existing = self.services.jobs.create(
             job_id, job_type, definition.version, input_json, self.services.clock.now(), idempotency_key
         )
         if existing is not None:
-            if existing["job_type"] != job_type or existing["input"] != input_json:
+            if existing["job_type"] != job_type or json.loads(existing["input"]) != json.loads(input_json):
                 raise IdempotencyConflict(idempotency_key or "", job_id)
             status = JobStatus(existing["status"])
             if status is JobStatus.PENDING:  # the first tick may have been lost after the create

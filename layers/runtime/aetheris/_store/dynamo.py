@@ -163,7 +163,9 @@ class Table:
         response = self.client.get_item(TableName=self.name, Key=self.key(pk, sk), ConsistentRead=True)
         return from_dynamo(response.get("Item"))
 
-    def query(self, **request: Any) -> list[Item]:
+    def query(self, **query: Any) -> list[Item]:
+        """Every page of the Query (the caller's arguments are not modified)."""
+        request = dict(query)
         items: list[Item] = []
         while True:
             response = self.client.query(TableName=self.name, **request)
