@@ -64,22 +64,30 @@ def build_app() -> App:
 def measure(job_type: str, arg: int) -> Counter[str]:
     calls: Counter[str] = Counter()
 
-    def count(model: Any, **_: Any) -> None:
-        calls[model.name] += 1
+    def count(model: Any, parsed: dict[str, Any], **_: Any) -> None:
+        # An empty receive is the event source polling an idle queue, not work done for a tick.
+        if model.name != "ReceiveMessage" or parsed.get("Messages"):
+            calls[model.name] += 1
+        if model.name == "Query":
+            calls["items returned by Query"] += len(parsed.get("Items", []))
 
     with LocalRuntime(build_app(), workers=1) as local:
         job_id = local.start(job_type, arg)
         for client in (local.dynamodb, local.sqs):
-            client.meta.events.register("before-call", count)
+            client.meta.events.register("after-call", count)
         local.run_until_idle()  # these jobs have no timers: idle means finished
         for client in (local.dynamodb, local.sqs):
-            client.meta.events.unregister("before-call", count)
+            client.meta.events.unregister("after-call", count)
         assert local.get(job_id).status.value == "COMPLETED"
     return calls
 
 
 def split(calls: Counter[str], per: float) -> dict[str, dict[str, float]]:
-    worker = {op: round(n / per, 3) for op, n in sorted(calls.items()) if op not in EVENT_SOURCE_OPS and n}
+    worker = {
+        op: round(n / per, 3)
+        for op, n in sorted(calls.items())
+        if op not in EVENT_SOURCE_OPS and n and not op.startswith("items")
+    }
     source = {op: round(n / per, 3) for op, n in sorted(calls.items()) if op in EVENT_SOURCE_OPS and n}
     return {"worker": worker, "event_source": source}
 
@@ -107,6 +115,7 @@ def main() -> None:
         "tool_calls": TOOL_CALLS,
         "per_effect_free_tick": per_step,
         "per_tool_call": split(per_tool, TOOL_CALLS),
+        "query_items_per_tick": round(plain["items returned by Query"] / ticks, 2),
         "estimated_storage_and_queue_cost_usd_per_million_ticks": round(cost, 3),
         "note": "event-source receive/delete are per message here (batch size 10 on AWS amortises them); "
         "Lambda request and duration costs are not included",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from aetheris import EffectSemantics, EventType, IdempotencyConflict, JobStatus
+from aetheris._store.jobs import JobStore
 from aetheris.testing import LocalRuntime
 from tests.functional.jobs import Calls, build_app
 
@@ -138,3 +141,23 @@ def test_idempotency_key_reused_with_other_input_or_type_is_a_conflict() -> None
             local.start("five_steps", 1, idempotency_key="same")
 
     assert reordered.job_id == first and not reordered.created
+
+
+def test_job_store_reads_only_events_newer_than_it_knows() -> None:
+    returned: list[int] = []
+
+    def count_items(parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name == "Query":
+            returned.append(len(parsed.get("Items", [])))
+
+    with LocalRuntime(build_app(Calls()), workers=1) as local:
+        job_id = local.start("five_steps", 5)
+        local.wait(job_id)
+        jobs = local.runtimes[0].services.jobs
+        local.dynamodb.meta.events.register("after-call.dynamodb.Query", count_items)
+        first = jobs.load(job_id)
+        fresh = JobStore(jobs.table).load(job_id)
+
+    assert first is not None and fresh is not None
+    assert [e["seq"] for e in first.events] == [e["seq"] for e in fresh.events] == list(range(7))
+    assert returned == [1, 8], "the warm store read only the job item; a cold one read the whole log"

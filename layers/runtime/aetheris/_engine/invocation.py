@@ -25,7 +25,7 @@ from aetheris._engine.saga import Compensation, compensate_then_end
 from aetheris._engine.services import Services
 from aetheris._engine.steps import run_step
 from aetheris._store import schema
-from aetheris._store.jobs import JobSnapshot, status_attributes
+from aetheris._store.jobs import COMMITTED, JobSnapshot, status_attributes
 from aetheris._store.log import SlotLease
 from aetheris.app import JobDefinition
 from aetheris.errors import ErrorInfo, NondeterminismError, Suspend
@@ -247,6 +247,9 @@ class Invocation:
         self.services.faults.reach("before_commit")
         self.services.log.commit(self.lease, event, job_update, job_remove)
         self.services.faults.reach("after_commit")
+        stored = {k: v for k, v in event.items() if v is not None}
+        stored |= {"state": COMMITTED, "fence": self.lease.fence, "worker_id": self.lease.worker_id}
+        self.services.jobs.note_commit(self.job_id, stored)
         self.committed = Event.from_item(
             {k: v for k, v in event.items() if v is not None}
             | {"fence": self.lease.fence, "worker_id": self.lease.worker_id}

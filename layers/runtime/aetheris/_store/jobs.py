@@ -8,6 +8,8 @@ result, error), rewritten only when the status changes, in the same transaction 
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -50,8 +52,11 @@ def status_attributes(job_id: str, status: JobStatus, at: datetime) -> dict[str,
 
 
 class JobStore:
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, cache_jobs: int = 1000) -> None:
         self.table = table
+        self.cache_jobs = cache_jobs
+        self._known: OrderedDict[str, list[Item]] = OrderedDict()  # job id → its committed events
+        self._lock = threading.Lock()
 
     def create(
         self,
@@ -118,16 +123,53 @@ class JobStore:
         return self.table.get(job_id, schema.JOB_SK)
 
     def load(self, job_id: str) -> JobSnapshot | None:
-        """One consistent Query for the job item and its log (the ledger sorts after and is skipped)."""
+        """One consistent Query for the job item and the log after what this runtime already knows.
+
+        Committed events never change, so they are cached per job (bounded, least recently used
+        first out); open claims and the job item are always read fresh.
+        """
+        with self._lock:
+            known = list(self._known.get(job_id, ()))
+        start = int(known[-1]["seq"]) + 1 if known else 0
         items = self.table.query(
-            KeyConditionExpression="pk = :job AND sk < :ledger",
-            ExpressionAttributeValues=to_dynamo({":job": job_id, ":ledger": schema.LOG_UPPER_BOUND}),
+            KeyConditionExpression="pk = :job AND sk BETWEEN :from AND :job_item",
+            ExpressionAttributeValues=to_dynamo(
+                {":job": job_id, ":from": schema.event_sk(start), ":job_item": schema.JOB_SK}
+            ),
             ConsistentRead=True,
         )
-        job = next((i for i in items if i[schema.SK] == schema.JOB_SK), None)
+        job = items[-1] if items and items[-1][schema.SK] == schema.JOB_SK else None
         if job is None:
+            self._forget(job_id)
             return None
-        slots = [i for i in items if i[schema.SK].startswith(schema.EVENT_PREFIX)]
-        events = [s for s in slots if s.get("state") == COMMITTED]
+        slots = items[:-1]
+        new_events = [s for s in slots if s.get("state") == COMMITTED]
+        if known and (known[0].get("at") != job.get("created_at") or _gap(start, new_events)):
+            self._forget(job_id)  # a different job under the same id, or a cache we cannot trust
+            return self.load(job_id)
+        events = known + new_events
+        self._remember(job_id, events)
         open_claims = [s for s in slots if s.get("state") == CLAIMED]
         return JobSnapshot(job=job, events=events, claim=open_claims[-1] if open_claims else None)
+
+    def note_commit(self, job_id: str, event: Item) -> None:
+        """Our own commit extends what we know, if it directly follows it."""
+        with self._lock:
+            known = self._known.get(job_id)
+            if known and int(known[-1]["seq"]) + 1 == int(event["seq"]):
+                known.append(event)
+
+    def _remember(self, job_id: str, events: list[Item]) -> None:
+        with self._lock:
+            self._known[job_id] = events
+            self._known.move_to_end(job_id)
+            while len(self._known) > self.cache_jobs:
+                self._known.popitem(last=False)
+
+    def _forget(self, job_id: str) -> None:
+        with self._lock:
+            self._known.pop(job_id, None)
+
+
+def _gap(start: int, new_events: list[Item]) -> bool:
+    return bool(new_events) and int(new_events[0]["seq"]) != start

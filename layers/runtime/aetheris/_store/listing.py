@@ -104,11 +104,12 @@ class Listing:
             after[schema.PK] != job_id or not after[schema.SK].startswith(schema.EVENT_PREFIX)
         ):
             raise InvalidCursor("it continues the log of another job")
-        # The job item sorts just before the log, so the first page also says whether the job exists.
+        # Every job's log starts with JobCreated at seq 0, so an empty first page means no such job.
+        # The job item sorts right after the log and is skipped.
         request: dict[str, Any] = {
-            "KeyConditionExpression": "pk = :job AND sk BETWEEN :job_item AND :log_end",
+            "KeyConditionExpression": "pk = :job AND sk BETWEEN :log_start AND :job_item",
             "ExpressionAttributeValues": to_dynamo(
-                {":job": job_id, ":job_item": schema.JOB_SK, ":log_end": schema.LOG_UPPER_BOUND}
+                {":job": job_id, ":log_start": schema.event_sk(0), ":job_item": schema.JOB_SK}
             ),
             "ConsistentRead": True,
         }
@@ -118,8 +119,8 @@ class Listing:
 
         def committed_event(item: Item) -> bool:
             nonlocal seen_job
+            seen_job = True
             if item[schema.SK] == schema.JOB_SK:
-                seen_job = True
                 return False
             # An open claim (a worker's lease on the next slot) is not an event yet.
             return str(item[schema.SK]).startswith(schema.EVENT_PREFIX) and item.get("state") == COMMITTED

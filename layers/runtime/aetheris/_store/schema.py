@@ -1,21 +1,21 @@
 """Item layout of the jobs table (one item collection per job) — the names ``template.yaml`` must match.
 
-    pk = job_id, sk = "#JOB"              the job item: a projection of the log (status, result)
     pk = job_id, sk = "EV#0000000042"     log slot 42: CLAIMED by a worker, then COMMITTED as an event
+    pk = job_id, sk = "EW#JOB"            the job item: a projection of the log (status, result)
     pk = job_id, sk = "FX#<step>#<name>#n" effect ledger entry (CLAIMED → RECORDED | FAILED)
 
-The job item sorts before the events and the events before the ledger, so one Query with
-``sk < "FX"`` reads the job and its whole log without the ledger.
+The job item sorts right after the events and before the ledger, so one Query
+``sk BETWEEN "EV#<n>" AND "EW#JOB"`` reads the log from slot n *and* the job item: a worker that
+already knows the log up to n - 1 reads only what is new (committed events never change).
 """
 
 from __future__ import annotations
 
 PK = "pk"
 SK = "sk"
-JOB_SK = "#JOB"
+JOB_SK = "EW#JOB"
 EVENT_PREFIX = "EV#"
 EFFECT_PREFIX = "FX#"
-LOG_UPPER_BOUND = "FX"
 
 STATUS_INDEX = "by-status"
 STATUS_INDEX_PK = "gsi1pk"
