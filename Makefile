@@ -11,7 +11,7 @@ export AWS_ACCOUNT_ID_ENDPOINT_MODE ?= disabled
 export POWERTOOLS_TRACE_DISABLED ?= true
 export POWERTOOLS_METRICS_NAMESPACE ?= Aetheris
 
-.PHONY: test lint types unit install bench demo clean
+.PHONY: test lint types unit install bench demo clean test-localstack
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -30,6 +30,11 @@ types: $(STAMP)
 
 test: lint types
 	$(BIN)/pytest
+
+# The functional suite against a running LocalStack (endpoint from localstack-client /
+# LOCALSTACK_HOST); LocalStack itself is not started here: it needs Docker or a host install.
+test-localstack: $(STAMP)
+	AETHERIS_BACKEND=localstack $(BIN)/pytest tests/functional -m "not chaos"
 
 bench: $(STAMP)
 	$(BIN)/python bench/requests_per_step.py

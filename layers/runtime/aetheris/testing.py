@@ -15,6 +15,7 @@ clock reaches their due time, then sent to the queue (``advance`` or ``wait`` ge
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from contextlib import ExitStack
@@ -108,9 +109,18 @@ class LocalRuntime:
     def __enter__(self) -> LocalRuntime:
         from aetheris.handlers.signals import handler as signals_handler
         from aetheris.handlers.worker import handler
+        from aetheris_infra.backends import LOCALSTACK_ACCOUNT_ID, chosen_backend, localstack_endpoint
         from aetheris_infra.bootstrap import bootstrap
         from aetheris_infra.sqs_source import SqsEventSource
 
+        account_id = "123456789012"
+        if self._endpoint_url is None and not self._server and chosen_backend() != "moto":
+            if chosen_backend() == "localstack":
+                # LocalStack keeps its state between runs: a stack of our own per runtime.
+                self._endpoint_url, account_id = localstack_endpoint(), LOCALSTACK_ACCOUNT_ID
+                self._stack_name = f"{self._stack_name}-{secrets.token_hex(4)}"
+            else:
+                self._server = True
         if self._server and self._endpoint_url is None:
             from aetheris_infra.moto_server import SerialMotoServer
 
@@ -123,7 +133,7 @@ class LocalRuntime:
         clients: dict[str, Any] = {"region_name": region, "endpoint_url": self._endpoint_url}
         self.dynamodb = boto3.client("dynamodb", **clients)
         self.sqs = boto3.client("sqs", **clients)
-        self.stack = bootstrap(self.dynamodb, self.sqs, stack_name=self._stack_name)
+        self.stack = bootstrap(self.dynamodb, self.sqs, stack_name=self._stack_name, account_id=account_id)
         self.settings = Settings(
             jobs_table=self.stack.jobs_table,
             inbox_table=self.stack.inbox_table,
