@@ -11,7 +11,12 @@ export AWS_ACCOUNT_ID_ENDPOINT_MODE ?= disabled
 export POWERTOOLS_TRACE_DISABLED ?= true
 export POWERTOOLS_METRICS_NAMESPACE ?= Aetheris
 
-.PHONY: test lint types unit install bench demo clean test-localstack
+.PHONY: test lint types unit install bench demo clean test-localstack tools build
+
+# SAM CLI and cfn-lint pin their own boto3/pydantic: they live in a venv of their own.
+TOOLS := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed
+PY312 := $(firstword $(wildcard /root/.pyenv/versions/3.12*/bin) $(dir $(shell command -v python3.12 2>/dev/null)))
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -21,6 +26,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+$(TOOLS_STAMP):
+	$(PY) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q --upgrade pip
+	$(TOOLS)/bin/pip install -q "aws-sam-cli>=1.130" "cfn-lint>=1.20"
+	touch $(TOOLS_STAMP)
+
+tools: $(TOOLS_STAMP)
+
+# sam build needs the functions' Python (3.12) on PATH; no Docker.
+build: $(TOOLS_STAMP)
+	PATH="$(PY312):$$PATH" $(TOOLS)/bin/sam build
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -28,7 +45,7 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
-test: lint types
+test: lint types tools
 	$(BIN)/pytest
 
 # The functional suite against a running LocalStack (endpoint from localstack-client /
@@ -43,4 +60,4 @@ demo: $(STAMP)
 	$(BIN)/python -m aetheris_infra.demo
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .aws-sam
