@@ -7,6 +7,7 @@ least-privilege policies) is asserted here against the real template.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +218,7 @@ def test_repo_template_parameters_have_contract_defaults(repo_template: Template
         "StepBatchSize": "10",
         "StepMaxConcurrency": "50",
         "MaxReceiveCount": "10",
+        "ApiAuth": "NONE",
     }
 
 
@@ -374,3 +376,69 @@ def test_repo_template_outputs_resolve_with_created_names(repo_template: Templat
 
     assert outputs["JobsTableName"] == "physical-JobsTable"
     assert outputs["StepDeadLetterQueueUrl"] == "physical-StepDeadLetterQueue"
+    assert outputs["ApiUrl"] == "https://physical-Api.execute-api.us-east-1.amazonaws.com/dev"
+
+
+# --- the HTTP API -------------------------------------------------------------------------------
+
+CONDITIONAL_IAM = {"Fn::If": ["UseIamAuth", [{"AWS_IAM": []}], []]}
+
+
+def _handler_routes() -> set[tuple[str, str]]:
+    from aetheris.handlers.api import _spec
+
+    paths = json.loads(_spec())["paths"]
+    routes = {(method.upper(), path) for path, operations in paths.items() for method in operations}
+    return routes | {("GET", "/openapi.json")}  # served, left out of its own document
+
+
+def test_repo_template_api_events_and_definition_cover_every_handler_route(repo_template: Template) -> None:
+    function = repo_template.resources["ApiFunction"]
+    events = {
+        (e["Properties"]["Method"].upper(), e["Properties"]["Path"])
+        for e in function.properties["Events"].values()
+    }
+    body = repo_template.resources["Api"].properties["DefinitionBody"]
+    declared = {(m.upper(), path) for path, methods in body["paths"].items() for m in methods}
+
+    assert {e["Type"] for e in function.properties["Events"].values()} == {"HttpApi"}
+    assert {e["Properties"]["ApiId"]["Ref"] for e in function.properties["Events"].values()} == {"Api"}
+    assert events == declared == _handler_routes()
+    assert {
+        ("POST", "/jobs/{job_id}/signals/{name}"),
+        ("POST", "/jobs/{job_id}/cancel"),
+        ("GET", "/jobs/{job_id}/trace"),
+    } <= events
+
+
+def test_repo_template_api_auth_is_off_by_default_and_iam_on_request(repo_template: Template) -> None:
+    body = repo_template.resources["Api"].properties["DefinitionBody"]
+    securities = [
+        operation["security"] for methods in body["paths"].values() for operation in methods.values()
+    ]
+    scheme = body["components"]["securitySchemes"]["AWS_IAM"]
+
+    assert securities and all(security == CONDITIONAL_IAM for security in securities)
+    assert scheme["x-amazon-apigateway-authtype"] == "awsSigv4"
+    assert repo_template.resolve(CONDITIONAL_IAM, {}) == []
+    assert repo_template.resolve(CONDITIONAL_IAM, {}, parameters={"ApiAuth": "AWS_IAM"}) == [{"AWS_IAM": []}]
+    with pytest.raises(TemplateError, match="not one of"):
+        repo_template.parameter_values({"ApiAuth": "COGNITO"})
+
+
+def test_repo_template_api_function_stage_and_policies(repo_template: Template) -> None:
+    api = repo_template.resources["Api"]
+    function = repo_template.resources["ApiFunction"]
+
+    assert api.type == "AWS::Serverless::HttpApi"
+    assert api.properties["StageName"] == {"Ref": "Stage"}
+    assert (function.properties["Handler"], function.properties["CodeUri"]) == (
+        "api.app.handler",
+        "functions/",
+    )
+    assert function.properties["Timeout"] < 30  # API Gateway's integration timeout
+    assert function.properties["Policies"] == [
+        {"DynamoDBCrudPolicy": {"TableName": {"Ref": "JobsTable"}}},
+        {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["SignalQueue", "QueueName"]}}},
+        {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["StepQueue", "QueueName"]}}},
+    ]

@@ -36,10 +36,12 @@ EXPECTED = {
     "StepTimeout",
     "Suspend",
     "TickOutcome",
+    "Trace",
     "UnknownJobType",
     "UntrackedEffect",
     "WaitTimeout",
     "WorkerCrashLoop",
+    "build_trace",
 }
 
 

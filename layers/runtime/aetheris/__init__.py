@@ -39,6 +39,7 @@ from aetheris.errors import (
 from aetheris.events import Event, EventType, JobStatus
 from aetheris.policy import EffectSemantics, RetryPolicy
 from aetheris.runtime import JobView, Runtime, StartedJob
+from aetheris.trace import Trace, build_trace
 
 __all__ = [
     "CRASH_POINTS",
@@ -72,8 +73,10 @@ __all__ = [
     "StepTimeout",
     "Suspend",
     "TickOutcome",
+    "Trace",
     "UnknownJobType",
     "UntrackedEffect",
     "WaitTimeout",
     "WorkerCrashLoop",
+    "build_trace",
 ]

@@ -1,13 +1,17 @@
-"""HTTP API Lambda handler (API Gateway HTTP API, payload v2): start, inspect and list jobs.
+"""HTTP API Lambda handler (API Gateway HTTP API, payload v2): start, inspect, list, signal, cancel
+and trace jobs.
 
 A Powertools ``APIGatewayHttpResolver`` with validation on: request bodies and query parameters are
 checked against the pydantic models of ``api_models`` and the OpenAPI document is generated from the
-routes. Routes only adapt HTTP to runtime calls; errors become answers in one place, the exception
+routes. The routes here read jobs; ``api_commands`` (signal, cancel) and ``api_trace`` add theirs as
+routers. Routes only adapt HTTP to runtime calls; errors become answers in one place, the exception
 handlers below, always as ``{"error": {"code", "message"}}``:
 
 * 400 ``malformed_json`` (body is not JSON), ``invalid_parameter`` (a query or path parameter is
-  wrong, e.g. an unknown ``status`` or ``limit`` out of range), ``invalid_cursor``, ``unknown_job_type``;
-* 404 ``job_not_found``, ``not_found`` (no such route); 409 ``idempotency_conflict``;
+  wrong, e.g. an unknown ``status``, ``limit`` out of range, a signal name a job cannot wait for),
+  ``invalid_cursor``, ``unknown_job_type``, ``trace_too_large``;
+* 404 ``job_not_found``, ``not_found`` (no such route); 409 ``idempotency_conflict``, ``job_finished``
+  (a signal or cancel for a job that has ended);
 * 413 ``payload_too_large`` (the body, or the job input once serialized); 415 ``unsupported_media_type``;
 * 422 ``validation_error`` (the body does not match the request model), ``invalid_input`` (the job
   function's input type refused ``input``);
@@ -31,33 +35,43 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
     ResponseValidationError,
 )
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from aetheris import hosting
 from aetheris._store.listing import InvalidCursor, Listing
-from aetheris.errors import AetherisError, IdempotencyConflict, JobNotFound, PayloadTooLarge, UnknownJobType
+from aetheris.errors import (
+    AetherisError,
+    IdempotencyConflict,
+    JobFinished,
+    JobNotFound,
+    PayloadTooLarge,
+    UnknownJobType,
+)
 from aetheris.events import Event, JobStatus
+from aetheris.handlers import api_commands, api_trace
+from aetheris.handlers.api_commands import InvalidSignalName
 from aetheris.handlers.api_models import (
+    Cursor,
     ErrorDetail,
     ErrorResponse,
     EventPage,
     JobDetail,
+    JobId,
     JobPage,
     JobStarted,
     JobSummary,
     StartJobRequest,
+    answers,
 )
-from aetheris.runtime import JobView
+from aetheris.handlers.api_trace import TraceTooLarge
 
 API_VERSION = "2.0"
 MAX_BODY_BYTES = 256 * 1024
 # A Lambda's answer is capped at 6 MB: a page of events stops growing well before that.
 MAX_EVENT_PAGE_BYTES = 4 * 1024 * 1024
-JobId = Annotated[str, Path(min_length=1, max_length=128, description="the job id POST /jobs returned")]
-Cursor = Annotated[str | None, Query(max_length=4096, description="next_cursor of the previous page")]
 
 logger = Logger(service="aetheris-api")
 
@@ -93,14 +107,6 @@ app = APIGatewayHttpResolver(
 )
 
 
-def _answers(ok: type[BaseModel], *errors: int) -> dict[int, Any]:
-    """OpenAPI ``responses`` of a route: 200 with ``ok`` and the error answers it can give."""
-    answers: dict[int, Any] = {200: {"description": "OK", "content": {"application/json": {"model": ok}}}}
-    schema = {"application/json": {"model": ErrorResponse}}
-    answers.update({code: {"description": HTTPStatus(code).phrase, "content": schema} for code in errors})
-    return answers
-
-
 # -- routes ------------------------------------------------------------------------------------
 
 _STARTED: dict[str, Any] = {"application/json": {"model": JobStarted}}
@@ -111,7 +117,7 @@ _STARTED: dict[str, Any] = {"application/json": {"model": JobStarted}}
     summary="Start a job",
     description="201 with a new job; 200 with the same job when the idempotency key was used before.",
     responses={
-        **_answers(JobStarted, 400, 409, 413, 415, 422),
+        **answers(JobStarted, 400, 409, 413, 415, 422),
         200: {"description": "Started before with this idempotency key: the same job", "content": _STARTED},
         201: {"description": "Started", "content": _STARTED},
     },
@@ -133,17 +139,13 @@ def start_job(request: Annotated[StartJobRequest, Body()]) -> Response[JobStarte
 @app.get(
     "/jobs/<job_id>",
     summary="A job: status, progress, result or error",
-    responses=_answers(JobDetail, 400, 404),
+    responses=answers(JobDetail, 400, 404),
 )
 def get_job(job_id: JobId) -> JobDetail:
-    snapshot = hosting.runtime().services.jobs.load(job_id)  # one consistent read: job item and log
-    if snapshot is None:
-        raise JobNotFound(job_id)
-    events = [Event.from_item(item) for item in snapshot.events]
-    return JobDetail.build(JobView.from_item(snapshot.job), events)
+    return JobDetail.read(hosting.runtime(), job_id)
 
 
-@app.get("/jobs", summary="Jobs, newest status change first", responses=_answers(JobPage, 400))
+@app.get("/jobs", summary="Jobs, newest status change first", responses=answers(JobPage, 400))
 def list_jobs(
     status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -156,7 +158,7 @@ def list_jobs(
 @app.get(
     "/jobs/<job_id>/events",
     summary="The job's raw event log, in seq order",
-    responses=_answers(EventPage, 400, 404),
+    responses=answers(EventPage, 400, 404),
 )
 def list_events(
     job_id: JobId,
@@ -168,6 +170,10 @@ def list_events(
     if page is None:
         raise JobNotFound(job_id)
     return EventPage(events=[Event.from_item(item) for item in page.items], next_cursor=page.next_cursor)
+
+
+app.include_router(api_commands.router)
+app.include_router(api_trace.router)
 
 
 @app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
@@ -269,6 +275,22 @@ def _no_route(_: Exception) -> Response[str]:
     event = app.current_event
     message = f"no route {event.http_method} {event.path}; GET /openapi.json lists the routes"
     return error_response(HTTPStatus.NOT_FOUND, "not_found", message)
+
+
+@_handles(InvalidSignalName)
+def _invalid_signal_name(error: InvalidSignalName) -> Response[str]:
+    return error_response(HTTPStatus.BAD_REQUEST, "invalid_parameter", f"path.name: {error}")
+
+
+@_handles(TraceTooLarge)
+def _trace_too_large(error: TraceTooLarge) -> Response[str]:
+    return error_response(HTTPStatus.BAD_REQUEST, "trace_too_large", str(error))
+
+
+@_handles(JobFinished)
+def _job_finished(error: JobFinished) -> Response[str]:
+    message = f"{error}: a finished job takes no more signals and cannot be cancelled"
+    return error_response(HTTPStatus.CONFLICT, "job_finished", message)
 
 
 @_handles(IdempotencyConflict)

@@ -1,4 +1,5 @@
-"""Request and response models of the HTTP API, and how a job's progress is read from its log.
+"""Request and response models of the HTTP API, how a job's progress is read from its log, and the
+parameter types and answer documentation the route modules share.
 
 These pydantic models are the API's contract: Powertools validates request bodies against them and
 generates ``/openapi.json`` from them. Responses carry only what a client needs — never the store's
@@ -9,14 +10,20 @@ only projects when the status changes.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Any
+from http import HTTPStatus
+from typing import Annotated, Any
 
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from aetheris.errors import ErrorInfo
+from aetheris.errors import ErrorInfo, JobNotFound
 from aetheris.events import Event, EventType, JobStatus, OpKind
-from aetheris.runtime import JobView
+from aetheris.runtime import JobView, Runtime
+
+JobId = Annotated[str, Path(min_length=1, max_length=128, description="the job id POST /jobs returned")]
+Cursor = Annotated[str | None, Query(max_length=4096, description="next_cursor of the previous page")]
 
 
 class StartJobRequest(BaseModel):
@@ -58,12 +65,27 @@ class JobDetail(JobSummary):
     """A job and where it is: the job item's status and outcome plus progress read from the log."""
 
     idempotency_key: str | None = None
+    input: Any = Field(default=None, description="the job's input, as recorded at start")
     result: Any = None
     error: ErrorInfo | None = None
     current_step: str | None = Field(default=None, description="name of the step of the latest step event")
     attempt: int = Field(default=0, description="attempt number recorded by the latest step event")
     last_seq: int = Field(default=0, description="sequence number of the latest committed event")
     waiting_for: str | None = Field(default=None, description="the signal the job is parked on, if any")
+    cancel_requested_at: datetime | None = Field(
+        default=None, description="when a cancel was asked for; the job stops at its next operation"
+    )
+
+    @classmethod
+    def read(cls, runtime: Runtime, job_id: str) -> JobDetail:
+        """The job as one consistent read of its item and log shows it; ``JobNotFound`` if none."""
+        snapshot = runtime.services.jobs.load(job_id)
+        if snapshot is None:
+            raise JobNotFound(job_id)
+        detail = cls.build(
+            JobView.from_item(snapshot.job), [Event.from_item(item) for item in snapshot.events]
+        )
+        return detail.model_copy(update={"input": json.loads(snapshot.job["input"])})
 
     @classmethod
     def build(cls, view: JobView, events: list[Event]) -> JobDetail:
@@ -83,6 +105,7 @@ class JobDetail(JobSummary):
             attempt=last_step.attempt if last_step else 0,
             last_seq=last.seq if last else 0,
             waiting_for=last.name if last and last.type is EventType.WAIT_STARTED else None,
+            cancel_requested_at=view.cancel_requested_at,
         )
 
 
@@ -98,6 +121,24 @@ class EventPage(BaseModel):
     next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last page")
 
 
+class SignalRequest(BaseModel):
+    """Body of ``POST /jobs/{job_id}/signals/{name}``; unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    payload: Any = Field(default=None, description="what ctx.wait_for_signal returns to the job")
+    signal_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="deduplicates: the same id sent again is accepted again and consumed once",
+    )
+
+
+class SignalAccepted(BaseModel):
+    signal_id: str = Field(description="the id the signal is deduplicated by: the client's, or a new one")
+
+
 class ErrorDetail(BaseModel):
     code: str = Field(description="stable, machine-readable: e.g. job_not_found, validation_error")
     message: str = Field(description="for humans: what was wrong and what to do")
@@ -107,3 +148,13 @@ class ErrorResponse(BaseModel):
     """The body of every 4xx and 5xx answer."""
 
     error: ErrorDetail
+
+
+def answers(ok: type[BaseModel], *errors: int, status: int = HTTPStatus.OK) -> dict[int, Any]:
+    """OpenAPI ``responses`` of a route: ``status`` with ``ok`` and the error answers it can give."""
+    described: dict[int, Any] = {
+        status: {"description": HTTPStatus(status).phrase, "content": {"application/json": {"model": ok}}}
+    }
+    schema = {"application/json": {"model": ErrorResponse}}
+    described.update({code: {"description": HTTPStatus(code).phrase, "content": schema} for code in errors})
+    return described

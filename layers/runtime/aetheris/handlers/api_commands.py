@@ -1,0 +1,83 @@
+"""HTTP API routes that act on a running job: send it a signal, cancel it.
+
+Both answer only once the runtime has accepted the request durably: a signal is on the signal
+queue before the 202 (the signal-ingest Lambda puts it in the inbox and wakes the job), a cancel
+is on the job item before the 200 (the job stops at its next operation, running its
+compensations). Errors are raised as the runtime's exceptions and become answers in ``api``'s
+exception handlers.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+
+from aetheris import hosting
+from aetheris._engine.step_context import check_name
+from aetheris.errors import AetherisError, JobFinished
+from aetheris.events import JobStatus
+from aetheris.handlers.api_models import JobDetail, JobId, SignalAccepted, SignalRequest, answers
+
+SignalName = Annotated[str, Path(min_length=1, max_length=100, description="the name the job waits for")]
+
+# Powertools leaves Router.__init__ unannotated.
+router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]
+
+
+class InvalidSignalName(AetherisError):
+    """The signal name in the path is not one a job can wait for."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name, self.reason = name, reason
+        super().__init__(reason)
+
+
+@router.post(
+    "/jobs/<job_id>/signals/<name>",
+    summary="Send a signal to a job",
+    description=(
+        "202 once the signal is on the signal queue: it is never lost, and wakes the job if it waits for "
+        "`name` (a signal sent before the wait is kept for it). Send the same `signal_id` again to retry "
+        "safely: the job consumes it once."
+    ),
+    responses=answers(SignalAccepted, 400, 404, 409, 413, 415, 422, status=HTTPStatus.ACCEPTED),
+)
+def send_signal(
+    job_id: JobId, name: SignalName, request: Annotated[SignalRequest | None, Body()] = None
+) -> Response[SignalAccepted]:
+    try:
+        check_name("signal", name)
+    except ValueError as invalid:
+        raise InvalidSignalName(name, str(invalid)) from None
+    body = request or SignalRequest()
+    signal_id = hosting.runtime().send_signal(job_id, name, body.payload, body.signal_id)
+    return Response(
+        status_code=HTTPStatus.ACCEPTED,
+        content_type=content_types.APPLICATION_JSON,
+        body=SignalAccepted(signal_id=signal_id),
+    )
+
+
+@router.post(
+    "/jobs/<job_id>/cancel",
+    summary="Cancel a job",
+    description=(
+        "Asks the job to stop at its next operation (at once if it is parked), after running the "
+        "compensations of its committed steps; `cancel_requested_at` records when. Idempotent: asking "
+        "again, or once it is CANCELLED, answers 200 with the job as it is now; 409 if it COMPLETED or "
+        "FAILED."
+    ),
+    responses=answers(JobDetail, 400, 404, 409),
+)
+def cancel_job(job_id: JobId) -> JobDetail:
+    runtime = hosting.runtime()
+    try:
+        runtime.cancel(job_id)
+    except JobFinished as finished:
+        if finished.status != JobStatus.CANCELLED:
+            raise
+    return JobDetail.read(runtime, job_id)

@@ -1,0 +1,325 @@
+"""A job's trace: what happened to it, operation by operation, read from its log and its effect ledger.
+
+``build_trace(job, events, ledger)`` is a pure function — no store, no clock — so the HTTP API
+(``GET /jobs/{job_id}/trace``), the CLI and the UI render the same ``Trace``. Each operation lists
+its attempts (worker, fence, timings, outcome, error, next retry, slot takeover, warnings), the
+ledger entries of its calls (idempotency key, semantics, state, claims, result or error), the
+signal it consumed, its wait or timer and, for a compensation, the step it undid.
+
+What the log cannot show, the trace does not invent: an attempt whose worker died before
+committing left no event. It shows as the ``fence`` of the attempt that followed (every claim of a
+log slot grows it), that attempt's ``reclaimed_from``, and extra ``claims`` on the effects it had
+claimed. An operation known only from ledger entries is one whose attempt is under way (or died)
+with no outcome yet: its state is ``running``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from aetheris._clock import from_millis
+from aetheris._engine.history import step_id
+from aetheris._store import schema
+from aetheris._trace_models import (
+    Attempt,
+    Effect,
+    Operation,
+    OpState,
+    SignalUse,
+    SlotClaim,
+    Timer,
+    Totals,
+    Trace,
+    TraceError,
+    Wait,
+)
+from aetheris.errors import ErrorInfo
+from aetheris.events import Event, EventType, JobStatus, OpKind
+from aetheris.policy import EffectSemantics
+from aetheris.runtime import JobView
+
+__all__ = [
+    "Attempt",
+    "Effect",
+    "OpState",
+    "Operation",
+    "SignalUse",
+    "SlotClaim",
+    "Timer",
+    "Totals",
+    "Trace",
+    "TraceError",
+    "Wait",
+    "build_trace",
+]
+
+# Events that are one attempt of a step or compensation.
+_ATTEMPTS = (EventType.STEP_COMMITTED, EventType.STEP_FAILED, EventType.COMPENSATION_COMMITTED)
+_PREVIEW_CHARS = 200
+
+
+def build_trace(
+    job: JobView,
+    events: Sequence[Event],
+    ledger: Sequence[Mapping[str, Any]],
+    *,
+    claim: Mapping[str, Any] | None = None,
+    max_value_bytes: int | None = None,
+) -> Trace:
+    """The trace of ``job`` from its events (in seq order), its ledger items and the open slot claim.
+
+    With ``max_value_bytes``, a value (result, payload, effect result) whose JSON is longer is
+    replaced by ``{"truncated": true, "bytes": n, "preview": "..."}``.
+    """
+    values = _Values(max_value_bytes)
+    ops: dict[int, Operation] = {}
+    for event in events:
+        if event.op is not None and event.op_kind is not None:
+            op = ops.get(event.op) or ops.setdefault(event.op, _new_op(event.op, event.op_kind, event.name))
+            _apply(op, event, values)
+    unmatched = _attach_effects(ops, ledger, job.status, values)
+    operations = [ops[index] for index in sorted(ops)]
+    _pair_compensations(operations)
+    end = events[-1] if events and events[-1].op_kind is OpKind.END else None
+    attempts = [a for op in operations for a in op.attempts]
+    tools = [e for op in operations for e in op.effects if e.kind == "tool"]
+    return Trace(
+        job_id=job.job_id,
+        job_type=job.job_type,
+        version=job.version,
+        status=job.status,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        cancel_requested_at=job.cancel_requested_at,
+        waiting_for=job.waiting_for,
+        result=values.keep(job.result),
+        error=TraceError.of(job.error),
+        compensated=[str(name) for name in end.detail.get("compensated", [])] if end else [],
+        operations=operations,
+        open_claim=_slot_claim(claim),
+        unmatched_effects=unmatched,
+        totals=Totals(
+            operations=len(operations),
+            attempts=len(attempts),
+            failed_attempts=sum(1 for a in attempts if a.outcome == "failed"),
+            retries=sum(1 for a in attempts if a.next_attempt_at is not None),
+            takeovers=sum(1 for e in events if e.reclaimed_from is not None),
+            effects=len(tools),
+            effect_claims=sum(e.claims for e in tools),
+            signals=sum(1 for op in operations if op.signal is not None),
+            compensations=sum(1 for op in operations if op.kind is OpKind.COMPENSATE),
+        ),
+        last_seq=events[-1].seq if events else 0,
+    )
+
+
+def _new_op(index: int, kind: OpKind, name: str | None) -> Operation:
+    name = name or ""
+    runs_body = kind in (OpKind.STEP, OpKind.COMPENSATE)
+    return Operation(
+        index=index,
+        kind=kind,
+        name=name,
+        step_id=step_id(index, name) if runs_body else None,
+        state="running",
+        seqs=[],
+        started_at=None,
+        ended_at=None,
+        duration_ms=None,
+    )
+
+
+def _apply(op: Operation, event: Event, values: _Values) -> None:
+    """Fold one event of ``op`` into it (events come in seq order)."""
+    if not op.seqs:
+        op.started_at = event.started_at or event.at
+        op.recorded_values = [values.keep(v) for v in event.values]
+    op.seqs.append(event.seq)
+    settled = True
+    kind = event.type
+    if kind in _ATTEMPTS:
+        failed = kind is EventType.STEP_FAILED
+        op.attempts.append(
+            Attempt(
+                attempt=event.attempt,
+                seq=event.seq,
+                worker_id=event.worker_id,
+                fence=event.fence,
+                started_at=event.started_at,
+                ended_at=event.ended_at,
+                duration_ms=event.duration_ms,
+                outcome="failed" if failed else "committed",
+                error=TraceError.of(event.error),
+                next_attempt_at=event.next_attempt_at,
+                reclaimed_from=event.reclaimed_from,
+                warnings=[str(w) for w in event.detail.get("warnings", [])],
+            )
+        )
+        settled = not (failed and event.next_attempt_at is not None)
+        op.state = "committed" if not failed else "failed" if settled else "retrying"
+    elif kind is EventType.WAIT_STARTED:
+        op.wait = Wait(signal=op.name, deadline=_moment(event.detail.get("deadline")), parked_at=event.at)
+        op.state, settled = "waiting", False
+    elif kind is EventType.SIGNAL_CONSUMED:
+        arrived = event.detail.get("arrived_at_ms")
+        op.signal = SignalUse(
+            name=str(event.detail.get("signal", op.name)),
+            signal_id=str(event.detail.get("signal_id", "")),
+            payload=values.load(event.result),
+            arrived_at=from_millis(int(arrived)) if arrived is not None else None,
+            consumed_at=event.at,
+        )
+        op.wait = op.wait or Wait(signal=op.name, deadline=None, parked_at=None)
+        op.state = "signalled"
+    elif kind is EventType.WAIT_TIMED_OUT:
+        deadline = _moment(event.detail.get("deadline"))
+        op.wait = (op.wait or Wait(signal=op.name, deadline=deadline, parked_at=None)).model_copy(
+            update={"timed_out_at": event.at}
+        )
+        op.state = "timed_out"
+    elif kind is EventType.TIMER_STARTED:
+        op.timer = Timer(fire_at=_moment(event.detail["fire_at"]) or event.at, started_at=event.at)
+        op.state, settled = "sleeping", False
+    elif kind is EventType.TIMER_FIRED:
+        op.timer = (op.timer or Timer(fire_at=event.at, started_at=event.at)).model_copy(
+            update={"fired_at": event.at}
+        )
+        op.state = "fired"
+    elif kind is EventType.JOB_COMPLETED:
+        op.state = "completed"
+    elif kind is EventType.JOB_CANCELLED:
+        op.state = "cancelled"
+    else:  # JobFailed
+        op.state = "failed"
+    if kind in _ATTEMPTS or kind is EventType.JOB_COMPLETED:
+        op.result = values.load(event.result)
+    op.error = TraceError.of(event.error)
+    op.ended_at = (event.ended_at or event.at) if settled else None
+    if op.ended_at is not None and op.started_at is not None:
+        op.duration_ms = int((op.ended_at - op.started_at).total_seconds() * 1000)
+    else:
+        op.duration_ms = None
+
+
+def _attach_effects(
+    ops: dict[int, Operation], ledger: Sequence[Mapping[str, Any]], status: JobStatus, values: _Values
+) -> list[Effect]:
+    """Give each ledger entry to the operation its key names; return the ones that name none."""
+    unmatched: list[Effect] = []
+    for item in ledger:
+        parsed = _parse_effect_key(str(item.get(schema.SK, "")))
+        if parsed is None:
+            unmatched.append(_effect(item, str(item.get("effect", "")), 0, values))
+            continue
+        index, op_name, name, call = parsed
+        op = ops.get(index)
+        if op is None:
+            # Claimed effects but no outcome yet: the step (or compensation) is running or died.
+            kind = OpKind.COMPENSATE if status is JobStatus.COMPENSATING else OpKind.STEP
+            op = ops[index] = _new_op(index, kind, op_name)
+        if op.step_id != step_id(index, op_name):
+            unmatched.append(_effect(item, name, call, values))
+            continue
+        op.effects.append(_effect(item, name, call, values))
+    for op in ops.values():
+        op.effects.sort(key=_effect_order)
+    return unmatched
+
+
+def _effect_order(effect: Effect) -> tuple[bool, float, str, int]:
+    # Tool calls in the order they were claimed, then the recorded values.
+    claimed = effect.claimed_at.timestamp() if effect.claimed_at else 0.0
+    return effect.kind != "tool", claimed, effect.name, effect.call
+
+
+def _parse_effect_key(sk: str) -> tuple[int, str, str, int] | None:
+    """``FX#<index>-<op name>#<effect name>#<call>`` → its parts (names never contain ``#``)."""
+    parts = sk.removeprefix(schema.EFFECT_PREFIX).split("#")
+    if not sk.startswith(schema.EFFECT_PREFIX) or len(parts) != 3:
+        return None
+    op_step_id, name, call = parts
+    index, _, op_name = op_step_id.partition("-")
+    if not (index.isdigit() and call.isdigit()):
+        return None
+    return int(index), op_name, name, int(call)
+
+
+def _effect(item: Mapping[str, Any], name: str, call: int, values: _Values) -> Effect:
+    error = item.get("error")
+    semantics = item.get("semantics")
+    claimed_at, recorded_at = item.get("claimed_at"), item.get("recorded_at")
+    return Effect(
+        kind="value" if name.startswith("$") else "tool",
+        name=name,
+        call=call,
+        idempotency_key=item.get("idempotency_key"),
+        semantics=EffectSemantics(semantics) if semantics else None,
+        state=item["state"],
+        claims=int(item.get("claims", 0)),
+        worker_id=item.get("worker_id"),
+        claimed_at=from_millis(int(claimed_at)) if claimed_at is not None else None,
+        recorded_at=from_millis(int(recorded_at)) if recorded_at is not None else None,
+        result=values.load(item.get("result")),
+        error=TraceError.of(ErrorInfo.model_validate_json(error)) if error else None,
+    )
+
+
+def _pair_compensations(operations: list[Operation]) -> None:
+    """Link each ``undo-<name>`` compensation to the latest not yet undone step ``<name>`` before it.
+
+    Compensations run in reverse order of the steps that registered them, so the latest match is right.
+    """
+    for comp in operations:
+        if comp.kind is not OpKind.COMPENSATE:
+            continue
+        undone = comp.name.removeprefix("undo-")
+        for step in reversed(operations[: operations.index(comp)]):
+            if step.kind is OpKind.STEP and step.name == undone and step.compensated_by is None:
+                step.compensated_by, comp.compensates = comp.index, step.index
+                break
+
+
+def _slot_claim(claim: Mapping[str, Any] | None) -> SlotClaim | None:
+    if not claim:
+        return None
+    lease_until = int(claim.get("lease_until", 0))
+    claimed_at = claim.get("claimed_at")
+    return SlotClaim(
+        seq=int(claim["seq"]),
+        worker_id=str(claim.get("worker_id", "")),
+        fence=int(claim.get("fence", 0)),
+        claimed_at=from_millis(int(claimed_at)) if claimed_at is not None else None,
+        lease_until=from_millis(lease_until) if lease_until else None,
+        released=lease_until == 0,
+    )
+
+
+def _moment(raw: Any) -> datetime | None:
+    return datetime.fromisoformat(str(raw)) if raw else None
+
+
+class _Values:
+    """Recorded JSON values, cut to a preview when longer than ``limit`` bytes."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+
+    def load(self, text: str | None) -> Any:
+        if text is None:
+            return None
+        if self.limit is not None and len(text.encode()) > self.limit:
+            return self._preview(text)
+        return json.loads(text)
+
+    def keep(self, value: Any) -> Any:
+        if self.limit is None or value is None:
+            return value
+        text = json.dumps(value, default=str)
+        return self._preview(text) if len(text.encode()) > self.limit else value
+
+    @staticmethod
+    def _preview(text: str) -> dict[str, Any]:
+        return {"truncated": True, "bytes": len(text.encode()), "preview": text[:_PREVIEW_CHARS]}
