@@ -36,6 +36,7 @@ from aetheris.config import Settings
 from aetheris.events import Event
 from aetheris.history import JobHistory
 from aetheris.runtime import JobView, Runtime
+from aetheris.trace import Trace, build_trace
 
 
 @dataclass
@@ -211,6 +212,17 @@ class LocalRuntime:
 
     def cancel(self, job_id: str) -> JobView:
         return self.runtimes[0].cancel(job_id)
+
+    def trace(self, job_id: str) -> Trace:
+        """Steps with attempts, workers, effects, signals, timers and compensations (as the API serves it)."""
+        runtime = self.runtimes[0]
+        snapshot = runtime.services.jobs.load(job_id)
+        if snapshot is None:
+            raise KeyError(f"no job {job_id}")
+        events = [Event.from_item(item) for item in snapshot.events]
+        return build_trace(
+            JobView.from_item(snapshot.job), events, runtime.effects(job_id), claim=snapshot.claim
+        )
 
     def crash_at(self, point: CrashPoint, times: int = 1) -> None:
         self.faults.crash_at(point, times)
