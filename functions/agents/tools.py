@@ -1,12 +1,13 @@
 """In-memory fakes of the services the support agent calls: CRM, refund policy, payments and mail.
 
 Each fake behaves like the API it stands in for — the payments service refuses a second refund under
-an idempotency key it has already seen, the mail service delivers one message per key however often
-it is asked — and counts every call it receives per service and idempotency key in the module-level
-``registry``. The demo and the tests read those counts to prove that crashes and retries never
-duplicated an effect, inject faults through it (``registry.crm.fail_next``, observers), and call
-``registry.reset()`` between runs. Steps must reach the fakes through ``registry`` at call time,
-never keep a reference: ``reset()`` replaces them.
+an idempotency key it has already seen and reverses a refund once per key, the mail service delivers
+one message per key however often it is asked and hard-bounces an address it was told to reject —
+and counts every call it receives per service and idempotency key in the module-level ``registry``.
+The demo and the tests read those counts to prove that crashes and retries never duplicated an
+effect, inject faults through it (``fail_next`` on the CRM and mail, ``registry.mail.reject``, observers),
+and call ``registry.reset()`` between runs. Steps must reach the fakes through ``registry`` at call
+time, never keep a reference: ``reset()`` replaces them.
 """
 
 from __future__ import annotations
@@ -53,6 +54,17 @@ class Refund(BaseModel):
     amount_cents: int
 
 
+class Reversal(BaseModel):
+    """Refunds of one order taken back (a saga's compensation); empty when none was left to reverse."""
+
+    model_config = ConfigDict(frozen=True)
+
+    reversal_id: str
+    order_id: str
+    refund_ids: tuple[str, ...]
+    amount_cents: int
+
+
 class MailReceipt(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -80,6 +92,17 @@ class DuplicateRefund(NonRetryableError):
         return (type(self), (self.idempotency_key, self.refund_id))
 
 
+class MailRejected(NonRetryableError):
+    """The mail service refused the recipient for good (a hard bounce): sending again cannot help."""
+
+    def __init__(self, to: str) -> None:
+        self.to = to
+        super().__init__(f"mail to {to} was rejected permanently (550 mailbox unavailable); fix the address")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.to,))
+
+
 SEED_ORDERS = (
     Order(
         order_id="ord-1001",
@@ -105,6 +128,14 @@ SEED_ORDERS = (
         item="Espresso machine",
         amount_cents=74_900,
         status="in_transit",
+    ),
+    Order(
+        order_id="ord-1004",
+        customer_id="cus-7",
+        customer_email="grace@example.com",
+        item="USB-C charging cable",
+        amount_cents=1_900,
+        status="delivered",
     ),
 )
 
@@ -189,6 +220,7 @@ class PaymentsService:
     def __init__(self, calls: CallLog) -> None:
         self._calls = calls
         self.refunds: dict[str, Refund] = {}  # by idempotency key
+        self.reversals: dict[str, Reversal] = {}  # by idempotency key
         self._lock = threading.Lock()
 
     def refund(self, order_id: str, amount_cents: int, *, idempotency_key: str) -> Refund:
@@ -203,17 +235,55 @@ class PaymentsService:
             self.refunds[idempotency_key] = refund
             return refund
 
+    def reverse(self, order_id: str, *, idempotency_key: str) -> Reversal:
+        """Take back every refund of ``order_id`` not reversed yet; a repeated key returns the first
+        reversal and takes nothing back again."""
+        self._calls.record("payments.reverse", idempotency_key)
+        with self._lock:
+            done = self.reversals.get(idempotency_key)
+            if done is not None:
+                return done
+            gone = {refund_id for r in self.reversals.values() for refund_id in r.refund_ids}
+            taken = [r for r in self.refunds.values() if r.order_id == order_id and r.refund_id not in gone]
+            reversal = Reversal(
+                reversal_id=f"rv_{len(self.reversals) + 1:04d}",
+                order_id=order_id,
+                refund_ids=tuple(r.refund_id for r in taken),
+                amount_cents=sum(r.amount_cents for r in taken),
+            )
+            self.reversals[idempotency_key] = reversal
+            return reversal
+
+    def outstanding_cents(self, order_id: str) -> int:
+        """What the customer of ``order_id`` holds now: refunded minus reversed."""
+        with self._lock:
+            refunded = sum(r.amount_cents for r in self.refunds.values() if r.order_id == order_id)
+            reversed_ = sum(r.amount_cents for r in self.reversals.values() if r.order_id == order_id)
+            return refunded - reversed_
+
 
 class MailService:
     def __init__(self, calls: CallLog) -> None:
         self._calls = calls
         self.outbox: dict[str, tuple[MailReceipt, str, str]] = {}  # key -> (receipt, subject, body)
+        self.rejected: set[str] = set()  # addresses that hard-bounce
+        self.fail_next = 0  # how many coming calls fail with a ConnectionError (the service is down)
         self._lock = threading.Lock()
+
+    def reject(self, address: str) -> None:
+        """From now on, mail to ``address`` bounces for good (``MailRejected``)."""
+        with self._lock:
+            self.rejected.add(address)
 
     def send(self, to: str, subject: str, body: str, *, idempotency_key: str) -> MailReceipt:
         """Deliver once per idempotency key; a repeated key returns the first delivery's receipt."""
         self._calls.record("mail.send", idempotency_key)
         with self._lock:
+            if self.fail_next > 0:
+                self.fail_next -= 1
+                raise ConnectionError("mail: connection timed out")
+            if to in self.rejected:
+                raise MailRejected(to)
             if idempotency_key not in self.outbox:
                 receipt = MailReceipt(message_id=f"msg_{len(self.outbox) + 1:04d}", to=to)
                 self.outbox[idempotency_key] = (receipt, subject, body)

@@ -1,4 +1,5 @@
-"""The support agent (job ``support.refund``) on the embedded stack: its decisions, its behaviour under
+"""The support agent (job ``support.refund``) on the embedded stack: its decisions, the human approval
+(signal, rejection, timeout), the saga that reverses a refund, the follow-up timer, its behaviour under
 worker crashes and network errors (counted at the fake services), the Bedrock model's Converse
 requests and answers (stubbed, no network), and the demo."""
 
@@ -8,15 +9,17 @@ import dataclasses
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from aetheris import EventType, JobStatus, JobView
+from aetheris import Event, EventType, JobStatus, JobView
 from aetheris.testing import LocalRuntime
 from aetheris_infra import demo
+from aetheris_infra.demo import settle
 from agents import support
 from agents.model import (
     BedrockModel,
@@ -31,7 +34,7 @@ from agents.model import (
 )
 from agents.tools import SEED_ORDERS, PolicyVerdict, registry
 
-BROKEN_HEADPHONES = {
+BROKEN_HEADPHONES = {  # $129.00: over the approval threshold
     "ticket_id": "T-1",
     "customer_id": "cus-42",
     "order_id": "ord-1001",
@@ -43,7 +46,17 @@ FINAL_SALE_LAMP = {
     "order_id": "ord-1002",
     "message": "The lamp is not what I expected, I changed my mind. Refund please.",
 }
-STEPS_WHEN_APPROVED = ["plan", "lookup_order", "check_policy", "decide", "issue_refund", "reply"]
+DAMAGED_CABLE = {  # $19.00: under the threshold, refunded without a human
+    "ticket_id": "T-3",
+    "customer_id": "cus-7",
+    "order_id": "ord-1004",
+    "message": "The charging cable arrived damaged, please refund it.",
+}
+APPROVE = {"approved": True, "by": "dana"}
+REJECT = {"approved": False, "by": "sam"}
+STEPS_WHEN_REFUNDED = ["plan", "lookup_order", "check_policy", "decide", "issue_refund", "reply", "follow_up"]
+STEPS_WITHOUT_REFUND = ["plan", "lookup_order", "check_policy", "decide", "reply", "follow_up"]
+SURVEY = "How did we do"
 
 
 @pytest.fixture(autouse=True)
@@ -58,32 +71,62 @@ def fresh_services() -> Iterator[None]:
 @dataclass
 class Outcome:
     view: JobView
-    steps: list[str]
+    parked: list[JobStatus]  # the job's status each time it went idle, before it finished
+    events: list[Event]
     crashes: list[str]
-    failed_steps: list[str]
+
+    @property
+    def steps(self) -> list[str]:
+        return [e.name or "" for e in self.events if e.type is EventType.STEP_COMMITTED]
+
+    @property
+    def failed_steps(self) -> list[str]:
+        return [e.name or "" for e in self.events if e.type is EventType.STEP_FAILED]
+
+    @property
+    def result(self) -> dict[str, Any]:
+        assert isinstance(self.view.result, dict), self.view
+        return self.view.result
 
 
-def run_ticket(ticket: dict[str, str], prepare: Callable[[LocalRuntime], None] | None = None) -> Outcome:
+def drive(local: LocalRuntime, job_id: str, approval: Any = APPROVE) -> tuple[JobView, list[JobStatus]]:
+    """Run the job to its end as the world would: approve (or send ``approval``) when it waits, let the
+    follow-up timer's 3 days pass when it sleeps."""
+    parked: list[JobStatus] = []
+    view = settle(local, job_id)
+    while not view.status.is_terminal and len(parked) < 4:
+        parked.append(view.status)
+        if view.status is JobStatus.WAITING:
+            local.signal(job_id, support.APPROVAL_SIGNAL, approval)
+        elif view.status is JobStatus.SLEEPING:
+            local.advance(support.FOLLOW_UP_AFTER)
+        view = settle(local, job_id)
+    return view, parked
+
+
+def run_ticket(
+    ticket: dict[str, Any],
+    prepare: Callable[[LocalRuntime], None] | None = None,
+    approval: Any = APPROVE,
+) -> Outcome:
     with LocalRuntime(support.app, workers=2) as local:
         if prepare is not None:
             prepare(local)
         job_id = local.start("support.refund", ticket)
-        view = local.wait(job_id)
+        view, parked = drive(local, job_id, approval)
         events = local.events(job_id)
-    return Outcome(
-        view=view,
-        steps=[e.name or "" for e in events if e.type is EventType.STEP_COMMITTED],
-        crashes=[c.point for c in local.crashes],
-        failed_steps=[e.name or "" for e in events if e.type is EventType.STEP_FAILED],
-    )
+    return Outcome(view=view, parked=parked, events=events, crashes=[c.point for c in local.crashes])
 
 
 def crash_during(service: str, point: str) -> Callable[[LocalRuntime], None]:
     """Arm ``point`` the moment ``service`` is first called: the crash hits that tool's step."""
 
     def prepare(local: LocalRuntime) -> None:
+        armed: list[str] = []
+
         def arm(called: str, key: str, nth: int) -> None:
-            if called == service and nth == 1:
+            if called == service and not armed:
+                armed.append(key)
                 local.crash_at(point)  # type: ignore[arg-type]
 
         registry.calls.observers.append(arm)
@@ -91,38 +134,45 @@ def crash_during(service: str, point: str) -> Callable[[LocalRuntime], None]:
     return prepare
 
 
+def surveys() -> list[str]:
+    return [body for _, subject, body in registry.mail.outbox.values() if subject.startswith(SURVEY)]
+
+
+def replies() -> list[str]:
+    return [body for _, subject, body in registry.mail.outbox.values() if not subject.startswith(SURVEY)]
+
+
 # -- decisions ------------------------------------------------------------------------------------
 
 
-def test_support_refund_eligible_ticket_refunds_once_and_replies() -> None:
-    outcome = run_ticket(BROKEN_HEADPHONES)
+def test_support_refund_under_threshold_refunds_without_waiting_and_replies() -> None:
+    outcome = run_ticket(DAMAGED_CABLE)
 
     assert outcome.view.status is JobStatus.COMPLETED
-    assert outcome.view.result["status"] == "refunded"
-    assert outcome.view.result["refund_id"] == "re_0001"
-    assert outcome.steps == STEPS_WHEN_APPROVED
+    assert outcome.parked == [JobStatus.SLEEPING], "no approval asked for"
+    assert outcome.result["status"] == "refunded" and outcome.result["reviewed_by"] is None
+    assert outcome.steps == STEPS_WHEN_REFUNDED
     (refund,) = registry.payments.refunds.values()
-    assert refund.amount_cents == 12_900
-    ((receipt, _subject, body),) = registry.mail.outbox.values()
-    assert receipt.to == "ada@example.com" and body == outcome.view.result["reply"]
-    assert "re_0001" in body
+    assert refund.amount_cents == 1_900
+    assert replies() == [outcome.result["reply"]] and "re_0001" in outcome.result["reply"]
 
 
-def test_support_refund_final_sale_ticket_is_denied_without_payment() -> None:
+def test_support_refund_final_sale_ticket_is_denied_without_payment_or_approval() -> None:
     outcome = run_ticket(FINAL_SALE_LAMP)
 
     assert outcome.view.status is JobStatus.COMPLETED
-    assert outcome.view.result["status"] == "denied" and outcome.view.result["refund_id"] is None
-    assert "issue_refund" not in outcome.steps
+    assert outcome.result["status"] == "denied" and outcome.result["refund_id"] is None
+    assert outcome.steps == STEPS_WITHOUT_REFUND
+    assert JobStatus.WAITING not in outcome.parked
     assert registry.calls.count("payments.refund") == 0 and not registry.payments.refunds
-    assert "final-sale" in outcome.view.result["reply"]
-    assert registry.calls.count("mail.send") == 1
+    assert "final-sale" in outcome.result["reply"]
+    assert replies() == [outcome.result["reply"]]
 
 
 def test_support_refund_ticket_of_another_customer_is_denied() -> None:
     outcome = run_ticket({**BROKEN_HEADPHONES, "customer_id": "cus-7"})
 
-    assert outcome.view.result["status"] == "denied"
+    assert outcome.result["status"] == "denied"
     assert registry.calls.count("payments.refund") == 0
 
 
@@ -138,12 +188,12 @@ def test_support_refund_unknown_order_fails_without_retry_or_refund() -> None:
 def test_support_refund_replay_of_its_log_is_consistent_and_calls_no_service() -> None:
     with LocalRuntime(support.app, workers=2) as local:
         job_id = local.start("support.refund", BROKEN_HEADPHONES)
-        local.wait(job_id)
+        drive(local, job_id)
         calls_before = registry.calls.by_service()
         report = local.replay(job_id)
 
     assert report.consistent and report.reached_end and report.output_matches
-    assert report.operations == len(STEPS_WHEN_APPROVED) + 1
+    assert report.operations == len(STEPS_WHEN_REFUNDED) + 3  # the wait, the sleep, the end
     assert registry.calls.by_service() == calls_before
 
 
@@ -174,6 +224,201 @@ def test_bounded_model_approval_over_the_verdict_is_capped() -> None:
     assert support.bounded(greedy, eligible).amount_cents == 1_000
 
 
+# -- human approval -------------------------------------------------------------------------------
+
+
+def test_support_refund_over_threshold_waits_for_approval_and_refunds_once_approved() -> None:
+    with LocalRuntime(support.app, workers=2) as local:
+        job_id = local.start("support.refund", BROKEN_HEADPHONES)
+        waiting = settle(local, job_id)
+        refunds_while_waiting = registry.calls.count("payments.refund")
+        local.signal(job_id, support.APPROVAL_SIGNAL, APPROVE)
+        view, _ = drive(local, job_id)
+        events = local.events(job_id)
+
+    assert waiting.status is JobStatus.WAITING and waiting.waiting_for == "approval"
+    assert refunds_while_waiting == 0
+    assert view.status is JobStatus.COMPLETED
+    assert view.result["status"] == "refunded" and view.result["reviewed_by"] == "dana"
+    assert [e.type for e in events].count(EventType.SIGNAL_CONSUMED) == 1
+    (refund,) = registry.payments.refunds.values()
+    assert refund.amount_cents == 12_900 and registry.calls.count("payments.refund") == 1
+
+
+def test_support_refund_threshold_on_the_request_decides_whether_to_wait() -> None:
+    outcome = run_ticket({**BROKEN_HEADPHONES, "approval_threshold_cents": 20_000})
+
+    assert outcome.parked == [JobStatus.SLEEPING]
+    assert outcome.result["status"] == "refunded" and outcome.result["reviewed_by"] is None
+
+
+def test_support_refund_rejected_approval_issues_no_refund_and_says_so() -> None:
+    outcome = run_ticket(BROKEN_HEADPHONES, approval=REJECT)
+
+    assert outcome.view.status is JobStatus.COMPLETED
+    assert outcome.result["status"] == "rejected" and outcome.result["refund_id"] is None
+    assert outcome.result["reviewed_by"] == "sam"
+    assert outcome.steps == STEPS_WITHOUT_REFUND
+    assert registry.calls.count("payments.refund") == 0
+    assert replies() == [outcome.result["reply"]] and "cannot refund" in outcome.result["reply"]
+
+
+@pytest.mark.parametrize("payload", [{"approved": "yes", "by": "dana"}, {"approved": True}, "ok", None])
+def test_support_refund_malformed_approval_is_a_rejection(payload: Any) -> None:
+    outcome = run_ticket(BROKEN_HEADPHONES, approval=payload)
+
+    assert outcome.result["status"] == "rejected"
+    assert registry.calls.count("payments.refund") == 0
+
+
+def test_support_refund_approval_timeout_issues_no_refund_and_says_so() -> None:
+    with LocalRuntime(support.app, workers=2) as local:
+        job_id = local.start("support.refund", BROKEN_HEADPHONES)
+        settle(local, job_id)
+        local.advance(support.APPROVAL_TIMEOUT - timedelta(minutes=1))
+        still_waiting = settle(local, job_id)
+        local.advance(timedelta(minutes=1))
+        view, _ = drive(local, job_id)
+        events = local.events(job_id)
+
+    assert still_waiting.status is JobStatus.WAITING
+    assert EventType.WAIT_TIMED_OUT in [e.type for e in events]
+    assert view.status is JobStatus.COMPLETED
+    assert view.result["status"] == "expired" and view.result["refund_id"] is None
+    assert registry.calls.count("payments.refund") == 0
+    assert replies() == [view.result["reply"]] and "no refund has been issued" in view.result["reply"]
+
+
+def test_support_refund_approval_sent_before_the_wait_is_consumed_by_it() -> None:
+    with LocalRuntime(support.app, workers=2) as local:
+        job_id = local.start("support.refund", BROKEN_HEADPHONES)
+        local.signal(job_id, support.APPROVAL_SIGNAL, APPROVE)
+        view, parked = drive(local, job_id, approval=REJECT)  # a second answer would be a rejection
+        types = [e.type for e in local.events(job_id)]
+
+    assert parked == [JobStatus.SLEEPING], "it never waited"
+    assert EventType.WAIT_STARTED not in types and types.count(EventType.SIGNAL_CONSUMED) == 1
+    assert view.result["status"] == "refunded" and registry.calls.count("payments.refund") == 1
+
+
+def test_support_refund_crash_while_ingesting_the_approval_still_refunds_once() -> None:
+    with LocalRuntime(support.app, workers=2) as local:
+        job_id = local.start("support.refund", BROKEN_HEADPHONES)
+        settle(local, job_id)
+        local.crash_at("after_inbox_write")
+        local.signal(job_id, support.APPROVAL_SIGNAL, APPROVE)
+        view, _ = drive(local, job_id)
+        types = [e.type for e in local.events(job_id)]
+
+    assert [c.point for c in local.crashes] == ["after_inbox_write"]
+    assert view.result["status"] == "refunded" and types.count(EventType.SIGNAL_CONSUMED) == 1
+    assert registry.calls.count("payments.refund") == 1
+
+
+def test_support_refund_cancelled_while_waiting_issues_no_refund() -> None:
+    with LocalRuntime(support.app, workers=2) as local:
+        job_id = local.start("support.refund", BROKEN_HEADPHONES)
+        settle(local, job_id)
+        local.cancel(job_id)
+        view = settle(local, job_id)
+
+    assert view.status is JobStatus.CANCELLED
+    assert registry.calls.count("payments.refund") == 0 and registry.calls.count("mail.send") == 0
+
+
+# -- saga: reversing the refund -------------------------------------------------------------------
+
+
+def test_support_refund_reply_bounced_after_refund_reverses_it_and_fails() -> None:
+    outcome = run_ticket(BROKEN_HEADPHONES, lambda _: registry.mail.reject("ada@example.com"))
+
+    assert outcome.view.status is JobStatus.FAILED
+    assert outcome.view.error is not None and outcome.view.error.type == "agents.tools.MailRejected"
+    assert outcome.failed_steps == ["reply"], "a hard bounce is not retried"
+    compensated = [e.name for e in outcome.events if e.type is EventType.COMPENSATION_COMMITTED]
+    assert compensated == ["undo-issue_refund"]
+    (reversal,) = registry.payments.reversals.values()
+    assert reversal.refund_ids == ("re_0001",) and reversal.amount_cents == 12_900
+    assert registry.payments.outstanding_cents("ord-1001") == 0
+    assert registry.calls.count("payments.reverse") == 1 and not surveys()
+
+
+def test_support_refund_crash_mid_compensation_reverses_exactly_once() -> None:
+    def bounce_then_crash_in_compensation(local: LocalRuntime) -> None:
+        registry.mail.reject("ada@example.com")
+
+        def arm(service: str, key: str, nth: int) -> None:
+            if service == "mail.send":  # this send bounces; the next recorded effect is the reversal
+                local.crash_at("after_record")
+
+        registry.calls.observers.append(arm)
+
+    outcome = run_ticket(BROKEN_HEADPHONES, bounce_then_crash_in_compensation)
+
+    assert outcome.crashes == ["after_record"]
+    assert outcome.view.status is JobStatus.FAILED
+    reclaimed = [e for e in outcome.events if e.type is EventType.COMPENSATION_COMMITTED]
+    assert len(reclaimed) == 1 and reclaimed[0].reclaimed_from is not None, "another worker finished it"
+    assert registry.calls.count("payments.reverse") == 1 and len(registry.payments.reversals) == 1
+    assert registry.payments.outstanding_cents("ord-1001") == 0
+
+
+def test_support_refund_denied_ticket_bounced_reply_fails_with_nothing_to_reverse() -> None:
+    outcome = run_ticket(FINAL_SALE_LAMP, lambda _: registry.mail.reject("ada@example.com"))
+
+    assert outcome.view.status is JobStatus.FAILED
+    assert not [e for e in outcome.events if e.type is EventType.COMPENSATION_COMMITTED]
+    assert registry.calls.count("payments.reverse") == 0
+
+
+# -- follow-up timer ------------------------------------------------------------------------------
+
+
+def test_support_refund_follow_up_survey_is_sent_once_after_three_days_not_before() -> None:
+    with LocalRuntime(support.app, workers=2) as local:
+        job_id = local.start("support.refund", DAMAGED_CABLE)
+        replied = settle(local, job_id)
+        surveys_at_reply = len(surveys())
+        local.advance(support.FOLLOW_UP_AFTER - timedelta(minutes=1))
+        almost = settle(local, job_id)
+        surveys_before_due = len(surveys())
+        local.advance(timedelta(minutes=1))
+        view = settle(local, job_id)
+        events = local.events(job_id)
+
+    assert replied.status is JobStatus.SLEEPING and almost.status is JobStatus.SLEEPING
+    assert surveys_at_reply == surveys_before_due == 0
+    assert view.status is JobStatus.COMPLETED and view.result["survey_sent"] is True
+    assert len(surveys()) == 1 and registry.calls.count("mail.send") == 2
+    (started,) = [e for e in events if e.type is EventType.TIMER_STARTED]
+    (fired,) = [e for e in events if e.type is EventType.TIMER_FIRED]
+    assert fired.at - started.at >= support.FOLLOW_UP_AFTER
+
+
+def bounce(address: str) -> None:
+    registry.mail.reject(address)
+
+
+def mail_down(_: str) -> None:
+    registry.mail.fail_next = support.TRANSIENT.max_attempts  # every attempt of the step
+
+
+@pytest.mark.parametrize("fault", [bounce, mail_down], ids=["bounced", "mail_down"])
+def test_support_refund_undeliverable_survey_keeps_the_refund(fault: Callable[[str], None]) -> None:
+    with LocalRuntime(support.app, workers=2) as local:
+        job_id = local.start("support.refund", DAMAGED_CABLE)
+        settle(local, job_id)
+        fault("grace@example.com")  # while the job sleeps
+        local.advance(support.FOLLOW_UP_AFTER)
+        view = settle(local, job_id)
+        failed = [e.name for e in local.events(job_id) if e.type is EventType.STEP_FAILED]
+
+    assert view.status is JobStatus.COMPLETED
+    assert view.result["status"] == "refunded" and view.result["survey_sent"] is False
+    assert set(failed) == {"follow_up"} and len(failed) == (1 if fault is bounce else 4)
+    assert not registry.payments.reversals and registry.payments.outstanding_cents("ord-1004") == 1_900
+
+
 # -- faults ---------------------------------------------------------------------------------------
 
 AT_LEAST_ONCE_TOOLS = ["llm.plan", "crm.get_order", "policy.check_refund", "llm.decide", "mail.send"]
@@ -189,13 +434,14 @@ def test_support_refund_crash_during_tool_completes_with_one_refund(point: str, 
 
     assert outcome.crashes == [point]
     assert outcome.view.status is JobStatus.COMPLETED
-    assert outcome.view.result["refund_id"] == "re_0001"
-    assert outcome.steps == STEPS_WHEN_APPROVED
+    assert outcome.result["refund_id"] == "re_0001"
+    assert outcome.steps == STEPS_WHEN_REFUNDED
     assert registry.calls.count("payments.refund") == 1 and len(registry.payments.refunds) == 1
     # Only the window between a call and its record makes a service see its key twice.
-    assert len(registry.calls.by_service()[service]) == 1
-    assert registry.calls.count(service) == (2 if point == "after_effect" else 1)
-    assert len(registry.mail.outbox) == 1
+    first_key, *other_keys = registry.calls.by_service()[service].items()
+    assert first_key[1] == (2 if point == "after_effect" else 1)
+    assert all(n == 1 for _, n in other_keys)
+    assert len(replies()) == 1 and len(surveys()) == 1
 
 
 @pytest.mark.parametrize("point", ["after_effect", "before_commit"])
@@ -215,6 +461,7 @@ def test_support_refund_crash_after_refund_call_fails_visibly_without_second_ref
     assert outcome.view.error.type == "aetheris.errors.EffectOutcomeUnknown"
     assert registry.calls.count("payments.refund") == 1
     assert registry.calls.count("mail.send") == 0
+    assert registry.calls.count("payments.reverse") == 0, "an unrecorded refund has no compensation"
 
 
 def test_support_refund_crm_connection_error_is_retried_with_the_same_key() -> None:
@@ -350,12 +597,16 @@ def test_demo_main_runs_the_faulty_scenario_and_returns_zero(capsys: pytest.Capt
 
     printed = capsys.readouterr().out
     assert "retry scheduled" in printed and "taken over from worker" in printed
+    assert "WAITING for signal 'approval'" in printed and "a human approves" in printed
+    assert "advanced the fake clock 3 days" in printed and "timer fired" in printed
     assert "FAIL" not in printed
 
 
-def test_demo_check_duplicate_refund_or_extra_call_is_reported() -> None:
+def test_demo_check_duplicate_refund_approval_survey_or_extra_call_is_reported() -> None:
     run = demo.run_scenario()
     calls = {**run.calls, "payments.refund": {key: 2 for key in run.calls["payments.refund"]}}
+    consumed = next(e for e in run.events if e.type is EventType.SIGNAL_CONSUMED)
+    survey = next(mail for mail in run.mails_delivered if mail[0].startswith(demo.SURVEY_SUBJECT))
 
     assert demo.check(run) == []
     assert demo.check(dataclasses.replace(run, refunds_issued=2)) == [
@@ -363,3 +614,7 @@ def test_demo_check_duplicate_refund_or_extra_call_is_reported() -> None:
     ]
     (problem,) = demo.check(dataclasses.replace(run, calls=calls))
     assert problem.startswith("payments.refund was called 2 times")
+    (problem,) = demo.check(dataclasses.replace(run, events=[*run.events, consumed]))
+    assert problem.startswith("the approval wait started 1 times and consumed 2 signals")
+    (problem,) = demo.check(dataclasses.replace(run, mails_delivered=[*run.mails_delivered, survey]))
+    assert problem == "the customer received 2 satisfaction surveys; exactly one was expected"
