@@ -287,6 +287,7 @@ def test_saga_failing_at_step_four_compensates_three_two_one_once_each() -> None
         job_id = local.start("trip", "o-1")
         view = local.wait(job_id)
         events = local.events(job_id)
+        report = local.replay(job_id)
 
     assert view.status is JobStatus.FAILED and view.error is not None
     assert view.error.type.endswith("Declined"), "the original error is preserved"
@@ -300,6 +301,7 @@ def test_saga_failing_at_step_four_compensates_three_two_one_once_each() -> None
     compensated = [e.name for e in events if e.type is EventType.COMPENSATION_COMMITTED]
     assert compensated == ["undo-do3", "undo-do2", "undo-do1"]
     assert events[-1].type is EventType.JOB_FAILED and events[-1].detail["compensated"] == compensated
+    assert report.consistent and report.reached_end, "replay walks the saga as the worker ran it"
 
 
 def test_saga_with_a_crash_mid_compensation_still_undoes_each_step_once() -> None:

@@ -263,6 +263,10 @@ def test_replay_of_a_signalled_job_returns_the_recorded_payload() -> None:
         local.signal(job_id, "approval", {"by": "ana"})
         local.wait(job_id)
         report = local.replay(job_id)
+        trace = local.trace(job_id)
 
     assert report.consistent and report.output_matches
+    assert [op.kind for op in trace.operations] == ["step", "wait", "step", "end"]
+    wait_op = trace.operations[1]
+    assert wait_op.signal is not None and wait_op.signal.payload == {"by": "ana"}
     assert calls.steps == {"prepare": 1, "finish": 1}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from aetheris_infra.backends import chosen_backend, localstack_endpoint
 
 

@@ -132,6 +132,14 @@ def _guarded(fn: Callable[..., Any], call: str, kind: str) -> Callable[..., Any]
 
 
 class _GuardedDatetime(_datetime.datetime):
+    """Stands in for ``datetime.datetime`` once installed; to pydantic it is a plain datetime."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.datetime_schema()
+
     @classmethod
     def now(cls, tz: _datetime.tzinfo | None = None) -> Any:
         job_id = _orchestrating.get()

@@ -89,6 +89,21 @@ class _ReplayOnly:
         return None
 
 
+def _replay_compensations(dry: _ReplayOnly) -> bool:
+    """After an unhandled error, the log holds the saga: each compensation in reverse order, then
+    the end. ``True`` if the log covers them all (the run reached its end)."""
+    for entry in reversed(dry.compensations):
+        try:
+            op = dry.replay.begin(OpKind.COMPENSATE, f"undo-{entry.step.name}")
+        except NondeterminismError:
+            return True  # named by the report; the end check below is skipped
+        if op.outcome is None:
+            return False  # the recorded run stops mid-saga
+        if op.outcome.type is not EventType.COMPENSATION_COMMITTED:
+            return True  # a compensation failed for good: the job ended right after it
+    return True
+
+
 def replay_events(definition: JobDefinition, input_json: str, events: list[Event]) -> ReplayReport:
     job_id = events[0].job_id if events else "unknown"
     history = History(events)
@@ -106,7 +121,7 @@ def replay_events(definition: JobDefinition, input_json: str, events: list[Event
     except NondeterminismError as diverged:
         report.divergence = diverged
     except Exception:  # noqa: BLE001 - the job's own error ends the recorded run like a return
-        report.reached_end = True
+        report.reached_end = _replay_compensations(dry) if dry.compensations else True
     report.divergence = report.divergence or dry.replay.diverged
     report.operations = min(dry.replay.position, len(history.ops))
     end = history.ops.get(dry.replay.position)

@@ -78,7 +78,8 @@ class EventLog:
             fence=previous_fence + 1,
             worker_id=worker_id,
             lease_until_ms=lease_until_ms,
-            reclaimed_from=str(old["worker_id"]) if old else None,
+            # A claim given back unfilled (lease_until 0: an idle or early tick) is not a takeover.
+            reclaimed_from=str(old["worker_id"]) if old and int(old.get("lease_until", 0)) > 0 else None,
         )
 
     def renew(self, lease: SlotLease, lease_until_ms: int) -> None:
