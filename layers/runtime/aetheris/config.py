@@ -15,7 +15,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """Names of the resources in ``template.yaml`` and the runtime's tunables (units in the types)."""
 
-    model_config = SettingsConfigDict(env_prefix="AETHERIS_", frozen=True, extra="ignore")
+    # populate_by_name: ``Settings(lease=...)`` in code, ``AETHERIS_LEASE_SECONDS`` in the environment.
+    model_config = SettingsConfigDict(
+        env_prefix="AETHERIS_", frozen=True, extra="ignore", populate_by_name=True
+    )
 
     jobs_table: str = "aetheris-local-JobsTable"
     inbox_table: str = "aetheris-local-InboxTable"
@@ -33,7 +36,8 @@ class Settings(BaseSettings):
     # DynamoDB's 400 KB item limit so that the rest of the item always fits.
     # A step runs at most this long (and never past what the Lambda invocation has left).
     step_timeout: timedelta = timedelta(minutes=5)
-    # After this many workers claimed one slot without committing, the job fails (crash loop).
+    # After this many workers claimed one slot and vanished (neither committed nor gave it back),
+    # the job fails (crash loop). Claims given back (an idle or early tick, an error) do not count.
     max_slot_claims: int = Field(default=5, ge=2)
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
     # The sweeper ticks a runnable job whose next tick was due this long ago and never came.

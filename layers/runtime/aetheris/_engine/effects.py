@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from aetheris import _serde
 from aetheris._clock import to_millis
+from aetheris._engine.store_io import runtime_io
 from aetheris._store.ledger import AlreadyRecorded, Claimant, EffectRef
 from aetheris.errors import ErrorInfo, PayloadTooLarge
 from aetheris.policy import NO_RETRY, EffectSemantics, RetryPolicy
@@ -38,8 +39,9 @@ def run_tool(
     attempt = 1
     while True:
         faults.reach("before_effect")
-        inv.keeper.ensure_valid()
-        claim = ledger.claim(ref, claimant, semantics, to_millis(clock.now()), lease.lease_until_ms)
+        with runtime_io():
+            inv.keeper.ensure_valid()
+            claim = ledger.claim(ref, claimant, semantics, to_millis(clock.now()), lease.lease_until_ms)
         if isinstance(claim, AlreadyRecorded):
             return _serde.load(claim.result, adapter)
         try:
@@ -48,13 +50,15 @@ def run_tool(
                 value, adapter, f"result of tool {ref.name}", services.settings.max_payload_bytes
             )
         except Exception as error:
-            ledger.record_failure(ref, claimant, ErrorInfo.of(error), to_millis(clock.now()))
+            with runtime_io():
+                ledger.record_failure(ref, claimant, ErrorInfo.of(error), to_millis(clock.now()))
             if isinstance(error, PayloadTooLarge) or policy.gives_up_on(error, attempt):
                 raise
             attempt += 1
             clock.sleep(policy.delay_before(attempt, services.ids.random()))
             continue
         faults.reach("after_effect")
-        ledger.record(ref, claimant, text, to_millis(clock.now()))
+        with runtime_io():
+            ledger.record(ref, claimant, text, to_millis(clock.now()))
         faults.reach("after_record")
         return _serde.load(text, adapter)

@@ -79,6 +79,10 @@ class History:
     def next_seq(self) -> int:
         return self.last.seq + 1
 
+    def consumed_signals(self) -> set[str]:
+        """Ids of the signals the job's waits have consumed so far."""
+        return {str(e.detail["signal_id"]) for e in self.events if e.type is EventType.SIGNAL_CONSUMED}
+
 
 def next_tick_delay(last: Event, now: datetime) -> timedelta | None:
     """When the job needs its next tick after ``last`` was committed; ``None``: no message.

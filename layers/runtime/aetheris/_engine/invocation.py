@@ -24,6 +24,7 @@ from aetheris._engine.replay import Replay
 from aetheris._engine.saga import Compensation, compensate_then_end
 from aetheris._engine.services import Services
 from aetheris._engine.steps import run_step
+from aetheris._engine.store_io import StoreFailure, runtime_io
 from aetheris._store import schema
 from aetheris._store.jobs import COMMITTED, JobSnapshot, status_attributes
 from aetheris._store.log import SlotLease
@@ -106,6 +107,12 @@ class Invocation:
         return None if self.committed is None else next_tick_delay(self.committed, self.clock.now())
 
     def run(self) -> None:
+        try:
+            self._run()
+        except StoreFailure as failure:
+            raise failure.error from None  # not the job's error: the tick is retried
+
+    def _run(self) -> None:
         if self.snapshot.job.get("cancel_requested_at") and self.stop is None:
             # Cancellation takes effect at the job's next operation, whatever it would have been.
             self.stop = _CANCEL
@@ -245,7 +252,8 @@ class Invocation:
                     job_update[schema.DUE_INDEX_SK] = to_millis(parked["due"])
             job_remove = tuple(a for a in _PARKED_ATTRIBUTES if job_update.get(a) is None)
         self.services.faults.reach("before_commit")
-        self.services.log.commit(self.lease, event, job_update, job_remove)
+        with runtime_io():
+            self.services.log.commit(self.lease, event, job_update, job_remove)
         self.services.faults.reach("after_commit")
         stored = {k: v for k, v in event.items() if v is not None}
         stored |= {"state": COMMITTED, "fence": self.lease.fence, "worker_id": self.lease.worker_id}

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from aetheris._engine.history import OpRecord, due_at
+from aetheris._engine.store_io import runtime_io
 from aetheris._store.queue import MAX_DELAY
 from aetheris.errors import ErrorInfo, Suspend, WaitTimeout
 from aetheris.events import EventType
@@ -34,8 +35,9 @@ def wait_for_signal(inv: Invocation, op: OpRecord, name: str, timeout: timedelta
         raise WaitTimeout(name, str(outcome.detail.get("deadline")))
     inv.check_stop()
     now = inv.clock.now()
-    consumed = {str(e.detail["signal_id"]) for e in inv.history.events if e.type is EventType.SIGNAL_CONSUMED}
-    arrived = inv.services.inbox.pending(inv.job_id, name, consumed)
+    consumed = inv.history.consumed_signals()
+    with runtime_io():
+        arrived = inv.services.inbox.pending(inv.job_id, name, consumed)
     if arrived:
         first = arrived[0]
         inv.commit(
@@ -54,7 +56,9 @@ def wait_for_signal(inv: Invocation, op: OpRecord, name: str, timeout: timedelta
             detail={"signal": name, "deadline": deadline.isoformat() if deadline else None},
             parked={"waiting_for": name, "due": deadline},
         )
-        if inv.services.inbox.pending(inv.job_id, name, consumed):
+        with runtime_io():
+            landed = inv.services.inbox.pending(inv.job_id, name, consumed)
+        if landed:
             inv.wake_now = True  # the signal landed while we parked: its sender may have missed us
         raise Suspend
     deadline = due_at(started)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aetheris._engine import guard
 from aetheris._engine.effects import run_tool
+from aetheris._engine.store_io import runtime_io
 from aetheris._store import schema
 from aetheris._store.ledger import EffectRef
 from aetheris.errors import LeaseLost
@@ -87,6 +88,6 @@ class StepContext:
 
     def _value(self, kind: str, make: Callable[[], Any]) -> Any:
         ref = self._next_ref(kind)
-        with guard.suspended():
+        with guard.suspended(), runtime_io():
             kept = self._inv.services.ledger.value_once(self.job_id, ref.sk, json.dumps(make()))
         return json.loads(kept)

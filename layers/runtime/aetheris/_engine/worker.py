@@ -31,7 +31,7 @@ from aetheris._store.log import SlotTaken
 from aetheris._store.queue import Tick
 from aetheris.app import App
 from aetheris.errors import LeaseLost, UnknownJobType, WorkerCrashLoop
-from aetheris.events import Event
+from aetheris.events import Event, JobStatus
 
 log = logging.getLogger("aetheris.worker")
 # Left for committing and enqueueing after a step that used all of its time.
@@ -89,9 +89,9 @@ class Worker:
             return self._held(taken.current, receive_count)
         budget = None if time_left is None else max(time_left - STEP_TIME_MARGIN, timedelta(seconds=1))
         invocation = Invocation(services, definition, snapshot, lease, budget, self.app.strict_effects)
-        if lease.fence > services.settings.max_slot_claims:
+        if lease.abandoned_claims >= services.settings.max_slot_claims:
             # Workers keep dying on this operation: fail the job (with its compensations) instead.
-            invocation.stop = WorkerCrashLoop(tick.job_id, slot, lease.fence - 1)
+            invocation.stop = WorkerCrashLoop(tick.job_id, slot, lease.abandoned_claims)
         try:
             invocation.run()
         except LeaseLost as lost:
@@ -106,6 +106,8 @@ class Worker:
             return TickOutcome.RESCHEDULED
         if invocation.idle:
             services.log.release(lease)
+            if self._woken_while_held(invocation):
+                services.queue.send(Tick(job_id=tick.job_id, seq=slot))
             return TickOutcome.IDLE
         delay = invocation.next_delay
         if delay is not None:
@@ -117,6 +119,25 @@ class Worker:
         if current is not None and current.get("state") == COMMITTED:
             return TickOutcome.STALE
         return TickOutcome.DEFERRED if receive_count > 1 else TickOutcome.BUSY
+
+    def _woken_while_held(self, invocation: Invocation) -> bool:
+        """Did a wake-up (a signal, a cancel) come while we held the parked job's slot?
+
+        Its tick found the slot held and was dropped as BUSY, trusting the holder to move the job
+        on; an idle holder does not. So after giving the slot back it looks once more, the same
+        second look that closes the race between parking and signalling: either this look sees
+        the signal or cancel, or the wake-up's tick comes after the release and claims the slot.
+        """
+        services = self.services
+        job = services.jobs.get(invocation.job_id)
+        if job is None or JobStatus(job["status"]).is_terminal:
+            return False
+        if job.get("cancel_requested_at"):
+            return True
+        name = job.get("waiting_for")
+        return bool(name) and bool(
+            services.inbox.pending(invocation.job_id, str(name), invocation.history.consumed_signals())
+        )
 
     def _resend_possibly_lost_tick(self, snapshot: JobSnapshot) -> None:
         last = Event.from_item(snapshot.events[-1])

@@ -16,6 +16,7 @@ first writer wins and every attempt reads the same value back.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 from aetheris._store import schema
@@ -78,6 +79,7 @@ class EffectLedger:
         condition: Condition = never_claimed | failed_before
         if semantics is EffectSemantics.AT_LEAST_ONCE:
             condition = condition | superseded
+        token = secrets.token_hex(8)  # tells our own claim apart if the client retries the write
         try:
             new = self.table.update(
                 ref.job_id,
@@ -92,12 +94,16 @@ class EffectLedger:
                     "claim_until": claim_until_ms,
                     "worker_id": who.worker_id,
                     "claimed_at": now_ms,
+                    "claim_token": token,
                 },
                 condition,
                 increments={"claims": 1},
             )
         except ConditionFailed as lost:
-            return self._explain_lost_claim(ref, who, lost.current)
+            current = lost.current
+            if current and current.get("state") == CLAIMED and current.get("claim_token") == token:
+                return Claimed(claims=int(current.get("claims", 1)))  # our claim; its answer was lost
+            return self._explain_lost_claim(ref, who, current)
         return Claimed(claims=int(new["claims"]) if new else 1)
 
     def _explain_lost_claim(self, ref: EffectRef, who: Claimant, current: Item | None) -> AlreadyRecorded:
@@ -129,7 +135,14 @@ class EffectLedger:
         try:
             self.table.update(ref.job_id, ref.sk, values, still_ours, remove=clear)
         except ConditionFailed as lost:
-            holder = lost.current.get("worker_id") if lost.current else None
+            current = lost.current
+            if (
+                current is not None
+                and current.get("state") == values["state"]
+                and (int(current["claim_seq"]), int(current["claim_fence"])) == (who.seq, who.fence)
+            ):
+                return  # our own write, applied once, its answer lost and the request retried
+            holder = current.get("worker_id") if current else None
             raise LeaseLost(ref.job_id, f"effect {ref.idempotency_key} was taken over by {holder}") from None
 
     def value_once(self, job_id: str, sk: str, value_json: str) -> str:

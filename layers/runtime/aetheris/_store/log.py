@@ -16,6 +16,7 @@ the job item is updated in the same transaction as the slot (status changes are 
 
 from __future__ import annotations
 
+import secrets
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,8 @@ from aetheris._store.dynamo import ConditionFailed, Item, Table, TransactionConf
 from aetheris._store.jobs import CLAIMED, COMMITTED
 from aetheris.errors import LeaseLost
 
+_CLAIM_ONLY = ("lease_until", "claim_token")  # claim attributes a commit removes
+
 
 @dataclass
 class SlotLease:
@@ -35,6 +38,9 @@ class SlotLease:
     worker_id: str
     lease_until_ms: int
     reclaimed_from: str | None = None
+    # Earlier claims of this slot that were neither committed nor given back: their workers died
+    # or were fenced out holding it. Many of them means the operation itself kills workers.
+    abandoned_claims: int = 0
 
 
 class SlotTaken(Exception):
@@ -53,6 +59,8 @@ class EventLog:
         # The claim wins only if slot n was never claimed, or its claimer's lease has run out.
         free = absent(schema.PK)
         abandoned = equals("state", CLAIMED) & less_than("lease_until", now_ms)
+        # Tells our own claim from anyone else's if the client has to retry the write.
+        token = secrets.token_hex(8)
         try:
             old = self.table.update(
                 job_id,
@@ -64,13 +72,19 @@ class EventLog:
                     "worker_id": worker_id,
                     "lease_until": lease_until_ms,
                     "claimed_at": now_ms,
+                    "claim_token": token,
                 },
                 free | abandoned,
                 increments={"fence": 1},
                 return_old=True,
             )
         except ConditionFailed as lost:
-            raise SlotTaken(lost.current) from None
+            current = lost.current
+            if _our_claim(current, token):
+                # Our own claim, applied once, its answer lost and the request retried by the client.
+                assert current is not None
+                return SlotLease(job_id, seq, int(current["fence"]), worker_id, lease_until_ms)
+            raise SlotTaken(current) from None
         previous_fence = int(old["fence"]) if old else 0
         return SlotLease(
             job_id=job_id,
@@ -80,6 +94,7 @@ class EventLog:
             lease_until_ms=lease_until_ms,
             # A claim given back unfilled (lease_until 0: an idle or early tick) is not a takeover.
             reclaimed_from=str(old["worker_id"]) if old and int(old.get("lease_until", 0)) > 0 else None,
+            abandoned_claims=previous_fence - int(old.get("released", 0)) if old else 0,
         )
 
     def renew(self, lease: SlotLease, lease_until_ms: int) -> None:
@@ -93,8 +108,15 @@ class EventLog:
 
     def release(self, lease: SlotLease) -> None:
         """Give the slot back unfilled (the claim expires at once); a lost lease needs no release."""
+        # ``released`` counts claims given back, so that the crash-loop guard only counts the rest.
         with suppress(ConditionFailed):
-            self.table.update(lease.job_id, schema.event_sk(lease.seq), {"lease_until": 0}, _ours(lease))
+            self.table.update(
+                lease.job_id,
+                schema.event_sk(lease.seq),
+                {"lease_until": 0},
+                _ours(lease),
+                increments={"released": 1},
+            )
 
     def commit(
         self,
@@ -108,13 +130,14 @@ class EventLog:
         if job_update is None:
             try:
                 self.table.update(
-                    lease.job_id, schema.event_sk(lease.seq), values, _ours(lease), remove=("lease_until",)
+                    lease.job_id, schema.event_sk(lease.seq), values, _ours(lease), remove=_CLAIM_ONLY
                 )
             except ConditionFailed as lost:
-                raise LeaseLost(lease.job_id, _who(lost.current, lease)) from None
+                if not _committed_by(lost.current, lease):
+                    raise LeaseLost(lease.job_id, _who(lost.current, lease)) from None
             return
         slot_update = self.table.update_request(
-            lease.job_id, schema.event_sk(lease.seq), values, _ours(lease), remove=("lease_until",)
+            lease.job_id, schema.event_sk(lease.seq), values, _ours(lease), remove=_CLAIM_ONLY
         )
         job = self.table.update_request(
             lease.job_id, schema.JOB_SK, job_update, _job_exists(), remove=job_remove
@@ -124,6 +147,8 @@ class EventLog:
         except TransactionConflict as conflict:
             code, current = conflict.reasons[0]
             if code == "ConditionalCheckFailed":
+                if _committed_by(current, lease):
+                    return  # a retried transaction whose first try was applied (both items written)
                 raise LeaseLost(lease.job_id, _who(current, lease)) from None
             raise
 
@@ -131,6 +156,20 @@ class EventLog:
 def _ours(lease: SlotLease) -> Condition:
     # The slot is still an open claim and the fence on it is ours: nobody took it over since.
     return equals("state", CLAIMED) & equals("fence", lease.fence)
+
+
+def _our_claim(current: Item | None, token: str) -> bool:
+    return current is not None and current.get("state") == CLAIMED and current.get("claim_token") == token
+
+
+def _committed_by(current: Item | None, lease: SlotLease) -> bool:
+    """The slot holds a commit made under this lease (a retried write whose first try landed)."""
+    return (
+        current is not None
+        and current.get("state") == COMMITTED
+        and int(current.get("fence", -1)) == lease.fence
+        and current.get("worker_id") == lease.worker_id
+    )
 
 
 def _job_exists() -> Condition:

@@ -1,0 +1,33 @@
+"""The runtime's own store calls made under the job function, kept apart from the job's errors.
+
+The job function and step bodies run user code that may catch ``Exception``. If a throttled inbox
+query or a failed commit surfaced there as a ``ClientError``, the job would take it for its own
+failure: fail, compensate, or carry on down a path replay would never take. So while user code is
+on the stack, a store error travels as ``StoreFailure`` (a ``BaseException`` nothing in user code
+catches); the invocation turns it back into the original error at its edge, the worker gives the
+slot back and the message is redelivered: a store hiccup costs a retry, never the job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from aetheris._store.dynamo import TransactionConflict
+
+
+class StoreFailure(BaseException):
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        super().__init__(f"runtime store call failed: {error}")
+
+
+@contextmanager
+def runtime_io() -> Iterator[None]:
+    """Raise a failed DynamoDB or SQS call of the runtime as ``StoreFailure``."""
+    try:
+        yield
+    except (BotoCoreError, ClientError, TransactionConflict) as error:
+        raise StoreFailure(error) from error
