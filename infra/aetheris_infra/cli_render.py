@@ -1,0 +1,203 @@
+"""How the CLI shows jobs, events, traces and replay verdicts: rich tables, or JSON with ``--json``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from aetheris.history import JobHistory
+
+_STYLES: Final = {"COMPLETED": "green", "FAILED": "red", "CANCELLED": "magenta", "WAITING": "yellow"}
+
+
+@dataclass
+class Out:
+    json: bool
+    console: Console
+    errors: Console
+
+    def emit(self, data: Any, render: Callable[[], None]) -> None:
+        if self.json:
+            sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+        else:
+            render()
+
+
+def cell(value: Any, width: int = 0) -> Text:
+    text = "" if value is None else value if isinstance(value, str) else json.dumps(value, default=str)
+    return Text(text if not width or len(text) <= width else text[: width - 1] + "…")
+
+
+def status_cell(status: Any) -> Text:
+    return Text(str(status), style=_STYLES.get(str(status), "cyan"))
+
+
+def when(value: Any) -> str:
+    return str(value or "").replace("T", " ")[:23]
+
+
+def table_of(title: str, *columns: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(
+            column, justify="right" if column in ("seq", "op", "attempt", "fence", "ms") else "left"
+        )
+    return table
+
+
+def show_job(out: Out, job: dict[str, Any]) -> None:
+    table = Table.grid(padding=(0, 2))
+    rows = [
+        ("job", job.get("job_id")),
+        ("type", f"{job.get('job_type')} v{job.get('version')}"),
+        ("status", status_cell(job.get("status"))),
+        ("created", when(job.get("created_at"))),
+        ("updated", when(job.get("updated_at"))),
+        (
+            "step",
+            f"{job['current_step']} (attempt {job.get('attempt', 0)})" if job.get("current_step") else None,
+        ),
+        ("last seq", job.get("last_seq")),
+        ("waiting for", job.get("waiting_for")),
+        ("idempotency key", job.get("idempotency_key")),
+    ]
+    for name, value in rows:
+        if value is not None:
+            table.add_row(Text(name, style="bold"), value if isinstance(value, Text) else cell(value))
+    out.console.print(table)
+    if job.get("error"):
+        error = job["error"]
+        out.console.print(Text(f"error: {error.get('type')}: {error.get('message')}", style="red"))
+    if job.get("result") is not None:
+        out.console.print(Text("result:", style="bold"))
+        out.console.print_json(data=job["result"])
+
+
+def show_events(out: Out, events: list[dict[str, Any]], title: str) -> None:
+    table = table_of(title, "seq", "event", "op", "step", "attempt", "worker", "fence", "at", "ms", "note")
+    for event in events:
+        table.add_row(
+            *(cell(event.get(k)) for k in ("seq", "type", "op", "name", "attempt", "worker_id", "fence")),
+            cell(when(event.get("at"))),
+            cell(event.get("duration_ms")),
+            cell(_note(event), 70),
+        )
+    out.console.print(table)
+
+
+def _note(event: dict[str, Any]) -> str:
+    if event.get("reclaimed_from"):
+        return f"taken over from {event['reclaimed_from']}"
+    if event.get("error"):
+        return f"{event['error'].get('type', '').rpartition('.')[2]}: {event['error'].get('message')}"
+    return str(event.get("result") or "")
+
+
+def show_trace(out: Out, trace: dict[str, Any]) -> None:
+    """The trace's operations (attempts, workers, timings, outcome) and the effects of its steps."""
+    operations = trace.get("operations")
+    if not isinstance(operations, list):
+        show_any(out, trace, f"Trace of {trace.get('job_id')}")
+        return
+    header = ("job_id", "job_type", "version", "status", "created_at", "updated_at", "waiting_for", "error")
+    show_job(out, {k: v for k, v in trace.items() if k in header})
+    table = table_of("Operations", "op", "kind", "name", "state", "attempts", "workers", "ms", "detail")
+    effects = table_of(
+        "Effects (tool calls by idempotency key)", "op", "tool", "key", "state", "claims", "worker"
+    )
+    for op in operations:
+        attempts = op.get("attempts") or []
+        workers = ", ".join(dict.fromkeys(str(a.get("worker_id")) for a in attempts))
+        failed = sum(1 for a in attempts if a.get("outcome") == "failed")
+        tries = f"{len(attempts)}" + (f" ({failed} failed)" if failed else "")
+        table.add_row(
+            *(cell(op.get(k)) for k in ("index", "kind", "name", "state")),
+            cell(tries if attempts else ""),
+            cell(workers),
+            cell(op.get("duration_ms")),
+            cell(_op_detail(op), 70),
+        )
+        for effect in op.get("effects") or []:
+            row = (op.get("index"), effect.get("name"), effect.get("idempotency_key"), effect.get("state"))
+            effects.add_row(
+                *(cell(v) for v in row), cell(effect.get("claims")), cell(effect.get("worker_id"))
+            )
+    out.console.print(table)
+    if effects.row_count:
+        out.console.print(effects)
+    if isinstance(trace.get("totals"), dict):
+        out.console.print("totals: " + ", ".join(f"{k} {v}" for k, v in trace["totals"].items()))
+
+
+def _op_detail(op: dict[str, Any]) -> str:
+    if op.get("error"):
+        return f"{str(op['error'].get('type')).rpartition('.')[2]}: {op['error'].get('message')}"
+    if op.get("signal"):
+        return f"signal {op['signal'].get('name')}: {json.dumps(op['signal'].get('payload'))}"
+    if op.get("wait"):
+        return f"waiting for {op['wait'].get('signal')} until {when(op['wait'].get('deadline')) or 'ever'}"
+    if op.get("timer"):
+        return f"timer fires at {when(op['timer'].get('fire_at'))}"
+    return "" if op.get("result") is None else json.dumps(op["result"], default=str)
+
+
+def show_any(out: Out, data: Any, title: str) -> None:
+    """A JSON document whose shape this CLI does not pin (trace, summary): scalars, then its tables."""
+    if not isinstance(data, dict):
+        out.console.print(Text(f"{title}:", style="bold"))
+        out.console.print_json(data=data)
+        return
+    grid = Table(title=title, title_justify="left", show_header=False)
+    for name, value in data.items():
+        if not isinstance(value, dict | list):
+            grid.add_row(Text(name, style="bold"), cell(value))
+    if grid.row_count:
+        out.console.print(grid)
+    for name, value in data.items():
+        if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+            columns = list(dict.fromkeys(key for item in value for key in item))
+            table = table_of(name, *columns)
+            for item in value:
+                table.add_row(*(cell(item.get(column), 60) for column in columns))
+            out.console.print(table)
+        elif isinstance(value, dict | list):
+            show_any(out, value, name)
+
+
+# -- commands -------------------------------------------------------------------------------------
+
+
+def show_replay(out: Out, history: JobHistory, report: Any) -> None:
+    job = history.job
+    where = f"job {job.job_id} ({job.job_type} v{job.version}, {len(history.events)} events)"
+    if report.consistent:
+        end = "; it reached the job's end" if report.reached_end else "; the recorded log ends there"
+        same = ", with the recorded result" if report.output_matches else ""
+        out.console.print(f"[green]consistent[/] through {report.operations} operations: {where}{end}{same}")
+        return
+    diverged = report.divergence
+    if diverged is None:
+        out.console.print(f"[red]divergent[/]: {where} replayed to its end but returned another result")
+        return
+    out.console.print(f"[red]divergent[/] at operation {diverged.position}: {where}")
+    table = table_of("Recorded vs requested", "op", "recorded", "today's code")
+    recorded: dict[int, str] = {}
+    for event in history.events:
+        if event.op is not None and event.op_kind is not None:
+            recorded.setdefault(event.op, f"{event.op_kind.value} {event.name!r}")
+    for op in sorted(recorded.keys() | {diverged.position}):
+        if op == diverged.position:
+            was, asked = Text(f"- {diverged.recorded}", "red"), Text(f"+ {diverged.requested}", "green")
+            table.add_row(str(op), was, asked)
+        else:
+            verdict = Text("same", "green") if op < diverged.position else Text("not replayed", "dim")
+            table.add_row(str(op), cell(recorded[op]), verdict)
+    out.console.print(table)
+    out.console.print(Text(str(diverged)))
