@@ -11,7 +11,7 @@ export AWS_ACCOUNT_ID_ENDPOINT_MODE ?= disabled
 export POWERTOOLS_TRACE_DISABLED ?= true
 export POWERTOOLS_METRICS_NAMESPACE ?= Aetheris
 
-.PHONY: test lint types unit install bench demo clean test-localstack tools build
+.PHONY: test lint types unit install bench chaos demo clean test-localstack tools build
 
 # SAM CLI and cfn-lint pin their own boto3/pydantic: they live in a venv of their own.
 TOOLS := .venv-tools
@@ -55,6 +55,10 @@ test-localstack: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/requests_per_step.py
+
+# The full chaos run (200 jobs, >= 1000 faults); the suite runs a smaller seeded one.
+chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py
 
 demo: $(STAMP)
 	$(BIN)/python -m aetheris_infra.demo
