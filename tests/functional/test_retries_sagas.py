@@ -216,6 +216,35 @@ def test_worker_crash_loop_ends_the_job_failed_and_reported() -> None:
     assert len(local.crashes) == local.settings.max_slot_claims
 
 
+def test_a_compensation_that_crashes_its_workers_ends_the_saga_visibly() -> None:
+    app = App("crashy-undo")
+    undo_runs = {"n": 0}
+
+    def book(sctx: StepContext) -> str:
+        return "booked"
+
+    def unbook(sctx: StepContext) -> str:
+        undo_runs["n"] += 1
+        raise SimulatedCrash("native crash in the compensation")
+
+    def decline(sctx: StepContext) -> str:
+        raise Declined("declined")
+
+    @app.job("crashy-undo")
+    def job(ctx: JobContext, _: None) -> str:
+        ctx.step(book, compensate=unbook)
+        return ctx.step(decline)
+
+    with LocalRuntime(app) as local:
+        job_id = local.start("crashy-undo", None)
+        view = local.wait(job_id, timeout=60)
+
+    assert view.status is JobStatus.FAILED and view.error is not None
+    assert view.error.type == "aetheris.errors.CompensationFailed"
+    assert "WorkerCrashLoop" in view.error.message or "workers claimed" in view.error.message
+    assert undo_runs["n"] == local.settings.max_slot_claims
+
+
 def test_malformed_tick_reaches_the_step_dlq_after_max_receives() -> None:
     with LocalRuntime(App("empty")) as local:
         local.sqs.send_message(QueueUrl=local.stack.step_queue_url, MessageBody='{"not": "a tick"}')

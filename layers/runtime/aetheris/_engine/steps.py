@@ -19,7 +19,7 @@ from aetheris import _serde
 from aetheris._engine import guard
 from aetheris._engine.history import OpRecord
 from aetheris._engine.step_context import StepContext, check_name
-from aetheris.errors import ErrorInfo, StepTimeout, Suspend, rebuild_error
+from aetheris.errors import ErrorInfo, StepTimeout, Suspend, WorkerCrashLoop, rebuild_error
 from aetheris.events import EventType, OpKind
 from aetheris.policy import DEFAULT_STEP_RETRY, RetryPolicy
 
@@ -52,6 +52,10 @@ def run_step(
         return result
     if op.kind is not OpKind.COMPENSATE:
         inv.check_stop()
+    elif isinstance(inv.stop, WorkerCrashLoop):
+        # A compensation that keeps killing its workers fails like one out of retries: the saga
+        # ends FAILED with CompensationFailed, visible to an operator, instead of looping forever.
+        raise inv.stop
     now = inv.clock.now()
     due = op.retry_due_at
     if due is not None and due > now:
