@@ -157,6 +157,21 @@ def test_api_signal_to_finished_job_is_409_job_finished_and_not_queued(api: Api)
     assert api.local.sources[-1].poll_once().received == 0
 
 
+def test_api_retried_signal_after_the_job_finished_gets_the_original_202(api: Api) -> None:
+    job_id = parked(api, "approve")
+    request = {"payload": {"ok": True}, "signal_id": "approval-1"}
+    api.call("POST", f"/jobs/{job_id}/signals/approval", request)
+    api.local.run_until_idle()
+    assert status_of(api, job_id) == "COMPLETED"
+
+    retried = api.call("POST", f"/jobs/{job_id}/signals/approval", request)
+    other = api.call("POST", f"/jobs/{job_id}/signals/approval", {**request, "signal_id": "approval-2"})
+
+    assert (retried[0], retried[2]) == (202, {"signal_id": "approval-1"})
+    assert api.local.sources[-1].poll_once().received == 0, "the retry is answered, not queued again"
+    assert (other[0], error_code(other[2])) == (409, "job_finished")
+
+
 @pytest.mark.parametrize(
     ("name", "body", "raw", "expected"),
     [

@@ -165,6 +165,9 @@ class Runtime:
         if item is None:
             raise JobNotFound(job_id)
         if JobStatus(item["status"]).is_terminal:
+            # A client retrying a signal the job already received gets the original answer.
+            if signal_id is not None and self.services.inbox.has(job_id, signal_id, name):
+                return signal_id
             raise JobFinished(job_id, item["status"])
         signal_id = signal_id or self.services.ids.uuid()
         sent_at = to_millis(self.services.clock.now())

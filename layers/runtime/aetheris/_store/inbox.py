@@ -57,6 +57,11 @@ class Inbox:
             return False
         return True
 
+    def has(self, job_id: str, signal_id: str, name: str) -> bool:
+        """Was signal ``signal_id`` named ``name`` stored for the job (a retried send)?"""
+        item = self.table.get(job_id, signal_id)
+        return item is not None and item.get("name") == name
+
     def pending(self, job_id: str, name: str, consumed: set[str]) -> list[InboxSignal]:
         """Signals ``name`` of the job not consumed yet, in arrival order."""
         items = self.table.query(

@@ -42,7 +42,8 @@ class InvalidSignalName(AetherisError):
     description=(
         "202 once the signal is on the signal queue: it is never lost, and wakes the job if it waits for "
         "`name` (a signal sent before the wait is kept for it). Send the same `signal_id` again to retry "
-        "safely: the job consumes it once."
+        "safely: the job consumes it once, and a retry after the job finished gets the same 202. 409 for a "
+        "new signal to a finished job."
     ),
     responses=answers(SignalAccepted, 400, 404, 409, 413, 415, 422, status=HTTPStatus.ACCEPTED),
 )
