@@ -193,11 +193,13 @@ def test_two_day_sleep_holds_no_message_and_fires_on_advance() -> None:
         local.run_until_idle()
         still = local.get(job_id)
         local.advance(timedelta(days=1, seconds=1))
+        swept = local.sweep()
         view = local.wait(job_id)
         fired = types(local, job_id)
 
     assert sleeping.status is JobStatus.SLEEPING and held is None
     assert still.status is JobStatus.SLEEPING
+    assert (swept["due"], swept["stalled"]) == ([job_id], []), "a due timer is routine, not a stall"
     assert view.status is JobStatus.COMPLETED and view.result == "done with nap"
     assert calls.steps == {"prepare": 1, "finish": 1}
     assert fired.count(EventType.TIMER_STARTED) == 1 and fired.count(EventType.TIMER_FIRED) == 1

@@ -33,7 +33,9 @@ PARKED = (JobStatus.SLEEPING, JobStatus.WAITING)
 @dataclass
 class SweepReport:
     examined: int = 0
-    ticked: list[str] = field(default_factory=list)
+    ticked: list[str] = field(default_factory=list)  # every job ticked: stalled ones and due ones
+    stalled: list[str] = field(default_factory=list)  # runnable jobs whose tick went missing
+    due: list[str] = field(default_factory=list)  # parked jobs whose long timer or deadline came (routine)
 
 
 class Sweeper:
@@ -50,10 +52,12 @@ class Sweeper:
                 report.examined += 1
                 if self._tick_if_stalled(job_id):
                     report.ticked.append(job_id)
+                    report.stalled.append(job_id)
         for job_id in self._due_by(to_millis(now), limit):
             report.examined += 1
             if self._tick_if_due(job_id):
                 report.ticked.append(job_id)
+                report.due.append(job_id)
         return report
 
     def _due_by(self, now_ms: int, limit: int) -> list[str]:

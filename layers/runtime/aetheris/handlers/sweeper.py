@@ -19,6 +19,14 @@ metrics = Metrics(namespace="Aetheris", service="sweeper")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     report = hosting.runtime().sweep()
     metrics.add_metric(name="SweptJobsTicked", unit=MetricUnit.Count, value=len(report.ticked))
-    if report.ticked:
-        logger.warning("ticked stalled jobs", extra={"jobs": report.ticked})
-    return {"examined": report.examined, "ticked": report.ticked}
+    metrics.add_metric(name="StalledJobsTicked", unit=MetricUnit.Count, value=len(report.stalled))
+    if report.stalled:  # a lost tick was recovered: worth a look (due timers are routine)
+        logger.warning("ticked stalled jobs", extra={"jobs": report.stalled})
+    if report.due:
+        logger.info("ticked parked jobs that are due", extra={"jobs": report.due})
+    return {
+        "examined": report.examined,
+        "ticked": report.ticked,
+        "stalled": report.stalled,
+        "due": report.due,
+    }
