@@ -218,6 +218,7 @@ def test_repo_template_parameters_have_contract_defaults(repo_template: Template
         "StepBatchSize": "10",
         "StepMaxConcurrency": "50",
         "MaxReceiveCount": "10",
+        "RetentionDays": "30",
         "ApiAuth": "NONE",
     }
 
@@ -336,6 +337,7 @@ def test_function_environment_worker_merges_globals_unresolved(repo_template: Te
         "AETHERIS_STEP_QUEUE_URL": {"Ref": "StepQueue"},
         "AETHERIS_SIGNAL_QUEUE_URL": {"Ref": "SignalQueue"},
         "AETHERIS_LEASE_SECONDS": {"Ref": "LeaseSeconds"},
+        "AETHERIS_RETENTION_DAYS": {"Ref": "RetentionDays"},
         "AETHERIS_APP": "agents.support:app",
         "POWERTOOLS_SERVICE_NAME": "aetheris",
         "POWERTOOLS_METRICS_NAMESPACE": "Aetheris",

@@ -19,6 +19,8 @@ metrics = Metrics(namespace="Aetheris", service="sweeper")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     report = hosting.runtime().sweep()
     metrics.add_metric(name="SweptJobsTicked", unit=MetricUnit.Count, value=len(report.ticked))
+    # Finished jobs whose retention pass failed and was redone (see aetheris/_store/retention.py).
+    metrics.add_metric(name="RetentionRepaired", unit=MetricUnit.Count, value=len(report.expired))
     if report.ticked:
         logger.warning("ticked stalled jobs", extra={"jobs": report.ticked})
-    return {"examined": report.examined, "ticked": report.ticked}
+    return {"examined": report.examined, "ticked": report.ticked, "expired": report.expired}
