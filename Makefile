@@ -11,7 +11,7 @@ export AWS_ACCOUNT_ID_ENDPOINT_MODE ?= disabled
 export POWERTOOLS_TRACE_DISABLED ?= true
 export POWERTOOLS_METRICS_NAMESPACE ?= Aetheris
 
-.PHONY: test lint types unit install bench chaos demo clean test-localstack tools build
+.PHONY: test lint types unit install bench chaos demo clean test-localstack test-e2e tools build
 
 # SAM CLI and cfn-lint pin their own boto3/pydantic: they live in a venv of their own.
 TOOLS := .venv-tools
@@ -52,6 +52,10 @@ test: lint types tools
 # LOCALSTACK_HOST); LocalStack itself is not started here: it needs Docker or a host install.
 test-localstack: $(STAMP)
 	AETHERIS_BACKEND=localstack $(BIN)/pytest tests/functional -m "not chaos"
+
+# Against a deployed stack, with real credentials: make test-e2e AETHERIS_E2E_STACK=aetheris-dev
+test-e2e: $(STAMP)
+	AETHERIS_E2E_STACK=$(AETHERIS_E2E_STACK) $(BIN)/pytest -m e2e tests/e2e
 
 bench: $(STAMP)
 	$(BIN)/python bench/requests_per_step.py

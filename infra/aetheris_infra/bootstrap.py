@@ -10,6 +10,9 @@ existing table is reused (after checking its keys and indexes still match the te
 existing queue is reused with its attributes brought in line. The caller passes the boto3 clients,
 so it decides the endpoint. The returned ``StackResources`` resolves a function's environment
 against what was created, exactly as CloudFormation would resolve it on deploy.
+
+An ``AWS::S3::Bucket`` (the payload bucket) is named but not created: the runtime does not offload
+payloads yet, so nothing local reads or writes it; its name only fills ``AETHERIS_PAYLOAD_BUCKET``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ __all__ = ["BootstrapError", "StackResources", "bootstrap"]
 
 TABLE_TYPE: Final = "AWS::DynamoDB::Table"
 QUEUE_TYPE: Final = "AWS::SQS::Queue"
+BUCKET_TYPE: Final = "AWS::S3::Bucket"
 
 # CloudFormation queue properties that are SQS attributes of the same name.
 _QUEUE_ATTRIBUTES: Final = (
@@ -158,6 +162,14 @@ def bootstrap(
             _ensure_table(dynamodb, stack, logical_id, properties)
         else:
             _ensure_queue(sqs, stack, logical_id, properties)
+    for logical_id in template.resources_of_type(BUCKET_TYPE):
+        # Bucket names are lower case; CloudFormation would add a random suffix, locally none is needed.
+        name = f"{stack.stack_name}-{logical_id}".lower()
+        stack.physical[logical_id] = name
+        stack.arns[logical_id] = f"arn:aws:s3:::{name}"
+        stack.attributes.update(
+            {f"{logical_id}.Arn": stack.arns[logical_id], f"{logical_id}.DomainName": name}
+        )
     return stack
 
 

@@ -41,7 +41,7 @@ def test_sweeper_leaves_finished_jobs_alone() -> None:
         job_id = local.start("five_steps", 1)
         local.wait(job_id)
         local.advance(timedelta(hours=1))
-        assert local.sweep() == {"examined": 0, "ticked": [], "stalled": [], "due": []}
+        assert local.sweep() == {"examined": 0, "ticked": [], "stalled": [], "due": [], "expired": []}
 
 
 def test_sweeper_leaves_a_job_with_a_live_claim_alone() -> None:

@@ -219,6 +219,8 @@ def test_function_environment_worker_resolves_aetheris_vars_to_created_resources
         "AETHERIS_STEP_QUEUE_URL": stack.step_queue_url,
         "AETHERIS_SIGNAL_QUEUE_URL": stack.signal_queue_url,
         "AETHERIS_LEASE_SECONDS": "60",
+        "AETHERIS_RETENTION_DAYS": "30",
+        "AETHERIS_PAYLOAD_BUCKET": "t1-payloadbucket",
         "AETHERIS_APP": "agents.support:app",
         "POWERTOOLS_SERVICE_NAME": "aetheris",
         "POWERTOOLS_METRICS_NAMESPACE": "Aetheris",

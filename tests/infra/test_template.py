@@ -203,6 +203,19 @@ def test_references_sub_and_getatt_named_without_pseudo_parameters(tmp_path: Pat
 # --- the repository's template.yaml -------------------------------------------------------------
 
 
+# Objects of the payload bucket only: its one wildcard is the object key under that bucket's ARN.
+PAYLOAD_OBJECTS = {
+    "Statement": [
+        {
+            "Sid": "PayloadObjects",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject"],
+            "Resource": {"Fn::Sub": "${PayloadBucket.Arn}/*"},
+        }
+    ]
+}
+
+
 @pytest.fixture(scope="module")
 def repo_template() -> Template:
     return load_template()
@@ -218,7 +231,9 @@ def test_repo_template_parameters_have_contract_defaults(repo_template: Template
         "StepBatchSize": "10",
         "StepMaxConcurrency": "50",
         "MaxReceiveCount": "10",
+        "RetentionDays": "30",
         "ApiAuth": "NONE",
+        "AlarmTopicArn": "",
     }
 
 
@@ -323,8 +338,9 @@ def test_repo_template_worker_policies_are_scoped_templates(repo_template: Templ
         {"DynamoDBCrudPolicy": {"TableName": {"Ref": "JobsTable"}}},
         {"DynamoDBCrudPolicy": {"TableName": {"Ref": "InboxTable"}}},
         {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["StepQueue", "QueueName"]}}},
+        PAYLOAD_OBJECTS,
     ]
-    assert "*" not in repr(policies)
+    assert "*" not in repr(policies[:-1])
 
 
 def test_function_environment_worker_merges_globals_unresolved(repo_template: Template) -> None:
@@ -336,6 +352,8 @@ def test_function_environment_worker_merges_globals_unresolved(repo_template: Te
         "AETHERIS_STEP_QUEUE_URL": {"Ref": "StepQueue"},
         "AETHERIS_SIGNAL_QUEUE_URL": {"Ref": "SignalQueue"},
         "AETHERIS_LEASE_SECONDS": {"Ref": "LeaseSeconds"},
+        "AETHERIS_RETENTION_DAYS": {"Ref": "RetentionDays"},
+        "AETHERIS_PAYLOAD_BUCKET": {"Ref": "PayloadBucket"},
         "AETHERIS_APP": "agents.support:app",
         "POWERTOOLS_SERVICE_NAME": "aetheris",
         "POWERTOOLS_METRICS_NAMESPACE": "Aetheris",
@@ -441,4 +459,5 @@ def test_repo_template_api_function_stage_and_policies(repo_template: Template) 
         {"DynamoDBCrudPolicy": {"TableName": {"Ref": "JobsTable"}}},
         {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["SignalQueue", "QueueName"]}}},
         {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["StepQueue", "QueueName"]}}},
+        PAYLOAD_OBJECTS,
     ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,16 +32,32 @@ class Settings(BaseSettings):
     # A tool call is only started while at least this much lease is left; less, and the lease is
     # renewed first (a zombie learns it lost the job before it touches the outside world).
     lease_margin: timedelta = timedelta(seconds=10)
-    # Payloads over this are refused with PayloadTooLarge (S3 offload arrives later); well under
-    # DynamoDB's 400 KB item limit so that the rest of the item always fits.
     # A step runs at most this long (and never past what the Lambda invocation has left).
     step_timeout: timedelta = timedelta(minutes=5)
     # After this many workers claimed one slot and vanished (neither committed nor gave it back),
     # the job fails (crash loop). Claims given back (an idle or early tick, an error) do not count.
     max_slot_claims: int = Field(default=5, ge=2)
+    # Payloads over this are refused with PayloadTooLarge (S3 offload arrives later); well under
+    # DynamoDB's 400 KB item limit so that the rest of the item always fits.
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
+    # The bucket large payloads will be offloaded to. Deployed and wired (template.yaml's
+    # PayloadBucket), not used yet: until the offload exists, big payloads are refused as above.
+    payload_bucket: str | None = None
+    # How long a finished job (job item, log, ledger, inbox) is kept before DynamoDB's TTL removes
+    # it. The environment gives whole days (the template's RetentionDays), code a timedelta.
+    retention: timedelta = Field(
+        default=timedelta(days=30), gt=timedelta(0), validation_alias="AETHERIS_RETENTION_DAYS"
+    )
     # The sweeper ticks a runnable job whose next tick was due this long ago and never came.
     stall_after: timedelta = Field(default=timedelta(minutes=2), validation_alias="AETHERIS_STALL_SECONDS")
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _days(cls, value: object) -> object:
+        # A bare number is days (pydantic would read it as seconds): AETHERIS_RETENTION_DAYS=30.
+        if isinstance(value, int | float) or (isinstance(value, str) and value.strip().isdigit()):
+            return timedelta(days=float(value))
+        return value
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -29,6 +29,7 @@ from aetheris._store.jobs import JobStore
 from aetheris._store.ledger import EffectLedger
 from aetheris._store.log import EventLog
 from aetheris._store.queue import SignalMessage, SignalQueue, StepQueue, Tick
+from aetheris._store.retention import Retention, expires_at
 from aetheris.app import App
 from aetheris.config import Settings
 from aetheris.errors import ErrorInfo, IdempotencyConflict, JobFinished, JobNotFound
@@ -119,6 +120,7 @@ class Runtime:
             clock=clock or SystemClock(),
             ids=ids,
             settings=settings,
+            retention=Retention(table, inbox),
             faults=faults or Faults(),
         )
         self.worker = Worker(app, self.services, worker_id or f"worker-{ids.uuid()[:8]}")
@@ -197,8 +199,12 @@ class Runtime:
         )
         services.faults.reach("after_inbox_write")
         job = services.jobs.get(message.job_id)
-        if job is None:
-            return "unknown_job"
+        if job is None or JobStatus(job["status"]).is_terminal:
+            # Accepted while the job was live, landed after it ended (or expired): the retention
+            # pass may have read the inbox already, so this signal gets its TTL here.
+            at = expires_at(services.clock.now(), self.settings.retention)
+            services.retention.expire_item(services.inbox.table, message.job_id, message.signal_id, at)
+            return "unknown_job" if job is None else "job_finished"
         if job["status"] == JobStatus.WAITING.value and job.get("waiting_for") == message.name:
             services.queue.send(Tick(job_id=message.job_id, seq=int(job.get("last_seq", 0)) + 1))
             return "woke"

@@ -17,6 +17,7 @@ CrashPoint = Literal[
     "before_commit",
     "after_commit",
     "before_enqueue",
+    "before_retention",
     "after_inbox_write",
 ]
 CRASH_POINTS: tuple[str, ...] = get_args(CrashPoint)

@@ -28,6 +28,7 @@ from aetheris._engine.store_io import StoreFailure, runtime_io
 from aetheris._store import schema
 from aetheris._store.jobs import COMMITTED, JobSnapshot, status_attributes
 from aetheris._store.log import SlotLease
+from aetheris._store.retention import expires_at, pending_marker
 from aetheris.app import JobDefinition
 from aetheris.errors import ErrorInfo, NondeterminismError, Suspend
 from aetheris.events import SCHEMA_VERSION, Event, EventType, JobStatus, OpKind
@@ -59,7 +60,7 @@ class _Cancel(Exception):
 _CANCEL = _Cancel("cancelled")
 # Job-item attributes that describe a parked job; removed when it moves on.
 _PARKED_ATTRIBUTES = ("waiting_for", schema.DUE_INDEX_PK, schema.DUE_INDEX_SK)
-DUE_SHARD = "due"
+DUE_SHARD = schema.DUE_SHARD
 
 
 class Invocation:
@@ -90,6 +91,7 @@ class Invocation:
         self.wake_now = False  # a signal arrived while parking: tick again at once
         self.compensations: list[Compensation] = []  # undo functions of committed steps, in order
         self.stop: BaseException | None = None  # cancellation or crash loop: end at the next operation
+        self.expires_at: int | None = None  # set when this invocation ended the job (its items' TTL)
         self.time_budget = time_budget or services.settings.step_timeout
 
     @property
@@ -250,6 +252,13 @@ class Invocation:
                 if parked.get("due") is not None:
                     job_update[schema.DUE_INDEX_PK] = DUE_SHARD
                     job_update[schema.DUE_INDEX_SK] = to_millis(parked["due"])
+            if status.is_terminal:
+                # The job and its outcome expire together; the marker asks for the rest of its
+                # items (see _store/retention.py), repaired by the sweeper if that pass fails.
+                ttl = expires_at(now, self.services.settings.retention)
+                event[schema.TTL_ATTRIBUTE] = ttl
+                job_update[schema.TTL_ATTRIBUTE] = ttl
+                job_update |= pending_marker(now + self.services.settings.stall_after)
             job_remove = tuple(a for a in _PARKED_ATTRIBUTES if job_update.get(a) is None)
         self.services.faults.reach("before_commit")
         with runtime_io():
@@ -258,6 +267,8 @@ class Invocation:
         stored = {k: v for k, v in event.items() if v is not None}
         stored |= {"state": COMMITTED, "fence": self.lease.fence, "worker_id": self.lease.worker_id}
         self.services.jobs.note_commit(self.job_id, stored)
+        if status.is_terminal:
+            self.expires_at = event[schema.TTL_ATTRIBUTE]
         self.committed = Event.from_item(
             {k: v for k, v in event.items() if v is not None}
             | {"fence": self.lease.fence, "worker_id": self.lease.worker_id}

@@ -11,6 +11,7 @@ from aetheris._store.jobs import JobStore
 from aetheris._store.ledger import EffectLedger
 from aetheris._store.log import EventLog
 from aetheris._store.queue import SignalQueue, StepQueue
+from aetheris._store.retention import Retention
 from aetheris.config import Settings
 
 
@@ -25,4 +26,5 @@ class Services:
     clock: Clock
     ids: IdSource
     settings: Settings
+    retention: Retention
     faults: Faults = field(default_factory=Faults)

@@ -6,6 +6,8 @@ commit and enqueue, the first tick after ``start`` never got sent, or a message 
 redundant tick is harmless (the slot rules in ``worker.py`` drop it), so the sweeper errs towards
 sending. Parked jobs (sleeping, or waiting for a signal) are ticked only once their timer or wait
 deadline is due, found on the sparse by-due index; a wait without a deadline is never touched.
+A finished job on that index is one whose retention pass did not complete (``_store/retention.py``):
+the sweeper runs the pass again instead of ticking it.
 
 Candidates come from the by-status index (jobs whose projection has not changed for
 ``stall_after``), never a scan; each candidate's log then decides. Rejected: tracking "last
@@ -36,6 +38,7 @@ class SweepReport:
     ticked: list[str] = field(default_factory=list)  # every job ticked: stalled ones and due ones
     stalled: list[str] = field(default_factory=list)  # runnable jobs whose tick went missing
     due: list[str] = field(default_factory=list)  # parked jobs whose long timer or deadline came (routine)
+    expired: list[str] = field(default_factory=list)  # finished jobs whose retention pass was redone
 
 
 class Sweeper:
@@ -55,7 +58,7 @@ class Sweeper:
                     report.stalled.append(job_id)
         for job_id in self._due_by(to_millis(now), limit):
             report.examined += 1
-            if self._tick_if_due(job_id):
+            if self._tick_if_due(job_id, report):
                 report.ticked.append(job_id)
                 report.due.append(job_id)
         return report
@@ -70,7 +73,12 @@ class Sweeper:
         )
         return [str(item["pk"]) for item in items[:limit]]
 
-    def _tick_if_due(self, job_id: str) -> bool:
+    def _tick_if_due(self, job_id: str, report: SweepReport) -> bool:
+        job = self.services.jobs.get(job_id)
+        if job is not None and JobStatus(job["status"]).is_terminal and schema.TTL_ATTRIBUTE in job:
+            self.services.retention.expire(job_id, int(job[schema.TTL_ATTRIBUTE]))
+            report.expired.append(job_id)
+            return False
         snapshot = self.services.jobs.load(job_id)
         if snapshot is None or snapshot.status not in PARKED:
             return False

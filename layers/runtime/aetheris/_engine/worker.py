@@ -21,6 +21,8 @@ import enum
 import logging
 from datetime import timedelta
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from aetheris._clock import to_millis
 from aetheris._engine.history import next_tick_delay
 from aetheris._engine.invocation import Invocation
@@ -31,7 +33,7 @@ from aetheris._store.log import SlotTaken
 from aetheris._store.queue import Tick
 from aetheris.app import App
 from aetheris.errors import LeaseLost, UnknownJobType, WorkerCrashLoop
-from aetheris.events import Event, JobStatus
+from aetheris.events import Event, EventType, JobStatus
 
 log = logging.getLogger("aetheris.worker")
 # Left for committing and enqueueing after a step that used all of its time.
@@ -47,10 +49,21 @@ class TickOutcome(enum.StrEnum):
     IDLE = "idle"  # a parked job woken with nothing to do (no signal yet, not due)
     LEASE_LOST = "lease_lost"  # we were fenced out mid-operation; nothing of ours was committed
     UNKNOWN_JOB = "unknown_job"
+    # One operation committed and it ended the job (counted apart: the dashboard's finished jobs).
+    JOB_COMPLETED = "job_completed"
+    JOB_FAILED = "job_failed"
+    JOB_CANCELLED = "job_cancelled"
 
     @property
     def acknowledge(self) -> bool:
         return self is not TickOutcome.DEFERRED
+
+
+_ENDED = {
+    EventType.JOB_COMPLETED: TickOutcome.JOB_COMPLETED,
+    EventType.JOB_FAILED: TickOutcome.JOB_FAILED,
+    EventType.JOB_CANCELLED: TickOutcome.JOB_CANCELLED,
+}
 
 
 class Worker:
@@ -113,7 +126,22 @@ class Worker:
         if delay is not None:
             services.faults.reach("before_enqueue")
             services.queue.send(Tick(job_id=tick.job_id, seq=slot + 1), delay)
+        if invocation.expires_at is not None and invocation.committed is not None:
+            self._expire(tick.job_id, invocation.expires_at)
+            return _ENDED[invocation.committed.type]
         return TickOutcome.ADVANCED
+
+    def _expire(self, job_id: str, at: int) -> None:
+        """Give the finished job's other items their TTL; best effort, the outcome is committed already.
+
+        A store error is logged and the tick still acknowledged: the job item expires anyway and
+        stays on the by-due index, where the sweeper finds it and runs the pass again.
+        """
+        self.services.faults.reach("before_retention")
+        try:
+            self.services.retention.expire(job_id, at)
+        except (ClientError, BotoCoreError) as error:
+            log.warning("retention pass for job %s failed, the sweeper redoes it: %s", job_id, error)
 
     def _held(self, current: Item | None, receive_count: int) -> TickOutcome:
         if current is not None and current.get("state") == COMMITTED:

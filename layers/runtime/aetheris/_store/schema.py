@@ -23,6 +23,7 @@ STATUS_INDEX_SK = "gsi1sk"
 DUE_INDEX = "by-due"
 DUE_INDEX_PK = "due_shard"
 DUE_INDEX_SK = "due_at"
+DUE_SHARD = "due"  # the one partition of the by-due index (parked jobs, finished jobs' retention)
 TTL_ATTRIBUTE = "expires_at"
 
 SEQ_DIGITS = 10

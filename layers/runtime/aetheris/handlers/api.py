@@ -27,7 +27,7 @@ from functools import cache
 from http import HTTPStatus
 from typing import Annotated, Any, TypeVar
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
@@ -37,6 +37,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
@@ -74,6 +75,7 @@ MAX_BODY_BYTES = 256 * 1024
 MAX_EVENT_PAGE_BYTES = 4 * 1024 * 1024
 
 logger = Logger(service="aetheris-api")
+metrics = Metrics(namespace="Aetheris", service="api")
 
 
 class InvalidJobInput(AetherisError):
@@ -128,6 +130,8 @@ def start_job(request: Annotated[StartJobRequest, Body()]) -> Response[JobStarte
         started = runtime.start(request.job_type, request.input, idempotency_key=request.idempotency_key)
     except ValidationError as invalid:
         raise InvalidJobInput(request.job_type, invalid) from None
+    if started.created:  # a repeated idempotency key starts nothing
+        metrics.add_metric(name="JobsStarted", unit=MetricUnit.Count, value=1)
     return Response(
         status_code=HTTPStatus.CREATED if started.created else HTTPStatus.OK,
         content_type=content_types.APPLICATION_JSON,
@@ -317,5 +321,6 @@ def _internal(error: Exception) -> Response[str]:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

@@ -20,6 +20,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     report = hosting.runtime().sweep()
     metrics.add_metric(name="SweptJobsTicked", unit=MetricUnit.Count, value=len(report.ticked))
     metrics.add_metric(name="StalledJobsTicked", unit=MetricUnit.Count, value=len(report.stalled))
+    # Finished jobs whose retention pass failed and was redone (see aetheris/_store/retention.py).
+    metrics.add_metric(name="RetentionRepaired", unit=MetricUnit.Count, value=len(report.expired))
     if report.stalled:  # a lost tick was recovered: worth a look (due timers are routine)
         logger.warning("ticked stalled jobs", extra={"jobs": report.stalled})
     if report.due:
@@ -29,4 +31,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         "ticked": report.ticked,
         "stalled": report.stalled,
         "due": report.due,
+        "expired": report.expired,
     }
