@@ -29,6 +29,7 @@ def test_sweeper_lost_tick_is_sent_again_and_the_job_completes() -> None:
             "ticked": [job_id],
             "stalled": [job_id],
             "due": [],
+            "expired": [],
         }
         view = local.wait(job_id)
 
