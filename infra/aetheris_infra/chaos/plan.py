@@ -25,6 +25,7 @@ CRASH_AFTER: dict[str, tuple[int, int]] = {
     "after_commit": (4, 30),
     "before_enqueue": (4, 26),
     "after_inbox_write": (1, 6),
+    "before_retention": (1, 6),  # reached once per job a worker ends
 }
 
 
