@@ -16,21 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-for name, value in {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-}.items():
-    os.environ.setdefault(name, value)
+from aetheris_infra.offline import use_offline_defaults
+
+use_offline_defaults()
 
 from aetheris_infra.chaos import ChaosOptions, ChaosRun, check  # noqa: E402
 

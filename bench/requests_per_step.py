@@ -11,19 +11,16 @@ too). Writes bench/results/requests_per_step.json.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+from aetheris_infra.offline import use_offline_defaults
 
-from aetheris import App, JobContext, StepContext
-from aetheris.testing import LocalRuntime
+use_offline_defaults(POWERTOOLS_METRICS_DISABLED="true")
+
+from aetheris import App, JobContext, StepContext  # noqa: E402
+from aetheris.testing import LocalRuntime  # noqa: E402
 
 STEPS = 20
 TOOL_CALLS = 10

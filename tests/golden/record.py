@@ -13,7 +13,6 @@ that change as a new job version instead, and keep these files to prove version 
 from __future__ import annotations
 
 import io
-import os
 import sys
 from collections.abc import Callable
 from contextlib import redirect_stdout
@@ -27,6 +26,7 @@ from aetheris import JobStatus  # noqa: E402
 from aetheris.history import JobHistory  # noqa: E402
 from aetheris.testing import LocalRuntime  # noqa: E402
 from aetheris_infra.demo import settle  # noqa: E402
+from aetheris_infra.offline import use_offline_defaults  # noqa: E402
 from agents import support  # noqa: E402
 from agents.model import ScriptedModel, use_model  # noqa: E402
 from agents.tools import registry  # noqa: E402
@@ -115,14 +115,7 @@ def record(name: str) -> JobHistory:
 
 
 def main() -> int:
-    for variable, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-    }.items():
-        os.environ.setdefault(variable, value)
+    use_offline_defaults()
     for name in SCENARIOS:
         path = GOLDEN_DIR / f"{name}.json"
         record(name).dump(path)

@@ -22,6 +22,7 @@ from typing import Any
 
 from aetheris_infra.chaos.jsonl import JsonLines
 from aetheris_infra.chaos.plan import CrashSchedule
+from aetheris_infra.offline import OFFLINE_ENV
 
 REGION = "us-east-1"
 
@@ -150,10 +151,8 @@ def _wait_or_kill(process: subprocess.Popen[Any]) -> None:
 
 def environment() -> dict[str, str]:
     """The child processes' environment: fake credentials, quiet Powertools, unbuffered output."""
-    env = dict(os.environ)
+    env = {**OFFLINE_ENV, **os.environ}
     env.update(
-        AWS_ACCESS_KEY_ID=env.get("AWS_ACCESS_KEY_ID", "testing"),
-        AWS_SECRET_ACCESS_KEY=env.get("AWS_SECRET_ACCESS_KEY", "testing"),
         AWS_DEFAULT_REGION=REGION,
         AWS_ACCOUNT_ID_ENDPOINT_MODE="disabled",
         POWERTOOLS_TRACE_DISABLED="true",
