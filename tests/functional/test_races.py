@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from aetheris import App, EventType, JobContext, JobStatus, StepContext, hosting
+from aetheris import App, EffectSemantics, EventType, JobContext, JobStatus, StepContext, hosting
 from aetheris.handlers.worker import handler
 from aetheris.testing import LocalRuntime, replay
 from aetheris_infra.lambda_events import LocalLambdaContext, sqs_event
@@ -106,6 +106,48 @@ def test_zombie_whose_lease_expired_cannot_record_or_commit() -> None:
     assert len(set(calls.keys["api"])) == 1 and calls.effects["api"] == 2
     assert effect["state"] == "RECORDED" and effect["worker_id"] == "local-worker-2"
     assert effect["result"] == '"answer-2"'
+
+
+def test_at_most_once_zombie_cannot_record_after_its_outcome_was_ruled_unknown() -> None:
+    calls, entered, gate = Calls(), threading.Event(), threading.Event()
+    app = App("gated-amo")
+
+    def charge_api(key: str) -> str:
+        number = calls.effect("charge", key)
+        entered.set()
+        assert gate.wait(DEADLINE), "the test never opened the gate"
+        return f"charged-{number}"
+
+    def charge(sctx: StepContext) -> str:
+        return sctx.tool(
+            "charge", charge_api, sctx.idempotency_key("charge"), semantics=EffectSemantics.AT_MOST_ONCE
+        )
+
+    @app.job("charge")
+    def job(ctx: JobContext, _: None) -> str:
+        return ctx.step(charge)
+
+    with LocalRuntime(app, server=True) as local, ThreadPoolExecutor(1) as pool:
+        job_id = local.start("charge", None)
+        message = receive_one(local)
+        zombie = pool.submit(deliver, local, 0, message)  # worker A: inside the charge, paused
+        assert entered.wait(DEADLINE)
+
+        local.clock.advance(timedelta(minutes=5))  # A's lease runs out
+        redelivered = dict(message, Attributes={**message["Attributes"], "ApproximateReceiveCount": "2"})
+        deliver(local, 1, redelivered)  # B takes over: the charge may have happened, it is not retried
+        local.sqs.delete_message(QueueUrl=local.stack.step_queue_url, ReceiptHandle=message["ReceiptHandle"])
+        view = local.wait(job_id)
+
+        gate.set()  # A comes back with its result, after the job was told the outcome is unknown
+        assert zombie.result(timeout=DEADLINE) == {"batchItemFailures": []}, "A is fenced out and stops"
+        (effect,) = local.runtimes[0].effects(job_id)
+
+    assert view.status is JobStatus.FAILED and view.error is not None
+    assert view.error.type == "aetheris.errors.EffectOutcomeUnknown"
+    assert calls.effects["charge"] == 1
+    assert effect["state"] == "UNKNOWN", "A's late record must not contradict the job's verdict"
+    assert effect["claimed_by"] == "local-worker-1" and "result" not in effect
 
 
 def test_replaying_a_completed_log_runs_no_step_body_and_no_tool() -> None:

@@ -1,4 +1,4 @@
-"""The effect ledger: one item per effect key, CLAIMED → RECORDED | FAILED.
+"""The effect ledger: one item per effect key, CLAIMED → RECORDED | FAILED | UNKNOWN.
 
 A tool call is claimed before it runs and recorded after. The claim carries the slot (``seq``) and
 ``fence`` of the worker that made it, so claims compare by who owns the job *now*:
@@ -7,7 +7,8 @@ A tool call is claimed before it runs and recorded after. The claim carries the 
 * a FAILED one (the callee raised) may be claimed again by the retry;
 * a CLAIMED one whose claimer is superseded (an older slot or fence) or whose claim has expired is
   the crash window between "called" and "recorded": ``AT_LEAST_ONCE`` claims it again and calls
-  with the same idempotency key; ``AT_MOST_ONCE`` never does and raises ``EffectOutcomeUnknown``;
+  with the same idempotency key; ``AT_MOST_ONCE`` never does: it settles the claim ``UNKNOWN`` (so
+  the superseded claimer can no longer record) and raises ``EffectOutcomeUnknown``;
 * recording requires the claim to still be ours, so a zombie's late result is rejected.
 
 Plain recorded values (``sctx.now()``, ``sctx.uuid()``) are written once with put-if-absent: the
@@ -28,6 +29,9 @@ from aetheris.policy import EffectSemantics
 CLAIMED = "CLAIMED"
 RECORDED = "RECORDED"
 FAILED = "FAILED"
+# An AT_MOST_ONCE claim whose claimer was superseded before it recorded: the effect may or may
+# not have happened, and no late record can change that verdict any more.
+UNKNOWN = "UNKNOWN"
 
 
 @dataclass(frozen=True)
@@ -107,15 +111,42 @@ class EffectLedger:
         return Claimed(claims=int(new["claims"]) if new else 1)
 
     def _explain_lost_claim(self, ref: EffectRef, who: Claimant, current: Item | None) -> AlreadyRecorded:
-        if current is None:  # deleted under us: treat as a lost race, the caller retries the step
-            raise LeaseLost(ref.job_id, f"effect {ref.idempotency_key} vanished while claiming")
-        if current["state"] == RECORDED:
-            return AlreadyRecorded(result=str(current["result"]))
-        theirs = (int(current["claim_seq"]), int(current["claim_fence"]))
-        if theirs >= (who.seq, who.fence):
-            raise LeaseLost(ref.job_id, f"effect {ref.idempotency_key} is claimed by {current['worker_id']}")
-        # Only AT_MOST_ONCE refuses a superseded claim: the effect may have happened.
-        raise EffectOutcomeUnknown(ref.idempotency_key, str(current.get("worker_id", "unknown")))
+        while True:
+            if current is None:  # deleted under us: treat as a lost race, the caller retries the step
+                raise LeaseLost(ref.job_id, f"effect {ref.idempotency_key} vanished while claiming")
+            if current["state"] == RECORDED:
+                return AlreadyRecorded(result=str(current["result"]))
+            if current["state"] == UNKNOWN:
+                raise EffectOutcomeUnknown(ref.idempotency_key, str(current.get("claimed_by", "unknown")))
+            theirs = (int(current["claim_seq"]), int(current["claim_fence"]))
+            if theirs >= (who.seq, who.fence):
+                raise LeaseLost(
+                    ref.job_id, f"effect {ref.idempotency_key} is claimed by {current['worker_id']}"
+                )
+            # Only AT_MOST_ONCE refuses a superseded claim: the effect may have happened. Settle it
+            # as UNKNOWN first, so the superseded claimer (a zombie that may still be calling) can
+            # no longer record a result the job has already been told is unknown. If it recorded
+            # just before, the result is known after all.
+            claimer = str(current.get("worker_id", "unknown"))
+            try:
+                self.table.update(
+                    ref.job_id,
+                    ref.sk,
+                    {
+                        "state": UNKNOWN,
+                        "claimed_by": claimer,
+                        "claim_seq": who.seq,
+                        "claim_fence": who.fence,
+                        "worker_id": who.worker_id,
+                    },
+                    equals("state", CLAIMED)
+                    & equals("claim_seq", theirs[0])
+                    & equals("claim_fence", theirs[1]),
+                )
+            except ConditionFailed as moved:
+                current = moved.current  # recorded (or re-claimed) meanwhile: look again
+                continue
+            raise EffectOutcomeUnknown(ref.idempotency_key, claimer)
 
     def record(self, ref: EffectRef, who: Claimant, result_json: str, now_ms: int) -> None:
         # An earlier attempt's error is history, not part of this record.
