@@ -72,6 +72,20 @@ class PayloadTooLarge(NonRetryableError):
         return (type(self), (self.what, self.size, self.limit))
 
 
+class PayloadCorrupted(NonRetryableError):
+    """An offloaded value read back from S3 is not what was stored (or cannot be fetched at all)."""
+
+    def __init__(self, bucket: str, key: str, found: str) -> None:
+        self.bucket, self.key, self.found = bucket, key, found
+        super().__init__(
+            f"payload s3://{bucket}/{key} is corrupted: found {found}. The object was changed or "
+            f"replaced after it was recorded; restore it from a backup or version, or fail the job."
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.bucket, self.key, self.found))
+
+
 class UnknownJobType(NonRetryableError):
     def __init__(self, job_type: str, known: list[str]) -> None:
         self.job_type, self.known = job_type, known

@@ -219,9 +219,10 @@ class LocalRuntime:
         snapshot = runtime.services.jobs.load(job_id)
         if snapshot is None:
             raise KeyError(f"no job {job_id}")
-        events = [Event.from_item(item) for item in snapshot.events]
+        resolve = runtime.services.payloads.resolve
+        events = [Event.from_item(resolve(item)) for item in snapshot.events]
         return build_trace(
-            JobView.from_item(snapshot.job), events, runtime.effects(job_id), claim=snapshot.claim
+            JobView.from_item(resolve(snapshot.job)), events, runtime.effects(job_id), claim=snapshot.claim
         )
 
     def crash_at(self, point: CrashPoint, times: int = 1) -> None:
