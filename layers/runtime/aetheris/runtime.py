@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from botocore.config import Config
 from pydantic import BaseModel, ConfigDict
 
 from aetheris import _serde
@@ -46,6 +47,12 @@ if TYPE_CHECKING:
 # Jobs started with an idempotency key get a job id derived from it: the create is then a plain
 # conditional put, and a repeat finds the same job without a second item to keep in step.
 _IDEMPOTENT_JOB_NAMESPACE = uuid.UUID("6f1c2a47-5d0e-4a8e-9f4b-3a2d1e0c9b71")
+
+
+def s3_client(endpoint_url: str | None, region: str | None) -> S3Client:
+    """An S3 client; path-style addressing on a local endpoint (moto, LocalStack) has no DNS to need."""
+    config = Config(s3={"addressing_style": "path"}) if endpoint_url else None
+    return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
 
 
 class JobView(BaseModel):
@@ -111,7 +118,7 @@ class Runtime:
         dynamodb = dynamodb or boto3.client("dynamodb", endpoint_url=endpoint, region_name=region)
         sqs = sqs or boto3.client("sqs", endpoint_url=endpoint, region_name=region)
         if s3 is None and settings.payload_bucket:
-            s3 = boto3.client("s3", endpoint_url=endpoint, region_name=region)
+            s3 = s3_client(endpoint, region)
         table = Table(dynamodb, settings.jobs_table)
         inbox = Table(dynamodb, settings.inbox_table)
         ids = ids or IdSource()
