@@ -48,6 +48,12 @@ def payload_app(calls: Calls) -> App:
     def big_step(ctx: JobContext, size: int) -> int:
         return ctx.step(measure, ctx.step(produce, size))  # measure's tick replays produce's value
 
+    @app.job("produce_wait_measure")
+    def produce_wait_measure(ctx: JobContext, size: int) -> int:
+        text = ctx.step(produce, size)
+        ctx.wait_for_signal("go")
+        return ctx.step(measure, text)
+
     @app.job("echo")
     def echo(ctx: JobContext, text: str) -> str:
         return text
@@ -230,6 +236,26 @@ def test_a_corrupted_object_is_a_clear_error_naming_it() -> None:
     assert ref.key in str(raised.value) and ref.sha256 in str(raised.value)
 
 
+def test_a_missing_object_under_a_running_job_fails_it_once_and_clearly() -> None:
+    calls = Calls()
+    with LocalRuntime(payload_app(calls)) as local:
+        job_id = local.start("produce_wait_measure", MIB)
+        local.run_until_idle()
+        (committed,) = [e for e in raw_events(local, job_id) if e.get("name") == "produce"]
+        ref = PayloadRef.parse(committed["result"])
+        assert ref is not None
+        local.s3.delete_object(Bucket=ref.bucket, Key=ref.key)  # as the lifecycle rule would
+        for rt in local.runtimes:
+            rt.services.payloads._cache.clear()  # cold workers
+        local.signal(job_id, "go")
+        view = local.wait(job_id)
+
+    assert view.status is JobStatus.FAILED
+    assert view.error is not None and view.error.type == "aetheris.errors.PayloadCorrupted"
+    assert "no object" in view.error.message and ref.key in view.error.message
+    assert calls.steps == {"produce": 1}
+
+
 def test_a_recorded_json_text_is_never_taken_for_a_reference() -> None:
     for value in ["@s3{}", {"@s3": 1}, "@s3" * 10]:
         text = json.dumps(value)
@@ -256,3 +282,20 @@ def test_at_most_once_big_tool_result_is_offloaded_like_any_other() -> None:
         view = local.wait(local.start("fetch", None))
 
     assert view.status is JobStatus.COMPLETED and view.result == MIB and calls.effects["download"] == 1
+
+
+def test_event_pages_are_measured_with_the_values_resolved() -> None:
+    from aetheris._store.listing import Listing
+
+    with LocalRuntime(payload_app(Calls())) as local:
+        job_id = local.start("big_step", MIB)
+        local.wait(job_id)
+        services = local.runtimes[0].services
+        listing = Listing(services.jobs.table)
+        first = listing.events(job_id, 10, max_bytes=MIB // 2, resolve=services.payloads.resolve)
+        assert first is not None and first.next_cursor is not None
+        second = listing.events(job_id, 10, first.next_cursor, MIB // 2, services.payloads.resolve)
+
+    assert [e["type"] for e in first.items] == [EventType.JOB_CREATED]  # the big one would pass the budget
+    assert second is not None and [e["type"] for e in second.items] == [EventType.STEP_COMMITTED]
+    assert json.loads(second.items[0]["result"]) == "p" * MIB

@@ -78,8 +78,9 @@ class PayloadCorrupted(NonRetryableError):
     def __init__(self, bucket: str, key: str, found: str) -> None:
         self.bucket, self.key, self.found = bucket, key, found
         super().__init__(
-            f"payload s3://{bucket}/{key} is corrupted: found {found}. The object was changed or "
-            f"replaced after it was recorded; restore it from a backup or version, or fail the job."
+            f"payload s3://{bucket}/{key} is not what was recorded: found {found}. The object was "
+            f"changed, replaced or removed after it was recorded; restore it (bucket versioning, a "
+            f"backup) and redrive the job's message, or let the job fail."
         )
 
     def __reduce__(self) -> tuple[Any, ...]:

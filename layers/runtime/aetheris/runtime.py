@@ -1,8 +1,9 @@
 """``Runtime``: the runtime wired to its store, queue and clock — what handlers and tools call.
 
 It starts jobs (idempotently), advances them one tick at a time (``handle_tick``) and reads them
-back. Clients are built from ``Settings`` unless given, so tests and the local stack can hand in
-their own (moto, LocalStack) and a fake clock.
+back, big offloaded values resolved. Clients (DynamoDB, SQS and — with a payload bucket — S3) are
+built from ``Settings`` unless given, so tests and the local stack can hand in their own (moto,
+LocalStack) and a fake clock.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from aetheris._store.log import SlotLease
 from aetheris._store.payloads import Payloads
 from aetheris._store.retention import expires_at, pending_marker
 from aetheris.app import JobDefinition
-from aetheris.errors import ErrorInfo, NondeterminismError, Suspend
+from aetheris.errors import ErrorInfo, NondeterminismError, PayloadCorrupted, Suspend
 from aetheris.events import SCHEMA_VERSION, Event, EventType, JobStatus, OpKind
 from aetheris.policy import RetryPolicy
 
@@ -185,7 +185,10 @@ class Invocation:
         try:
             op = self.replay.begin(OpKind.END, "end")
         except NondeterminismError as diverged:
-            op, error = OpRecord(self.replay.position, OpKind.END, "end"), diverged
+            op = OpRecord(self.replay.position, OpKind.END, "end")
+            # A recorded value that cannot be read back ends the job where replay stopped: that
+            # error, not the divergence it causes, is what the operator must see.
+            error = error if isinstance(error, PayloadCorrupted) else diverged
         if error is None:
             try:
                 text = _serde.dump(output, self.definition.output, "job result", self.payloads.limit)

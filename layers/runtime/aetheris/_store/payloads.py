@@ -30,9 +30,10 @@ import json
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
-from aetheris.errors import PayloadCorrupted, PayloadTooLarge
+from aetheris.errors import PayloadCorrupted
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -42,7 +43,8 @@ if TYPE_CHECKING:
 MARKER = "@s3"
 # The attributes of stored items (job, event, ledger, inbox) that hold a recorded value.
 RECORDED_ATTRIBUTES = ("input", "result", "payload")
-_CACHE_BYTES = 64 * 1024 * 1024
+# Small against a worker's memory: enough to keep a job's big values across its ticks.
+_CACHE_BYTES = 16 * 1024 * 1024
 
 
 class PayloadRef(BaseModel):
@@ -110,17 +112,12 @@ class Payloads:
         """The largest value that can be recorded: the offload cap with a bucket, else the inline cap."""
         return self.max_offloaded if self.bucket else self.max_inline
 
-    def check(self, text: str, what: str) -> None:
-        """Refuse ``text`` (``PayloadTooLarge``, terminal) if it is over what can be recorded."""
-        size = len(text.encode())
-        if size > self.limit:
-            raise PayloadTooLarge(what, size, self.limit)
-
     def offload(self, job_id: str, text: str) -> str:
         """The text to store for ``text``: itself when small, else a reference to a fresh S3 object.
 
-        Call after ``check``. S3 errors propagate as botocore errors (under the job function, the
-        caller wraps this in ``runtime_io``: a failed put retries the tick).
+        The caller has checked ``text`` against ``limit`` (``_serde.dump``). S3 errors propagate as
+        botocore errors (under the job function the caller wraps this in ``runtime_io``: a failed
+        put retries the tick).
         """
         data = text.encode()
         if self.bucket is None or self.s3 is None or len(data) <= self.offload_threshold:
@@ -151,9 +148,18 @@ class Payloads:
             return cached
         if self.s3 is None:
             raise PayloadCorrupted(
-                ref.bucket, ref.key, "no S3 client to fetch it with (an unresolved reference)"
+                ref.bucket, ref.key, "a reference, and this runtime has no payload bucket to read it from"
             )
-        data = self.s3.get_object(Bucket=ref.bucket, Key=ref.key)["Body"].read()
+        try:
+            data = self.s3.get_object(Bucket=ref.bucket, Key=ref.key)["Body"].read()
+        except ClientError as error:
+            # S3 is strongly consistent: a committed reference's object was written before it, so
+            # a missing one was deleted or expired (lifecycle). Terminal, not a retry storm.
+            if error.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+                raise
+            raise PayloadCorrupted(
+                ref.bucket, ref.key, "no object (deleted, or expired by the bucket's lifecycle rule)"
+            ) from None
         digest = hashlib.sha256(data).hexdigest()
         if digest != ref.sha256 or len(data) != ref.bytes:
             raise PayloadCorrupted(
