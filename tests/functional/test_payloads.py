@@ -299,3 +299,16 @@ def test_event_pages_are_measured_with_the_values_resolved() -> None:
     assert [e["type"] for e in first.items] == [EventType.JOB_CREATED]  # the big one would pass the budget
     assert second is not None and [e["type"] for e in second.items] == [EventType.STEP_COMMITTED]
     assert json.loads(second.items[0]["result"]) == "p" * MIB
+
+
+def test_idempotent_start_with_a_big_input_compares_the_values_not_the_references() -> None:
+    from aetheris import IdempotencyConflict
+
+    with LocalRuntime(payload_app(Calls())) as local:
+        runtime = local.runtimes[1]  # a cold runtime: it reads the first input back from S3
+        first = local.runtimes[0].start("echo", "a" * MIB, idempotency_key="k1")
+        again = runtime.start("echo", "a" * MIB, idempotency_key="k1")
+        with pytest.raises(IdempotencyConflict):
+            runtime.start("echo", "b" * MIB, idempotency_key="k1")
+
+    assert (first.created, again.created, again.job_id) == (True, False, first.job_id)
