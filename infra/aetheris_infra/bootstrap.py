@@ -11,12 +11,14 @@ existing queue is reused with its attributes brought in line. The caller passes 
 so it decides the endpoint. The returned ``StackResources`` resolves a function's environment
 against what was created, exactly as CloudFormation would resolve it on deploy.
 
-An ``AWS::S3::Bucket`` (the payload bucket) is named but not created: the runtime does not offload
-payloads yet, so nothing local reads or writes it; its name only fills ``AETHERIS_PAYLOAD_BUCKET``.
+Every ``AWS::S3::Bucket`` (the payload bucket big values are offloaded to) is named
+``{stack_name}-{logicalid}`` and, when an S3 client is passed, created (or reused). Encryption,
+public-access block and the lifecycle rule are deploy-time concerns and are not applied locally.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ from aetheris_infra.template import (
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
 __all__ = ["BootstrapError", "StackResources", "bootstrap"]
@@ -121,6 +124,10 @@ class StackResources:
     def signal_dlq_url(self) -> str:
         return self.physical["SignalDeadLetterQueue"]
 
+    @property
+    def payload_bucket(self) -> str:
+        return self.physical["PayloadBucket"]
+
 
 def bootstrap(
     dynamodb: DynamoDBClient,
@@ -130,8 +137,10 @@ def bootstrap(
     parameters: Mapping[str, str] | None = None,
     *,
     account_id: str = DEFAULT_ACCOUNT_ID,
+    s3: S3Client | None = None,
 ) -> StackResources:
-    """Create (or reuse) every table and queue of ``template`` and return where they are.
+    """Create (or reuse) every table and queue of ``template`` — and its buckets, given ``s3`` —
+    and return where they are.
 
     ``account_id`` is only the value of ``AWS::AccountId`` while resolving (moto's default; pass
     ``"000000000000"`` for LocalStack).
@@ -170,7 +179,18 @@ def bootstrap(
         stack.attributes.update(
             {f"{logical_id}.Arn": stack.arns[logical_id], f"{logical_id}.DomainName": name}
         )
+        if s3 is not None:
+            _ensure_bucket(s3, name)
     return stack
+
+
+def _ensure_bucket(s3: S3Client, name: str) -> None:
+    region = s3.meta.region_name
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        if region == "us-east-1":  # the one region that takes no location constraint
+            s3.create_bucket(Bucket=name)
+        else:
+            s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": region})  # type: ignore[typeddict-item]
 
 
 def _ensure_table(

@@ -33,6 +33,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from aetheris import App, Runtime, Settings, hosting
@@ -44,6 +45,7 @@ from aetheris_infra.sqs_source import SqsEventSource
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
 __all__ = ["DEFAULT_APP", "FUNCTIONS_DIR", "LocalStack", "load_app"]
@@ -115,9 +117,10 @@ class LocalStack:
             os.environ[_METRICS_DISABLED] = "true"
         try:
             self._moto = SerialMotoServer().start()
-            dynamodb, sqs = self._clients(self._moto.url)
-            self.resources = bootstrap(dynamodb, sqs, stack_name=self._stack_name)
+            dynamodb, sqs, s3 = self._clients(self._moto.url)
+            self.resources = bootstrap(dynamodb, sqs, stack_name=self._stack_name, s3=s3)
             settings = Settings(
+                payload_bucket=self.resources.payload_bucket,
                 jobs_table=self.resources.jobs_table,
                 inbox_table=self.resources.inbox_table,
                 step_queue_url=self.resources.step_queue_url,
@@ -136,7 +139,7 @@ class LocalStack:
             drop_metrics = None if self._metrics else metrics.metric_set.clear
 
             def runtime(worker_id: str) -> Runtime:
-                return Runtime(app, settings, dynamodb=dynamodb, sqs=sqs, worker_id=worker_id)
+                return Runtime(app, settings, dynamodb=dynamodb, sqs=sqs, s3=s3, worker_id=worker_id)
 
             def _bind(rt: Runtime, handler: Handler) -> Handler:
                 return bind(rt, handler, drop_metrics)
@@ -208,6 +211,7 @@ class LocalStack:
             "AETHERIS_INBOX_TABLE": self.resources.inbox_table,
             "AETHERIS_STEP_QUEUE_URL": self.resources.step_queue_url,
             "AETHERIS_SIGNAL_QUEUE_URL": self.resources.signal_queue_url,
+            "AETHERIS_PAYLOAD_BUCKET": self.resources.payload_bucket,
             "AETHERIS_ENDPOINT_URL": self._moto.url,
             "AETHERIS_REGION": REGION,
             "AETHERIS_APP": self._app if isinstance(self._app, str) else "",
@@ -216,7 +220,7 @@ class LocalStack:
 
     # -- the pollers --------------------------------------------------------------------------
 
-    def _clients(self, endpoint: str) -> tuple[DynamoDBClient, SQSClient]:
+    def _clients(self, endpoint: str) -> tuple[DynamoDBClient, SQSClient, S3Client]:
         # moto takes any credentials: fixed ones, so `aetheris dev` needs no AWS setup at all.
         options: dict[str, Any] = {
             "endpoint_url": endpoint,
@@ -224,7 +228,8 @@ class LocalStack:
             "aws_access_key_id": "testing",
             "aws_secret_access_key": "testing",
         }
-        return boto3.client("dynamodb", **options), boto3.client("sqs", **options)
+        s3 = boto3.client("s3", config=Config(s3={"addressing_style": "path"}), **options)
+        return boto3.client("dynamodb", **options), boto3.client("sqs", **options), s3
 
     def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)

@@ -242,3 +242,20 @@ def test_stack_resources_resolve_getatt_queue_name(stack: StackResources, templa
     value = {"Fn::Sub": "${StepQueue.QueueName}@${AWS::Region}/${AWS::StackName}"}
 
     assert stack.resolve(template, value) == f"t1-StepQueue@{REGION}/t1"
+
+
+def test_bootstrap_with_s3_creates_the_payload_bucket_once(clients: Clients, template: Template) -> None:
+    s3 = boto3.client("s3", region_name=REGION)
+    stack = bootstrap(clients.dynamodb, clients.sqs, template, stack_name="t5", s3=s3)
+    s3.put_object(Bucket=stack.payload_bucket, Key="j1/abc.json", Body=b"{}")
+
+    again = bootstrap(clients.dynamodb, clients.sqs, template, stack_name="t5", s3=s3)
+
+    assert again.payload_bucket == stack.payload_bucket == "t5-payloadbucket"
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["t5-payloadbucket"]
+    assert s3.list_objects_v2(Bucket=stack.payload_bucket)["KeyCount"] == 1
+
+
+def test_bootstrap_without_s3_names_the_bucket_and_creates_nothing(stack: StackResources) -> None:
+    assert stack.payload_bucket == "t1-payloadbucket"
+    assert boto3.client("s3", region_name=REGION).list_buckets()["Buckets"] == []

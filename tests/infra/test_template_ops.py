@@ -109,6 +109,36 @@ def test_payload_bucket_name_reaches_the_functions_that_move_payloads() -> None:
     assert TEMPLATE.outputs["PayloadBucketName"]["Value"] == {"Ref": "PayloadBucket"}
 
 
+def test_payload_limits_come_from_the_environment_under_their_documented_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AETHERIS_PAYLOAD_BUCKET", "b")
+    monkeypatch.setenv("AETHERIS_OFFLOAD_THRESHOLD_BYTES", "4096")
+    monkeypatch.setenv("AETHERIS_MAX_OFFLOADED_BYTES", "1048576")
+
+    settings = Settings.from_env()
+
+    assert (settings.payload_bucket, settings.offload_threshold_bytes) == ("b", 4096)
+    assert (settings.max_offloaded_bytes, settings.max_payload_bytes) == (1048576, 256 * 1024)
+
+
+def test_functions_that_move_payloads_may_get_and_put_objects_and_the_others_never_touch_s3() -> None:
+    for function in FUNCTIONS:
+        policies = props(function).get("Policies", [])
+        actions = {a for s in _statements(policies) for a in _actions(s) if a.startswith("s3:")}
+        moves = function in {"WorkerFunction", "ApiFunction"}
+        assert actions == ({"s3:GetObject", "s3:PutObject"} if moves else set()), function
+
+
+def _statements(policies: list[Any]) -> list[dict[str, Any]]:
+    return [s for p in policies if isinstance(p, dict) for s in p.get("Statement", [])]
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    action = statement["Action"]
+    return action if isinstance(action, list) else [action]
+
+
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_function_policies_grant_no_wildcard_beyond_payload_object_keys(function: str) -> None:
     policies = props(function).get("Policies", [])

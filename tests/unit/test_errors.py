@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from aetheris import EffectOutcomeUnknown, ErrorInfo, NondeterminismError, StepFailedError
+from aetheris import (
+    EffectOutcomeUnknown,
+    ErrorInfo,
+    NondeterminismError,
+    PayloadCorrupted,
+    PayloadTooLarge,
+    StepFailedError,
+)
 from aetheris.errors import rebuild_error
 
 
@@ -20,6 +27,8 @@ class CustomNeedsTwo(Exception):
         ConnectionError("reset"),
         EffectOutcomeUnknown("job:0-s:pay:0", "worker-1"),
         NondeterminismError("job", 3, "step 'a'", "step 'b'"),
+        PayloadTooLarge("result of step s1", 3 << 20, 2 << 20),
+        PayloadCorrupted("bucket", "job/abc.json", "no object"),
     ],
 )
 def test_error_info_round_trip_keeps_type_and_message(error: Exception) -> None:

@@ -26,6 +26,7 @@ EXPECTED = {
     "LeaseLost",
     "NonRetryableError",
     "NondeterminismError",
+    "PayloadCorrupted",
     "PayloadTooLarge",
     "RetryPolicy",
     "Runtime",

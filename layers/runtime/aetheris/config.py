@@ -37,12 +37,14 @@ class Settings(BaseSettings):
     # After this many workers claimed one slot and vanished (neither committed nor gave it back),
     # the job fails (crash loop). Claims given back (an idle or early tick, an error) do not count.
     max_slot_claims: int = Field(default=5, ge=2)
-    # Payloads over this are refused with PayloadTooLarge (S3 offload arrives later); well under
+    # Without a payload bucket, values over this are refused with PayloadTooLarge: well under
     # DynamoDB's 400 KB item limit so that the rest of the item always fits.
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
-    # The bucket large payloads will be offloaded to. Deployed and wired (template.yaml's
-    # PayloadBucket), not used yet: until the offload exists, big payloads are refused as above.
+    # With a bucket, values over this go to S3 and the item keeps a reference (see _store/payloads.py).
     payload_bucket: str | None = None
+    offload_threshold_bytes: int = Field(default=32 * 1024, ge=1024)
+    # With a bucket, values over this are refused with PayloadTooLarge (terminal, never retried).
+    max_offloaded_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     # How long a finished job (job item, log, ledger, inbox) is kept before DynamoDB's TTL removes
     # it. The environment gives whole days (the template's RetentionDays), code a timedelta.
     retention: timedelta = Field(

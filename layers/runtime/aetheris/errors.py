@@ -72,6 +72,21 @@ class PayloadTooLarge(NonRetryableError):
         return (type(self), (self.what, self.size, self.limit))
 
 
+class PayloadCorrupted(NonRetryableError):
+    """An offloaded value read back from S3 is not what was stored (or cannot be fetched at all)."""
+
+    def __init__(self, bucket: str, key: str, found: str) -> None:
+        self.bucket, self.key, self.found = bucket, key, found
+        super().__init__(
+            f"payload s3://{bucket}/{key} is not what was recorded: found {found}. The object was "
+            f"changed, replaced or removed after it was recorded; restore it (bucket versioning, a "
+            f"backup) and redrive the job's message, or let the job fail."
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.bucket, self.key, self.found))
+
+
 class UnknownJobType(NonRetryableError):
     def __init__(self, job_type: str, known: list[str]) -> None:
         self.job_type, self.known = job_type, known

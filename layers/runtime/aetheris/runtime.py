@@ -1,8 +1,9 @@
 """``Runtime``: the runtime wired to its store, queue and clock — what handlers and tools call.
 
 It starts jobs (idempotently), advances them one tick at a time (``handle_tick``) and reads them
-back. Clients are built from ``Settings`` unless given, so tests and the local stack can hand in
-their own (moto, LocalStack) and a fake clock.
+back, big offloaded values resolved. Clients (DynamoDB, SQS and — with a payload bucket — S3) are
+built from ``Settings`` unless given, so tests and the local stack can hand in their own (moto,
+LocalStack) and a fake clock.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from botocore.config import Config
 from pydantic import BaseModel, ConfigDict
 
 from aetheris import _serde
@@ -28,6 +30,7 @@ from aetheris._store.inbox import Inbox, InboxSignal
 from aetheris._store.jobs import JobStore
 from aetheris._store.ledger import EffectLedger
 from aetheris._store.log import EventLog
+from aetheris._store.payloads import Payloads
 from aetheris._store.queue import SignalMessage, SignalQueue, StepQueue, Tick
 from aetheris._store.retention import Retention, expires_at
 from aetheris.app import App
@@ -37,6 +40,7 @@ from aetheris.events import Event, JobStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
     from aetheris.history import JobHistory
@@ -44,6 +48,12 @@ if TYPE_CHECKING:
 # Jobs started with an idempotency key get a job id derived from it: the create is then a plain
 # conditional put, and a repeat finds the same job without a second item to keep in step.
 _IDEMPOTENT_JOB_NAMESPACE = uuid.UUID("6f1c2a47-5d0e-4a8e-9f4b-3a2d1e0c9b71")
+
+
+def s3_client(endpoint_url: str | None, region: str | None) -> S3Client:
+    """An S3 client; path-style addressing on a local endpoint (moto, LocalStack) has no DNS to need."""
+    config = Config(s3={"addressing_style": "path"}) if endpoint_url else None
+    return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
 
 
 class JobView(BaseModel):
@@ -97,6 +107,7 @@ class Runtime:
         *,
         dynamodb: DynamoDBClient | None = None,
         sqs: SQSClient | None = None,
+        s3: S3Client | None = None,
         clock: Clock | None = None,
         ids: IdSource | None = None,
         worker_id: str | None = None,
@@ -107,6 +118,8 @@ class Runtime:
         endpoint, region = settings.endpoint_url, settings.region
         dynamodb = dynamodb or boto3.client("dynamodb", endpoint_url=endpoint, region_name=region)
         sqs = sqs or boto3.client("sqs", endpoint_url=endpoint, region_name=region)
+        if s3 is None and settings.payload_bucket:
+            s3 = s3_client(endpoint, region)
         table = Table(dynamodb, settings.jobs_table)
         inbox = Table(dynamodb, settings.inbox_table)
         ids = ids or IdSource()
@@ -121,6 +134,7 @@ class Runtime:
             ids=ids,
             settings=settings,
             retention=Retention(table, inbox),
+            payloads=Payloads.from_settings(settings, s3),
             faults=faults or Faults(),
         )
         self.worker = Worker(app, self.services, worker_id or f"worker-{ids.uuid()[:8]}")
@@ -135,16 +149,21 @@ class Runtime:
         """Create a job and send its first tick. The same idempotency key returns the same job."""
         definition = self.app.get(job_type, version)
         value = definition.input.validate_python(input)
-        input_json = _serde.dump(value, definition.input, "job input", self.settings.max_payload_bytes)
+        payloads = self.services.payloads
+        input_json = _serde.dump(value, definition.input, "job input", payloads.limit)
         if idempotency_key is not None:
             job_id = str(uuid.uuid5(_IDEMPOTENT_JOB_NAMESPACE, idempotency_key))
         else:
             job_id = self.services.ids.uuid()
+        # A big input goes to S3 before the job item references it (content-addressed: a repeat
+        # writes the same object again).
+        stored_input = payloads.offload(job_id, input_json)
         existing = self.services.jobs.create(
-            job_id, job_type, definition.version, input_json, self.services.clock.now(), idempotency_key
+            job_id, job_type, definition.version, stored_input, self.services.clock.now(), idempotency_key
         )
         if existing is not None:
-            if existing["job_type"] != job_type or json.loads(existing["input"]) != json.loads(input_json):
+            same_input = json.loads(payloads.text(existing["input"]) or "null") == json.loads(input_json)
+            if existing["job_type"] != job_type or not same_input:
                 raise IdempotencyConflict(idempotency_key or "", job_id)
             status = JobStatus(existing["status"])
             if status is JobStatus.PENDING:  # the first tick may have been lost after the create
@@ -162,7 +181,8 @@ class Runtime:
     def send_signal(self, job_id: str, name: str, payload: Any = None, signal_id: str | None = None) -> str:
         """Accept a signal for a live job: on the signal queue before this returns; its id returned."""
         check_name("signal", name)
-        _serde.dump(payload, _serde.ANY_ADAPTER, "signal payload", self.settings.max_payload_bytes)
+        payloads = self.services.payloads
+        payload_json = _serde.dump(payload, _serde.ANY_ADAPTER, "signal payload", payloads.limit)
         item = self.services.jobs.get(job_id)
         if item is None:
             raise JobNotFound(job_id)
@@ -173,9 +193,16 @@ class Runtime:
             raise JobFinished(job_id, item["status"])
         signal_id = signal_id or self.services.ids.uuid()
         sent_at = to_millis(self.services.clock.now())
-        message = SignalMessage(
-            job_id=job_id, name=name, signal_id=signal_id, payload=payload, sent_at_ms=sent_at
-        )
+        # A big payload goes to S3 first and the message carries its reference (SQS takes 256 KB).
+        stored = payloads.offload(job_id, payload_json)
+        if stored != payload_json:
+            message = SignalMessage(
+                job_id=job_id, name=name, signal_id=signal_id, payload_ref=stored, sent_at_ms=sent_at
+            )
+        else:
+            message = SignalMessage(
+                job_id=job_id, name=name, signal_id=signal_id, payload=payload, sent_at_ms=sent_at
+            )
         self.services.signals.send(message)
         return signal_id
 
@@ -192,7 +219,7 @@ class Runtime:
                 job_id=message.job_id,
                 signal_id=message.signal_id,
                 name=message.name,
-                payload_json=json.dumps(message.payload),
+                payload_json=message.payload_ref or json.dumps(message.payload),
                 arrived_at_ms=to_millis(services.clock.now()),
                 sent_at_ms=message.sent_at_ms,
             )
@@ -234,11 +261,13 @@ class Runtime:
 
     def get(self, job_id: str) -> JobView | None:
         item = self.services.jobs.get(job_id)
-        return JobView.from_item(item) if item else None
+        return JobView.from_item(self.services.payloads.resolve(item)) if item else None
 
     def events(self, job_id: str) -> list[Event]:
+        """The job's log with every recorded value resolved (offloaded values fetched from S3)."""
         snapshot = self.services.jobs.load(job_id)
-        return [Event.from_item(item) for item in snapshot.events] if snapshot else []
+        resolve = self.services.payloads.resolve
+        return [Event.from_item(resolve(item)) for item in snapshot.events] if snapshot else []
 
     def export(self, job_id: str) -> JobHistory:
         """The job's history (job, input, every event) as a portable document."""
@@ -247,10 +276,11 @@ class Runtime:
         item = self.services.jobs.get(job_id)
         if item is None:
             raise JobNotFound(job_id)
+        item = self.services.payloads.resolve(item)
         return JobHistory(
             job=JobView.from_item(item), input=json.loads(item["input"]), events=self.events(job_id)
         )
 
     def effects(self, job_id: str) -> list[dict[str, Any]]:
         """The job's effect-ledger entries (claims, results, failures), for traces and audits."""
-        return self.services.ledger.list(job_id)
+        return [self.services.payloads.resolve(item) for item in self.services.ledger.list(job_id)]

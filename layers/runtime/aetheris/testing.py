@@ -18,6 +18,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
@@ -35,7 +36,7 @@ from aetheris.app import App
 from aetheris.config import Settings
 from aetheris.events import Event
 from aetheris.history import JobHistory
-from aetheris.runtime import JobView, Runtime
+from aetheris.runtime import JobView, Runtime, s3_client
 from aetheris.trace import Trace, build_trace
 
 
@@ -88,11 +89,13 @@ class LocalRuntime:
         endpoint_url: str | None = None,
         server: bool = False,
         stack_name: str = "aetheris-test",
+        overrides: Mapping[str, Any] | None = None,
     ) -> None:
         """``server=True`` runs moto as a loopback server serving one request at a time, so that
         workers on several threads race on DynamoDB's atomic conditional writes; the default is
         moto in-process (faster, for workers that take turns). ``endpoint_url`` uses a running
-        endpoint instead (a shared moto server, LocalStack)."""
+        endpoint instead (a shared moto server, LocalStack). ``overrides`` are ``Settings`` fields
+        set on top of the stack's (``{"payload_bucket": None}`` turns the S3 offload off)."""
         self.app = app
         self.clock = FakeClock()
         self.faults = Faults()
@@ -102,6 +105,7 @@ class LocalRuntime:
         self._endpoint_url = endpoint_url
         self._server = server
         self._stack_name = stack_name
+        self._overrides = dict(overrides or {})
         self._exit = ExitStack()
         self.crashes: list[SimulatedCrash] = []
 
@@ -134,15 +138,20 @@ class LocalRuntime:
         clients: dict[str, Any] = {"region_name": region, "endpoint_url": self._endpoint_url}
         self.dynamodb = boto3.client("dynamodb", **clients)
         self.sqs = boto3.client("sqs", **clients)
-        self.stack = bootstrap(self.dynamodb, self.sqs, stack_name=self._stack_name, account_id=account_id)
-        self.settings = Settings(
-            jobs_table=self.stack.jobs_table,
-            inbox_table=self.stack.inbox_table,
-            step_queue_url=self.stack.step_queue_url,
-            signal_queue_url=self.stack.signal_queue_url,
-            lease=self._lease,
-            lease_margin=self._lease / 6,
+        self.s3 = s3_client(self._endpoint_url, region)
+        self.stack = bootstrap(
+            self.dynamodb, self.sqs, stack_name=self._stack_name, account_id=account_id, s3=self.s3
         )
+        fields: dict[str, Any] = {
+            "jobs_table": self.stack.jobs_table,
+            "inbox_table": self.stack.inbox_table,
+            "step_queue_url": self.stack.step_queue_url,
+            "signal_queue_url": self.stack.signal_queue_url,
+            "payload_bucket": self.stack.payload_bucket,
+            "lease": self._lease,
+            "lease_margin": self._lease / 6,
+        }
+        self.settings = Settings(**(fields | self._overrides))
         self.runtimes = [self._runtime(f"local-worker-{i + 1}") for i in range(self._workers)]
         self.queue = ClockedQueue(self.runtimes[0].services.queue, self.clock)
         for rt in self.runtimes:
@@ -178,6 +187,7 @@ class LocalRuntime:
             self.settings,
             dynamodb=self.dynamodb,
             sqs=self.sqs,
+            s3=self.s3,
             clock=self.clock,
             ids=self.ids,
             worker_id=worker_id,
@@ -219,9 +229,10 @@ class LocalRuntime:
         snapshot = runtime.services.jobs.load(job_id)
         if snapshot is None:
             raise KeyError(f"no job {job_id}")
-        events = [Event.from_item(item) for item in snapshot.events]
+        resolve = runtime.services.payloads.resolve
+        events = [Event.from_item(resolve(item)) for item in snapshot.events]
         return build_trace(
-            JobView.from_item(snapshot.job), events, runtime.effects(job_id), claim=snapshot.claim
+            JobView.from_item(resolve(snapshot.job)), events, runtime.effects(job_id), claim=snapshot.claim
         )
 
     def crash_at(self, point: CrashPoint, times: int = 1) -> None:

@@ -43,12 +43,11 @@ def run_tool(
             inv.keeper.ensure_valid()
             claim = ledger.claim(ref, claimant, semantics, to_millis(clock.now()), lease.lease_until_ms)
         if isinstance(claim, AlreadyRecorded):
-            return _serde.load(claim.result, adapter)
+            with runtime_io():
+                return _serde.load(services.payloads.text(claim.result), adapter)
         try:
             value = fn(*args, **kwargs)
-            text = _serde.dump(
-                value, adapter, f"result of tool {ref.name}", services.settings.max_payload_bytes
-            )
+            text = _serde.dump(value, adapter, f"result of tool {ref.name}", services.payloads.limit)
         except Exception as error:
             with runtime_io():
                 ledger.record_failure(ref, claimant, ErrorInfo.of(error), to_millis(clock.now()))
@@ -59,6 +58,9 @@ def run_tool(
             continue
         faults.reach("after_effect")
         with runtime_io():
-            ledger.record(ref, claimant, text, to_millis(clock.now()))
+            # A big result goes to S3 before the ledger references it; a failed put retries the
+            # tick, which finds the claim open (the after_effect window above).
+            stored = services.payloads.offload(ref.job_id, text)
+            ledger.record(ref, claimant, stored, to_millis(clock.now()))
         faults.reach("after_record")
         return _serde.load(text, adapter)

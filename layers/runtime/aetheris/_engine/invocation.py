@@ -28,9 +28,10 @@ from aetheris._engine.store_io import StoreFailure, runtime_io
 from aetheris._store import schema
 from aetheris._store.jobs import COMMITTED, JobSnapshot, status_attributes
 from aetheris._store.log import SlotLease
+from aetheris._store.payloads import Payloads
 from aetheris._store.retention import expires_at, pending_marker
 from aetheris.app import JobDefinition
-from aetheris.errors import ErrorInfo, NondeterminismError, Suspend
+from aetheris.errors import ErrorInfo, NondeterminismError, PayloadCorrupted, Suspend
 from aetheris.events import SCHEMA_VERSION, Event, EventType, JobStatus, OpKind
 from aetheris.policy import RetryPolicy
 
@@ -103,6 +104,10 @@ class Invocation:
         return self.services.ids
 
     @property
+    def payloads(self) -> Payloads:
+        return self.services.payloads
+
+    @property
     def next_delay(self) -> timedelta | None:
         if self.wake_now:
             return timedelta(0)
@@ -121,7 +126,9 @@ class Invocation:
         ctx = JobContext(self)
         try:
             try:
-                job_input = self.definition.input.validate_json(self.snapshot.job["input"])
+                with runtime_io():
+                    input_json = self.services.payloads.text(self.snapshot.job["input"]) or "null"
+                job_input = self.definition.input.validate_json(input_json)
                 with guard.orchestrating(self.job_id):
                     output = self.definition.fn(ctx, job_input)
             except _Stop:
@@ -178,15 +185,18 @@ class Invocation:
         try:
             op = self.replay.begin(OpKind.END, "end")
         except NondeterminismError as diverged:
-            op, error = OpRecord(self.replay.position, OpKind.END, "end"), diverged
+            op = OpRecord(self.replay.position, OpKind.END, "end")
+            # A recorded value that cannot be read back ends the job where replay stopped: that
+            # error, not the divergence it causes, is what the operator must see.
+            error = error if isinstance(error, PayloadCorrupted) else diverged
         if error is None:
             try:
-                text = _serde.dump(
-                    output, self.definition.output, "job result", self.services.settings.max_payload_bytes
-                )
+                text = _serde.dump(output, self.definition.output, "job result", self.payloads.limit)
             except Exception as invalid:  # noqa: BLE001 - an output that does not fit its type fails the job
                 error = invalid
             else:
+                with runtime_io():  # a big result goes to S3 before the commit references it
+                    text = self.payloads.offload(self.job_id, text)
                 self.commit(EventType.JOB_COMPLETED, op, result=text)
                 return
         self.commit(EventType.JOB_FAILED, op, error=ErrorInfo.of(error))

@@ -21,6 +21,7 @@ from aetheris._engine.job_context import JobContext
 from aetheris._engine.replay import Replay
 from aetheris._engine.saga import Compensation
 from aetheris._engine.steps import replayed_outcome
+from aetheris._store.payloads import Payloads
 from aetheris.app import JobDefinition
 from aetheris.errors import NondeterminismError, Suspend
 from aetheris.events import Event, EventType, OpKind
@@ -70,6 +71,7 @@ class _ReplayOnly:
         self.ids = _NoIds()
         self.attempt = 1
         self.compensations: list[Compensation] = []
+        self.payloads = Payloads.inline_only()  # an exported history holds real values, not references
 
     def run_step(
         self,
@@ -80,7 +82,7 @@ class _ReplayOnly:
         retry: RetryPolicy | None,
         timeout: timedelta | None,
     ) -> Any:
-        settled, result = replayed_outcome(op, fn)
+        settled, result = replayed_outcome(op, fn, self.payloads)
         if not settled:
             raise _EndOfLog
         return result

@@ -1,4 +1,5 @@
-"""What an invocation needs from the outside: stores, queue, clock, ids, settings, fault points."""
+"""What an invocation needs from the outside: stores, queues, payload bucket, clock, ids, settings,
+fault points."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from aetheris._store.inbox import Inbox
 from aetheris._store.jobs import JobStore
 from aetheris._store.ledger import EffectLedger
 from aetheris._store.log import EventLog
+from aetheris._store.payloads import Payloads
 from aetheris._store.queue import SignalQueue, StepQueue
 from aetheris._store.retention import Retention
 from aetheris.config import Settings
@@ -27,4 +29,5 @@ class Services:
     ids: IdSource
     settings: Settings
     retention: Retention
+    payloads: Payloads
     faults: Faults = field(default_factory=Faults)

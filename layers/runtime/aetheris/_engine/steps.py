@@ -19,6 +19,8 @@ from aetheris import _serde
 from aetheris._engine import guard
 from aetheris._engine.history import OpRecord
 from aetheris._engine.step_context import StepContext, check_name
+from aetheris._engine.store_io import runtime_io
+from aetheris._store.payloads import Payloads
 from aetheris.errors import ErrorInfo, StepTimeout, Suspend, WorkerCrashLoop, rebuild_error
 from aetheris.events import EventType, OpKind
 from aetheris.policy import DEFAULT_STEP_RETRY, RetryPolicy
@@ -27,13 +29,15 @@ if TYPE_CHECKING:
     from aetheris._engine.invocation import Invocation
 
 
-def replayed_outcome(op: OpRecord, fn: Callable[..., Any]) -> tuple[bool, Any]:
+def replayed_outcome(op: OpRecord, fn: Callable[..., Any], payloads: Payloads) -> tuple[bool, Any]:
     """``(True, result)`` if the log settled the step (a recorded error raises), else ``(False, None)``."""
     outcome = op.outcome
     if outcome is None:
         return False, None
     if outcome.type in (EventType.STEP_COMMITTED, EventType.COMPENSATION_COMMITTED):
-        return True, _serde.load(outcome.result, _serde.return_adapter(fn))
+        with runtime_io():
+            text = payloads.text(outcome.result)
+        return True, _serde.load(text, _serde.return_adapter(fn))
     raise rebuild_error(outcome.error or ErrorInfo(type="Unknown", message="no error recorded"))
 
 
@@ -47,7 +51,8 @@ def run_step(
     timeout: timedelta | None,
 ) -> Any:
     check_name("step", op.name)
-    settled, result = replayed_outcome(op, fn)
+    payloads = inv.services.payloads
+    settled, result = replayed_outcome(op, fn, payloads)
     if settled:
         return result
     if op.kind is not OpKind.COMPENSATE:
@@ -70,12 +75,9 @@ def run_step(
     with inv.keeper:
         try:
             value = _call_within(inv.definition_strict, limit, fn, sctx, args, kwargs, op.name)
-            text = _serde.dump(
-                value,
-                _serde.return_adapter(fn),
-                f"result of step {op.name}",
-                inv.services.settings.max_payload_bytes,
-            )
+            text = _serde.dump(value, _serde.return_adapter(fn), f"result of step {op.name}", payloads.limit)
+            with runtime_io():  # a big result goes to S3 before the commit references it
+                text = payloads.offload(inv.job_id, text)
         except Exception as error:  # noqa: BLE001 - a step's error is its recorded outcome
             sctx.abandoned = isinstance(error, StepTimeout)
             retry_at = None

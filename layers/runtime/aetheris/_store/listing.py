@@ -92,12 +92,19 @@ class Listing:
         return _page(self._partition(status, limit, after, merged=False), limit, JOB_KEY)
 
     def events(
-        self, job_id: str, limit: int, cursor: str | None = None, max_bytes: int | None = None
+        self,
+        job_id: str,
+        limit: int,
+        cursor: str | None = None,
+        max_bytes: int | None = None,
+        resolve: Callable[[Item], Item] | None = None,
     ) -> Page | None:
         """The job's committed events in ``seq`` order; ``None`` if there is no such job.
 
         ``max_bytes`` ends a page early once its events grow past it (a Lambda's answer is capped
-        at 6 MB and one event may hold a 256 KiB result); a page always holds at least one event.
+        at 6 MB and one event may hold a big result); a page always holds at least one event.
+        ``resolve`` turns each shown event into what the reader sees (offloaded values fetched),
+        before it is measured, and only for the events the page shows.
         """
         after = decode_cursor(cursor, EVENT_KEY) if cursor else None
         if after is not None and (
@@ -126,7 +133,7 @@ class Listing:
             return str(item[schema.SK]).startswith(schema.EVENT_PREFIX) and item.get("state") == COMMITTED
 
         items = self._read(request, limit, committed_event)
-        return _page(items, limit, EVENT_KEY, max_bytes) if seen_job else None
+        return _page(items, limit, EVENT_KEY, max_bytes, resolve) if seen_job else None
 
     def _partition(
         self, status: JobStatus, limit: int, after: dict[str, str] | None, *, merged: bool
@@ -164,16 +171,23 @@ class Listing:
             request = {**request, "ExclusiveStartKey": last}
 
 
-def _page(items: list[Item], limit: int, key: tuple[str, ...], max_bytes: int | None = None) -> Page:
+def _page(
+    items: list[Item],
+    limit: int,
+    key: tuple[str, ...],
+    max_bytes: int | None = None,
+    resolve: Callable[[Item], Item] | None = None,
+) -> Page:
     """The first ``limit`` items (fewer if they would pass ``max_bytes``, but never none)."""
-    shown = items[:limit]
-    if max_bytes is not None:
-        total = 0
-        for index, item in enumerate(shown):
+    shown: list[Item] = []
+    total = 0
+    for item in items[:limit]:
+        item = resolve(item) if resolve else item
+        if max_bytes is not None:
             total += len(json.dumps(item, default=str))
-            if total > max_bytes and index > 0:
-                shown = shown[:index]
+            if total > max_bytes and shown:
                 break
+        shown.append(item)
     if len(items) == len(shown):
         return Page(shown, None)
     return Page(shown, encode_cursor({field: shown[-1][field] for field in key}))

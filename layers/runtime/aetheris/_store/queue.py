@@ -41,6 +41,8 @@ class SignalMessage(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-/]{1,100}$")
     signal_id: str = Field(min_length=1, max_length=128)
     payload: Any = None
+    # Set instead of ``payload`` when the payload was offloaded to S3 (see _store/payloads.py).
+    payload_ref: str | None = None
     sent_at_ms: int = Field(ge=0)
 
 

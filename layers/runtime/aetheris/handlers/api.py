@@ -169,8 +169,11 @@ def list_events(
     limit: Annotated[int, Query(ge=1, le=100)] = 100,
     cursor: Cursor = None,
 ) -> EventPage:
-    listing = Listing(hosting.runtime().services.jobs.table)
-    page = listing.events(job_id, limit, cursor, max_bytes=MAX_EVENT_PAGE_BYTES)
+    services = hosting.runtime().services
+    listing = Listing(services.jobs.table)
+    page = listing.events(
+        job_id, limit, cursor, max_bytes=MAX_EVENT_PAGE_BYTES, resolve=services.payloads.resolve
+    )
     if page is None:
         raise JobNotFound(job_id)
     return EventPage(events=[Event.from_item(item) for item in page.items], next_cursor=page.next_cursor)

@@ -82,10 +82,12 @@ class JobDetail(JobSummary):
         snapshot = runtime.services.jobs.load(job_id)
         if snapshot is None:
             raise JobNotFound(job_id)
+        resolve = runtime.services.payloads.resolve  # offloaded values are fetched from S3
+        job = resolve(snapshot.job)
         detail = cls.build(
-            JobView.from_item(snapshot.job), [Event.from_item(item) for item in snapshot.events]
+            JobView.from_item(job), [Event.from_item(resolve(item)) for item in snapshot.events]
         )
-        return detail.model_copy(update={"input": json.loads(snapshot.job["input"])})
+        return detail.model_copy(update={"input": json.loads(job["input"])})
 
     @classmethod
     def build(cls, view: JobView, events: list[Event]) -> JobDetail:

@@ -60,9 +60,10 @@ def get_trace(
     snapshot = runtime.services.jobs.load(job_id)
     if snapshot is None:
         raise JobNotFound(job_id)
+    resolve = runtime.services.payloads.resolve
     trace = build_trace(
-        JobView.from_item(snapshot.job),
-        [Event.from_item(item) for item in snapshot.events],
+        JobView.from_item(resolve(snapshot.job)),
+        [Event.from_item(resolve(item)) for item in snapshot.events],
         runtime.effects(job_id),
         claim=snapshot.claim,
         max_value_bytes=max_value_bytes,
