@@ -24,13 +24,8 @@ def test_sweeper_lost_tick_is_sent_again_and_the_job_completes() -> None:
         assert local.sweep()["ticked"] == [], "not stalled yet: the stall window has not passed"
 
         local.advance(local.settings.stall_after + timedelta(seconds=1))
-        assert local.sweep() | {"examined": 0} == {
-            "examined": 0,
-            "ticked": [job_id],
-            "stalled": [job_id],
-            "due": [],
-            "expired": [],
-        }
+        swept = local.sweep()
+        assert (swept["ticked"], swept["stalled"], swept["due"]) == ([job_id], [job_id], [])
         view = local.wait(job_id)
 
     assert view.status is JobStatus.COMPLETED
