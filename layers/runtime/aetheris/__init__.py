@@ -37,7 +37,7 @@ from aetheris.errors import (
 )
 
 # The log
-from aetheris.events import Event, EventType, JobStatus
+from aetheris.events import EffectState, Event, EventType, JobStatus, SlotState
 from aetheris.policy import EffectSemantics, RetryPolicy
 from aetheris.runtime import JobView, Runtime, StartedJob
 from aetheris.trace import Trace, build_trace
@@ -51,6 +51,7 @@ __all__ = [
     "DeterminismViolation",
     "EffectOutcomeUnknown",
     "EffectSemantics",
+    "EffectState",
     "ErrorInfo",
     "Event",
     "EventType",
@@ -69,6 +70,7 @@ __all__ = [
     "RetryPolicy",
     "Runtime",
     "Settings",
+    "SlotState",
     "StartedJob",
     "StepContext",
     "StepFailedError",

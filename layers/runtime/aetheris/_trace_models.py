@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from aetheris.errors import ErrorInfo
-from aetheris.events import JobStatus, OpKind
+from aetheris.events import EffectState, JobStatus, OpKind
 from aetheris.policy import EffectSemantics
 
 OpState = Literal[
@@ -61,8 +61,9 @@ class Effect(BaseModel):
     call: int = Field(description="0 for the step's first call of this name, 1 for the next, ...")
     idempotency_key: str | None
     semantics: EffectSemantics | None
-    state: Literal["CLAIMED", "RECORDED", "FAILED"] = Field(
-        description="CLAIMED: called (or about to be), outcome not recorded"
+    state: EffectState = Field(
+        description="CLAIMED: called (or about to be), outcome not recorded; UNKNOWN: an AT_MOST_ONCE "
+        "call whose worker was superseded before it recorded (it may or may not have happened)"
     )
     claims: int = Field(description="times the key was claimed: above 1, the call was made again")
     worker_id: str | None

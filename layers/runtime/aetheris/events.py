@@ -52,6 +52,24 @@ class EventType(enum.StrEnum):
     JOB_CANCELLED = "JobCancelled"
 
 
+class SlotState(enum.StrEnum):
+    """A log slot item: claimed by a worker (its lease), then filled with the event it committed."""
+
+    CLAIMED = "CLAIMED"
+    COMMITTED = "COMMITTED"
+
+
+class EffectState(enum.StrEnum):
+    """An effect-ledger item: claimed before the call, then its outcome (see ``_store/ledger.py``)."""
+
+    CLAIMED = "CLAIMED"  # called (or about to be); outcome not recorded
+    RECORDED = "RECORDED"  # the call returned; its result is what every later attempt gets
+    FAILED = "FAILED"  # the call raised; a retry may claim it again
+    # An AT_MOST_ONCE claim whose claimer was superseded before it recorded: the effect may or may
+    # not have happened, and no late record can change that verdict any more.
+    UNKNOWN = "UNKNOWN"
+
+
 class OpKind(enum.StrEnum):
     """What kind of durable operation an event is the outcome of (checked on replay)."""
 

@@ -17,10 +17,10 @@ from typing import Any
 from aetheris._store import schema
 from aetheris._store.conditions import Condition, absent, present
 from aetheris._store.dynamo import Item, Table, TransactionConflict, to_dynamo
-from aetheris.events import SCHEMA_VERSION, EventType, JobStatus
+from aetheris.events import SCHEMA_VERSION, EventType, JobStatus, SlotState
 
-CLAIMED = "CLAIMED"
-COMMITTED = "COMMITTED"
+CLAIMED = SlotState.CLAIMED
+COMMITTED = SlotState.COMMITTED
 
 
 @dataclass

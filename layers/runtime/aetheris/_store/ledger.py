@@ -24,14 +24,13 @@ from aetheris._store import schema
 from aetheris._store.conditions import Condition, absent, equals, less_than
 from aetheris._store.dynamo import ConditionFailed, Item, Table
 from aetheris.errors import EffectOutcomeUnknown, ErrorInfo, LeaseLost
+from aetheris.events import EffectState
 from aetheris.policy import EffectSemantics
 
-CLAIMED = "CLAIMED"
-RECORDED = "RECORDED"
-FAILED = "FAILED"
-# An AT_MOST_ONCE claim whose claimer was superseded before it recorded: the effect may or may
-# not have happened, and no late record can change that verdict any more.
-UNKNOWN = "UNKNOWN"
+CLAIMED = EffectState.CLAIMED
+RECORDED = EffectState.RECORDED
+FAILED = EffectState.FAILED
+UNKNOWN = EffectState.UNKNOWN
 
 
 @dataclass(frozen=True)
