@@ -87,6 +87,7 @@ def test_zombie_whose_lease_expired_cannot_record_or_commit() -> None:
         zombie = pool.submit(deliver, local, 0, message)  # worker A: stalls inside the effect
         assert entered.wait(DEADLINE)
 
+        local.faults.heartbeats_paused = True  # A's process is paused: its heartbeat too
         local.clock.advance(timedelta(minutes=5))  # A's lease runs out while it is paused
         redelivered = dict(message, Attributes={**message["Attributes"], "ApproximateReceiveCount": "2"})
         assert deliver(local, 1, redelivered) == {"batchItemFailures": []}  # worker B takes over
@@ -133,6 +134,7 @@ def test_at_most_once_zombie_cannot_record_after_its_outcome_was_ruled_unknown()
         zombie = pool.submit(deliver, local, 0, message)  # worker A: inside the charge, paused
         assert entered.wait(DEADLINE)
 
+        local.faults.heartbeats_paused = True  # A's process is paused: its heartbeat too
         local.clock.advance(timedelta(minutes=5))  # A's lease runs out
         redelivered = dict(message, Attributes={**message["Attributes"], "ApproximateReceiveCount": "2"})
         deliver(local, 1, redelivered)  # B takes over: the charge may have happened, it is not retried

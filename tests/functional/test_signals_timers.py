@@ -254,7 +254,12 @@ def test_cancel_running_step_finishes_it_and_stops_before_the_next_operation() -
     assert view.status is JobStatus.CANCELLED
     assert holder["view"].cancel_requested_at is not None and holder["again"].status is JobStatus.PENDING
     assert calls.steps == {"prepare": 1}
-    assert recorded == [EventType.JOB_CREATED, EventType.STEP_COMMITTED, EventType.JOB_CANCELLED]
+    assert recorded == [
+        EventType.JOB_CREATED,
+        EventType.STEP_COMMITTED,
+        EventType.CANCEL_REQUESTED,  # the cancel took effect at the next operation, not run
+        EventType.JOB_CANCELLED,
+    ]
 
 
 def test_replay_of_a_signalled_job_returns_the_recorded_payload() -> None:

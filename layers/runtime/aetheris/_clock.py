@@ -19,6 +19,11 @@ class Clock(Protocol):
 
     def sleep(self, duration: timedelta) -> None: ...
 
+    def wait(self, wake: threading.Event, duration: timedelta) -> None:
+        """Block until ``wake`` is set or, on this clock, about ``duration`` has passed (the
+        caller checks the time again: a fake clock returns whenever it moves)."""
+        ...
+
 
 class SystemClock:
     def now(self) -> datetime:
@@ -27,6 +32,9 @@ class SystemClock:
     def sleep(self, duration: timedelta) -> None:
         time.sleep(max(0.0, duration.total_seconds()))
 
+    def wait(self, wake: threading.Event, duration: timedelta) -> None:
+        wake.wait(max(0.0, duration.total_seconds()))
+
 
 class FakeClock:
     """A clock that moves only when told to; ``sleep`` advances it instead of waiting."""
@@ -34,6 +42,7 @@ class FakeClock:
     def __init__(self, start: datetime | None = None) -> None:
         self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
         self._lock = threading.Lock()
+        self._waiting: set[threading.Event] = set()
 
     def now(self) -> datetime:
         with self._lock:
@@ -42,9 +51,22 @@ class FakeClock:
     def advance(self, duration: timedelta) -> None:
         with self._lock:
             self._now += duration
+            waiting = list(self._waiting)
+        for wake in waiting:  # time moved: whoever waits on this clock looks at it again
+            wake.set()
 
     def sleep(self, duration: timedelta) -> None:
         self.advance(duration)
+
+    def wait(self, wake: threading.Event, duration: timedelta) -> None:
+        """Returns when the clock is advanced (by any amount) or ``wake`` is set — never on real time."""
+        with self._lock:
+            self._waiting.add(wake)
+        try:
+            wake.wait()
+        finally:
+            with self._lock:
+                self._waiting.discard(wake)
 
 
 class IdSource:

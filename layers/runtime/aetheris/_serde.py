@@ -8,14 +8,16 @@ JSON-able. Everything is stored as compact JSON text.
 from __future__ import annotations
 
 import inspect
+import json
 import typing
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
+import pydantic_core
 from pydantic import TypeAdapter
 
-from aetheris.errors import PayloadTooLarge
+from aetheris.errors import PayloadTooLarge, UnstorableValue
 
 ANY_ADAPTER: TypeAdapter[Any] = TypeAdapter(Any)
 
@@ -37,8 +39,22 @@ def adapter(annotation: Any) -> TypeAdapter[Any]:
 def return_adapter(fn: Callable[..., Any]) -> TypeAdapter[Any]:
     """The adapter for what ``fn`` returns, from its (resolved) return annotation."""
     try:
-        hints = typing.get_type_hints(fn)
-    except (NameError, TypeError):
+        return _return_adapter(fn)
+    except TypeError:  # an unhashable callable
+        return _resolve_return(fn)
+
+
+@lru_cache(maxsize=4096)
+def _return_adapter(fn: Callable[..., Any]) -> TypeAdapter[Any]:
+    # Resolving hints costs more than the rest of a replayed step together: once per function.
+    return _resolve_return(fn)
+
+
+def _resolve_return(fn: Callable[..., Any]) -> TypeAdapter[Any]:
+    target = getattr(fn, "func", fn)  # functools.partial: the wrapped function's annotation
+    try:
+        hints = typing.get_type_hints(target)
+    except (NameError, TypeError, AttributeError):
         hints = {}
     return adapter(hints.get("return", inspect.Signature.empty))
 
@@ -56,11 +72,39 @@ def input_adapter(fn: Callable[..., Any]) -> TypeAdapter[Any]:
 
 
 def dump(value: Any, via: TypeAdapter[Any], what: str, limit: int) -> str:
-    text = via.dump_json(value).decode()
-    size = len(text.encode())
-    if size > limit:
-        raise PayloadTooLarge(what, size, limit)
-    return text
+    """``value`` as the compact JSON text that is stored; refused unless it reads back as it was.
+
+    pydantic writes ``nan`` and ``inf`` as ``null`` (a ``-> float`` step would then fail on replay),
+    so the text is written with them as JSON-invalid constants and read back once: that refuses
+    them, integers past Python's int-parsing limit, nesting too deep to read back, and (while
+    encoding) lone surrogates — each as ``UnstorableValue``, a clear terminal error.
+    """
+    try:
+        plain = via.dump_python(value, mode="python")
+        data = pydantic_core.to_json(plain, inf_nan_mode="constants")
+        json.loads(data, parse_constant=_refuse_constant)
+    except (ValueError, TypeError, RecursionError) as unfit:
+        raise UnstorableValue(what, _reason(unfit)) from None
+    except Exception as unfit:  # noqa: BLE001 - pydantic's serialization errors, whatever their class
+        raise UnstorableValue(what, _reason(unfit)) from None
+    if len(data) > limit:
+        raise PayloadTooLarge(what, len(data), limit)
+    return data.decode()
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"it holds {name}, which JSON cannot represent (record None or a string instead)")
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, RecursionError):
+        return "it is nested too deeply to be read back"
+    text = str(error).split("\n")[0][:300]
+    if "UnicodeEncodeError" in text or "surrogate" in text:
+        return "it holds a lone surrogate (a string that is not valid Unicode)"
+    if "Exceeds the limit" in text and "integer" in text:
+        return "it holds an integer too long to be read back (over 4300 digits): record it as a string"
+    return text if text.startswith("it holds") else f"{type(error).__name__}: {text}"
 
 
 def load(text: str | None, via: TypeAdapter[Any]) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import TypeAdapter
 
 from aetheris import _serde
+from aetheris._engine import guard
 from aetheris.errors import UnknownJobType
 
 if TYPE_CHECKING:
@@ -39,6 +41,16 @@ class App:
 
     def job(self, name: str | None = None, *, version: str = "1") -> Callable[[JobFn], JobFn]:
         def register(fn: JobFn) -> JobFn:
+            if (
+                inspect.isgeneratorfunction(fn)
+                or inspect.isasyncgenfunction(fn)
+                or inspect.iscoroutinefunction(fn)
+            ):
+                raise TypeError(
+                    f"job function {fn.__qualname__} is a generator or async function; a job function is "
+                    f"plain orchestration code (replayed from the top): make its steps async instead"
+                )
+            guard.protect(fn)
             job_name = name or fn.__name__
             if (job_name, version) in self._jobs:
                 raise ValueError(f"job {job_name!r} version {version!r} is already registered in {self.name}")

@@ -72,6 +72,18 @@ class PayloadTooLarge(NonRetryableError):
         return (type(self), (self.what, self.size, self.limit))
 
 
+class UnstorableValue(NonRetryableError):
+    """A value to be recorded has no JSON form the runtime can store and read back as it was
+    (``nan``/``inf``, an integer too long for Python's int parser, a lone surrogate, a cycle...)."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        self.what, self.reason = what, reason
+        super().__init__(f"{what} cannot be recorded: {reason}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.what, self.reason))
+
+
 class PayloadCorrupted(NonRetryableError):
     """An offloaded value read back from S3 is not what was stored (or cannot be fetched at all)."""
 
@@ -151,17 +163,58 @@ class CompensationFailed(NonRetryableError):
 
 
 class WorkerCrashLoop(NonRetryableError):
-    """Workers kept dying on the same operation (each took the slot over): the job is failed, not looped."""
+    """The same operation ended its tick without an outcome too often (workers died on it, or the
+    tick failed the same way every time): the job is failed instead of looped."""
 
-    def __init__(self, job_id: str, seq: int, claims: int) -> None:
-        self.job_id, self.seq, self.claims = job_id, seq, claims
+    def __init__(self, job_id: str, seq: int, claims: int, last_error: str | None = None) -> None:
+        self.job_id, self.seq, self.claims, self.last_error = job_id, seq, claims, last_error
+        cause = (
+            f"the last one failed with: {last_error}"
+            if last_error
+            else "the operation there crashes or hangs its worker"
+        )
         super().__init__(
-            f"job {job_id}: {claims} workers claimed slot {seq} and none committed; the operation there "
-            f"crashes or hangs its worker. See the trace for the last step started."
+            f"job {job_id}: {claims} workers claimed slot {seq} and none committed; {cause}. "
+            f"See the trace for the last operation started."
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.job_id, self.seq, self.claims))
+        return (type(self), (self.job_id, self.seq, self.claims, self.last_error))
+
+
+class EffectMismatch(NonRetryableError):
+    """A tool call does not match the call recorded at its position in the step (another tool or
+    other arguments): it is refused rather than given another call's result."""
+
+    def __init__(self, idempotency_key: str, recorded: str, requested: str) -> None:
+        self.idempotency_key, self.recorded, self.requested = idempotency_key, recorded, requested
+        super().__init__(
+            f"tool call {idempotency_key} was recorded as {recorded}, and this attempt asks for "
+            f"{requested}. A step must make its tool calls in the same order with the same arguments "
+            f"on every attempt: sort what you iterate over (a set's order changes between processes), "
+            f"or give each call its own tool name."
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.idempotency_key, self.recorded, self.requested))
+
+
+class StepContextClosed(NonRetryableError):
+    """A ``StepContext`` was used after its step attempt ended (kept and called from elsewhere)."""
+
+    def __init__(self, step: str, call: str) -> None:
+        self.step, self.call = step, call
+        super().__init__(
+            f"{call} was called on the StepContext of step {step!r} after that step attempt ended; "
+            f"a StepContext is valid only inside its own step: call the tool from a step of its own"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.step, self.call))
+
+
+class InvalidStep(NonRetryableError):
+    """``ctx.step`` was given something the runtime cannot run as a step (e.g. a generator)."""
 
 
 class JobNotFound(NonRetryableError):
@@ -196,7 +249,16 @@ class StepFailedError(NonRetryableError):
 
 
 class Suspend(BaseException):
-    """Unwinds the job function once this invocation's one operation has been committed."""
+    """Unwinds the job function: this invocation's one operation is done (committed, or not due yet).
+
+    ``come_back`` says when the job needs its next tick (internal: ``aetheris._engine.come_back``).
+    Once raised, every later durable operation of the same invocation raises it again, so a job
+    function that catches it (a bare ``except:``) can never get anything else committed.
+    """
+
+    def __init__(self, come_back: object = None) -> None:
+        self.come_back = come_back
+        super().__init__("the invocation's operation is done; the job continues in its next tick")
 
 
 class LeaseLost(BaseException):
@@ -216,34 +278,77 @@ class ErrorInfo(BaseModel):
     message: str
     retryable: bool = True
     args: list[Any] | None = None  # constructor arguments, when JSON-able: rebuilds the error exactly
+    # Where the whole message is kept when ``message`` was truncated (a payload reference), if anywhere.
+    full: str | None = None
 
     @classmethod
     def of(cls, exc: BaseException) -> ErrorInfo:
+        """The error as recorded: bounded, so that recording it can never fail for its size.
+
+        A message over ``MAX_MESSAGE_CHARS`` is cut with a marker giving its full length (the full
+        text can be kept elsewhere, see ``full``); constructor arguments are kept only while they
+        are JSON and small, else the error is rebuilt on replay as ``StepFailedError``.
+        """
+        recorded = getattr(exc, RECORDED_AS, None)
+        if isinstance(recorded, ErrorInfo):
+            return recorded  # re-raised from the log: recorded as it was the first time (and its full text)
         kind = type(exc)
+        type_name = f"{kind.__module__}.{kind.__qualname__}"[:MAX_TYPE_CHARS]
+        message = _message_of(exc)
+        retryable = not isinstance(exc, NonRetryableError)
         reduced = exc.__reduce__()
         args = list(reduced[1]) if isinstance(reduced, tuple) and len(reduced) > 1 else list(exc.args)
         try:
-            json.dumps(args)
-        except (TypeError, ValueError):
-            return cls(
-                type=f"{kind.__module__}.{kind.__qualname__}",
-                message=str(exc),
-                retryable=not isinstance(exc, NonRetryableError),
-            )
-        return cls(
-            type=f"{kind.__module__}.{kind.__qualname__}",
-            message=str(exc),
-            retryable=not isinstance(exc, NonRetryableError),
-            args=args,
-        )
+            args_json = json.dumps(args, allow_nan=False)
+        except (TypeError, ValueError, RecursionError):
+            args_json = None
+        if args_json is None or len(args_json) > MAX_ARGS_CHARS or len(message) > MAX_MESSAGE_CHARS:
+            return cls(type=type_name, message=truncate(message), retryable=retryable)
+        return cls(type=type_name, message=message, retryable=retryable, args=args)
+
+
+# The attribute a rebuilt error carries its record in.
+RECORDED_AS = "_aetheris_recorded"
+# Bounds of a recorded error: a ~200 KB exception message must not make its record too big to store.
+MAX_MESSAGE_CHARS = 8 * 1024
+MAX_ARGS_CHARS = 4 * 1024
+MAX_TYPE_CHARS = 512
+TRUNCATED = "... [truncated: {total} characters in all]"
+
+
+def truncate(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` cut to about ``limit`` characters with a marker saying how long it was."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + TRUNCATED.format(total=len(text))
+
+
+def _message_of(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except Exception as broken:  # noqa: BLE001 - an error whose __str__ fails is still recorded
+        return f"<{type(exc).__qualname__}: str() failed: {type(broken).__name__}>"
+    # A lone surrogate cannot be encoded as UTF-8, so it could never be written: escape it.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def rebuild_error(info: ErrorInfo) -> Exception:
     """The recorded error as an exception of its original class where that class can be rebuilt.
 
     The class is imported and called with the recorded constructor arguments; if that fails or does
-    not reproduce the message, a ``StepFailedError`` carries the recorded type and message.
+    not reproduce the message, a ``StepFailedError`` carries the recorded type and message. Either
+    way the exception keeps its record, so recording it again (the job failing with it) loses
+    nothing that was cut, nor where the whole text is kept.
     """
+    rebuilt = _rebuild(info)
+    try:
+        setattr(rebuilt, RECORDED_AS, info)
+    except AttributeError:  # an exception class with __slots__
+        pass
+    return rebuilt
+
+
+def _rebuild(info: ErrorInfo) -> Exception:
     module_name, _, qualname = info.type.rpartition(".")
     try:
         target: Any = importlib.import_module(module_name)

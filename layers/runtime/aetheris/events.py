@@ -46,7 +46,9 @@ class EventType(enum.StrEnum):
     TIMER_FIRED = "TimerFired"
     COMPENSATION_COMMITTED = "CompensationCommitted"
     LEASE_RECLAIMED = "LeaseReclaimed"
-    CANCEL_REQUESTED = "CancelRequested"
+    CANCEL_REQUESTED = "CancelRequested"  # a cancel took effect here: the operation was not run
+    # The operation could not be run (its ticks kept dying or failing): the job stops here.
+    OPERATION_ABORTED = "OperationAborted"
     JOB_COMPLETED = "JobCompleted"
     JOB_FAILED = "JobFailed"
     JOB_CANCELLED = "JobCancelled"

@@ -34,6 +34,9 @@ class Faults:
         self._armed: Counter[str] = Counter()
         self._lock = threading.Lock()
         self.fired: list[str] = []
+        # A paused worker process (SIGSTOP) runs nothing, its lease heartbeat included: tests that
+        # stall a worker in-process pause its heartbeat too, or it would keep the lease alive.
+        self.heartbeats_paused = False
 
     def crash_at(self, point: CrashPoint, times: int = 1) -> None:
         if point not in CRASH_POINTS:

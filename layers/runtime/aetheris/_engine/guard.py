@@ -10,9 +10,13 @@ Guarded: ``time.time/time_ns/monotonic/monotonic_ns``, ``datetime.datetime.now/u
 the module-level functions of ``random``, ``uuid.uuid1/uuid4``, ``os.urandom``, ``socket.connect``,
 ``subprocess.Popen``, ``os.system`` and ``os.posix_spawn``.
 
-What it cannot catch (documented limits): names bound before the guard was installed
-(``from time import time`` at import, ``from datetime import datetime`` imported before the first
-job ran), private ``random.Random()`` instances, ``datetime.date.today()``, time read by a library
+Names bound by ``from ... import`` before the guard was installed (``from datetime import
+datetime``, ``from time import time``, ``from uuid import uuid4`` — the most common idioms) are
+rebound to the guarded functions in the job function's module when the job is registered
+(``protect``); the rebound ``datetime`` still passes ``isinstance`` checks for every datetime.
+
+What it cannot catch (documented limits): such names bound in *other* modules the job function
+calls into, private ``random.Random()`` instances, ``datetime.date.today()``, time read by a library
 on the user's behalf (only direct calls are checked), C extensions, and reads of mutable global
 state. Replay divergence detection (``replay.py``) is the backstop for all of those.
 
@@ -131,7 +135,20 @@ def _guarded(fn: Callable[..., Any], call: str, kind: str) -> Callable[..., Any]
     return wrapper
 
 
-class _GuardedDatetime(_datetime.datetime):
+_REAL_DATETIME = _datetime.datetime
+
+
+class _AnyDatetime(type):
+    """Every datetime is an instance of the guarded class, as it is of ``datetime.datetime``."""
+
+    def __instancecheck__(cls, instance: object) -> bool:
+        return isinstance(instance, _REAL_DATETIME)
+
+    def __subclasscheck__(cls, subclass: type) -> bool:
+        return issubclass(subclass, _REAL_DATETIME)
+
+
+class _GuardedDatetime(_datetime.datetime, metaclass=_AnyDatetime):
     """Stands in for ``datetime.datetime`` once installed; to pydantic it is a plain datetime."""
 
     @classmethod
@@ -180,6 +197,15 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         watch.warnings.append(message)
 
 
+_replacements: dict[int, Any] = {}  # id(original) -> its guarded stand-in
+
+
+def _replace(module: Any, name: str, guarded: Any) -> None:
+    original = getattr(module, name)
+    _replacements[id(original)] = guarded
+    setattr(module, name, guarded)
+
+
 def install() -> None:
     """Patch the guarded functions and add the audit hook, once per process."""
     global _installed
@@ -187,13 +213,26 @@ def install() -> None:
         if _installed:
             return
         for name in ("time", "time_ns", "monotonic", "monotonic_ns"):
-            setattr(time, name, _guarded(getattr(time, name), f"time.{name}()", "clock"))
+            _replace(time, name, _guarded(getattr(time, name), f"time.{name}()", "clock"))
         for name in ("random", "randint", "randrange", "choice", "choices", "shuffle", "sample", "uniform",
                      "getrandbits", "randbytes", "gauss"):  # fmt: skip
-            setattr(random, name, _guarded(getattr(random, name), f"random.{name}()", "random"))
-        uuid.uuid1 = _guarded(uuid.uuid1, "uuid.uuid1()", "random")
-        uuid.uuid4 = _guarded(uuid.uuid4, "uuid.uuid4()", "random")
-        os.urandom = _guarded(os.urandom, "os.urandom()", "random")
-        _datetime.datetime = _GuardedDatetime  # type: ignore[misc]
+            _replace(random, name, _guarded(getattr(random, name), f"random.{name}()", "random"))
+        _replace(uuid, "uuid1", _guarded(uuid.uuid1, "uuid.uuid1()", "random"))
+        _replace(uuid, "uuid4", _guarded(uuid.uuid4, "uuid.uuid4()", "random"))
+        _replace(os, "urandom", _guarded(os.urandom, "os.urandom()", "random"))
+        _replace(_datetime, "datetime", _GuardedDatetime)
         sys.addaudithook(_audit)
         _installed = True
+
+
+def protect(fn: Callable[..., Any]) -> None:
+    """Rebind, in ``fn``'s module, names imported from the guarded modules before the guard existed
+    (``from datetime import datetime``): orchestration code reaching them is then refused too."""
+    install()
+    namespace = getattr(fn, "__globals__", None)
+    if not isinstance(namespace, dict):
+        return
+    for name, value in list(namespace.items()):
+        guarded = _replacements.get(id(value))
+        if guarded is not None and guarded is not value:
+            namespace[name] = guarded

@@ -24,6 +24,9 @@ class OpRecord:
     kind: OpKind
     name: str
     events: list[Event] = field(default_factory=list)
+    # Deterministic values (ctx.now() ...) asked for before this operation in this invocation and
+    # not recorded yet: they are written with the operation's first event.
+    new_values: list[dict[str, object]] = field(default_factory=list)
 
     @property
     def step_id(self) -> str:

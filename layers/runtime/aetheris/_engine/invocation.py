@@ -2,66 +2,57 @@
 commit that outcome into the claimed slot, and unwind.
 
 The job function is re-run from the top. Operations with a recorded outcome return it (a step's
-body is never called on replay); the first one without runs live and ends the invocation with
-``Suspend``. If the function returns, the live operation is the job's end (``JobCompleted``); if it
-raises, ``JobFailed`` — and a divergence from the log fails the job even if the code swallowed it.
+body is never called on replay); the first one without runs live, commits, and raises ``Suspend``
+carrying when to come back (``ComeBack``) — that exception *is* the invocation's result. If the
+function returns, its end is an operation too (``JobCompleted``); if it raises, ``JobFailed``
+after the compensations of its committed steps.
+
+Control flow cannot be swallowed: once an operation has suspended (or the lease was lost, a store
+call failed, replay diverged, the job stopped), every later operation of this invocation raises the
+same exception again, and whatever the job function does after catching it — return, raise
+something else, call more operations — changes nothing: the invocation's result stays the one it
+had, and the worker logs where the job function went on, naming the ``except`` to fix.
+
+Stopping (a cancel, or an operation that keeps killing its ticks) happens at the job's first
+operation without an outcome, whatever it is: the stop is committed as that operation's outcome
+(``CancelRequested`` / ``OperationAborted``), so replay reaches the same stop at the same place and
+unwinds the job function with ``Abort``; then the saga runs and the job ends.
+
+Rejected: outcome flags on the invocation read by the worker afterwards (``reschedule``, ``idle``,
+``wake_now``), and a private stop exception raised where the stop was noticed — it escaped every
+handler when noticed at the job's end, and replay of a stopped job diverged after recorded values.
 """
 
 from __future__ import annotations
 
-import json
+import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
-from aetheris import _serde
-from aetheris._clock import Clock, IdSource, to_millis
+from aetheris._clock import Clock, IdSource
 from aetheris._engine import guard
-from aetheris._engine.history import History, OpRecord, next_tick_delay
+from aetheris._engine.come_back import ComeBack
+from aetheris._engine.commit import build_event, job_projection
+from aetheris._engine.control import Abort
+from aetheris._engine.faults import SimulatedCrash
+from aetheris._engine.history import History, OpRecord
 from aetheris._engine.job_context import JobContext
 from aetheris._engine.lease import LeaseKeeper
+from aetheris._engine.operations.base import Operation
+from aetheris._engine.operations.end import EndOp
+from aetheris._engine.records import Recorder
 from aetheris._engine.replay import Replay
 from aetheris._engine.saga import Compensation, compensate_then_end
 from aetheris._engine.services import Services
-from aetheris._engine.steps import run_step
 from aetheris._engine.store_io import StoreFailure, runtime_io
 from aetheris._store import schema
-from aetheris._store.jobs import COMMITTED, JobSnapshot, status_attributes
-from aetheris._store.log import SlotLease
+from aetheris._store.jobs import COMMITTED, JobSnapshot
+from aetheris._store.log import JobChanged, SlotLease
 from aetheris._store.payloads import Payloads
-from aetheris._store.retention import expires_at, pending_marker
 from aetheris.app import JobDefinition
-from aetheris.errors import ErrorInfo, NondeterminismError, PayloadCorrupted, Suspend
-from aetheris.events import SCHEMA_VERSION, Event, EventType, JobStatus, OpKind
-from aetheris.policy import RetryPolicy
-
-_STATUS_AFTER = {
-    EventType.STEP_COMMITTED: JobStatus.RUNNING,
-    EventType.STEP_FAILED: JobStatus.RUNNING,
-    EventType.WAIT_STARTED: JobStatus.WAITING,
-    EventType.SIGNAL_CONSUMED: JobStatus.RUNNING,
-    EventType.WAIT_TIMED_OUT: JobStatus.RUNNING,
-    EventType.TIMER_STARTED: JobStatus.SLEEPING,
-    EventType.TIMER_FIRED: JobStatus.RUNNING,
-    EventType.JOB_COMPLETED: JobStatus.COMPLETED,
-    EventType.JOB_FAILED: JobStatus.FAILED,
-    EventType.JOB_CANCELLED: JobStatus.CANCELLED,
-    EventType.COMPENSATION_COMMITTED: JobStatus.COMPENSATING,
-}
-
-
-class _Stop(BaseException):
-    """Unwinds the job function at its next live operation when the job must stop there."""
-
-
-class _Cancel(Exception):
-    pass
-
-
-_CANCEL = _Cancel("cancelled")
-# Job-item attributes that describe a parked job; removed when it moves on.
-_PARKED_ATTRIBUTES = ("waiting_for", schema.DUE_INDEX_PK, schema.DUE_INDEX_SK)
-DUE_SHARD = schema.DUE_SHARD
+from aetheris.errors import ErrorInfo, NondeterminismError, Suspend, WorkerCrashLoop
+from aetheris.events import Event, EventType, JobStatus, OpKind
 
 
 class Invocation:
@@ -73,31 +64,34 @@ class Invocation:
         lease: SlotLease,
         time_budget: timedelta | None = None,
         strict_effects: bool = False,
+        crash_loop: WorkerCrashLoop | None = None,
     ) -> None:
-        self.app_strict = strict_effects
         self.services = services
         self.definition = definition
         self.snapshot = snapshot
         self.lease = lease
         self.job_id = lease.job_id
+        self.strict_effects = strict_effects
         self.history = History([Event.from_item(item) for item in snapshot.events])
         self.replay = Replay(self.job_id, self.history)
+        self.recorder = Recorder(self.job_id, services.payloads)
+        settings = services.settings
         self.keeper = LeaseKeeper(
-            services.log, lease, services.clock, services.settings.lease, services.settings.lease_margin
+            services.log, lease, services.clock, settings.lease, settings.lease_margin, services.faults
         )
         self.attempt = 1
-        self.committed: Event | None = None
-        self.reschedule: timedelta | None = None  # the tick came early: try again after this
-        self.idle = False  # nothing to do yet (a parked job woken early): release, send nothing
-        self.wake_now = False  # a signal arrived while parking: tick again at once
         self.compensations: list[Compensation] = []  # undo functions of committed steps, in order
-        self.stop: BaseException | None = None  # cancellation or crash loop: end at the next operation
-        self.expires_at: int | None = None  # set when this invocation ended the job (its items' TTL)
+        self.cancel_requested_at: str | None = snapshot.job.get("cancel_requested_at")
+        self.crash_loop = crash_loop  # set by the worker: this slot keeps killing its ticks
+        self.halted: BaseException | None = None  # the control flow that ended this invocation
+        self.swallowed: str | None = None  # where the job function went on after it was halted
+        self.committed: Event | None = None
         self.time_budget = time_budget or services.settings.step_timeout
 
     @property
     def clock(self) -> Clock:
-        return self.services.clock
+        clock: Clock = self.services.clock
+        return clock
 
     @property
     def ids(self) -> IdSource:
@@ -107,99 +101,158 @@ class Invocation:
     def payloads(self) -> Payloads:
         return self.services.payloads
 
-    @property
-    def next_delay(self) -> timedelta | None:
-        if self.wake_now:
-            return timedelta(0)
-        return None if self.committed is None else next_tick_delay(self.committed, self.clock.now())
-
-    def run(self) -> None:
-        try:
-            self._run()
-        except StoreFailure as failure:
-            raise failure.error from None  # not the job's error: the tick is retried
-
-    def _run(self) -> None:
-        if self.snapshot.job.get("cancel_requested_at") and self.stop is None:
-            # Cancellation takes effect at the job's next operation, whatever it would have been.
-            self.stop = _CANCEL
-        ctx = JobContext(self)
-        try:
-            try:
-                with runtime_io():
-                    input_json = self.services.payloads.text(self.snapshot.job["input"]) or "null"
-                job_input = self.definition.input.validate_json(input_json)
-                with guard.orchestrating(self.job_id):
-                    output = self.definition.fn(ctx, job_input)
-            except _Stop:
-                self._stopped()
-                return
-            except Exception as error:  # noqa: BLE001 - the job function's unhandled error is its outcome
-                self._fail(self.replay.diverged or error)
-                return
-            if self.replay.diverged is not None:
-                self._fail(self.replay.diverged)
-            else:
-                self._end(output=output)
-        except Suspend:
-            return
-
-    def run_step(
-        self,
-        op: OpRecord,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        retry: RetryPolicy | None,
-        timeout: timedelta | None,
-    ) -> Any:
-        return run_step(self, op, fn, args, kwargs, retry, timeout)
-
-    @property
-    def definition_strict(self) -> bool:
-        return self.app_strict
-
-    def check_stop(self) -> None:
-        """Called before any live operation: a cancelled (or crash-looping) job goes no further."""
-        if self.stop is not None:
-            raise _Stop
-
     def step_time_limit(self, timeout: timedelta | None) -> timedelta:
         return min(timeout or self.services.settings.step_timeout, self.time_budget)
 
-    def _stopped(self) -> None:
-        if self.stop is _CANCEL:
-            compensate_then_end(self, EventType.JOB_CANCELLED, None)
-        else:
-            self._fail(self.stop)
+    # -- running ------------------------------------------------------------------------------
 
-    def _fail(self, error: BaseException | None) -> None:
-        if self.compensations and not isinstance(error, NondeterminismError):
-            compensate_then_end(self, EventType.JOB_FAILED, error)
-        else:
-            self._end(error=error)
-
-    def _end(self, output: Any = None, error: BaseException | None = None) -> None:
-        if error is None:
-            self.check_stop()
+    def run(self) -> ComeBack:
+        """Advance the job by one operation; returns when its next tick is due."""
         try:
-            op = self.replay.begin(OpKind.END, "end")
-        except NondeterminismError as diverged:
-            op = OpRecord(self.replay.position, OpKind.END, "end")
-            # A recorded value that cannot be read back ends the job where replay stopped: that
-            # error, not the divergence it causes, is what the operator must see.
-            error = error if isinstance(error, PayloadCorrupted) else diverged
-        if error is None:
-            try:
-                text = _serde.dump(output, self.definition.output, "job result", self.payloads.limit)
-            except Exception as invalid:  # noqa: BLE001 - an output that does not fit its type fails the job
-                error = invalid
-            else:
-                with runtime_io():  # a big result goes to S3 before the commit references it
-                    text = self.payloads.offload(self.job_id, text)
-                self.commit(EventType.JOB_COMPLETED, op, result=text)
-                return
-        self.commit(EventType.JOB_FAILED, op, error=ErrorInfo.of(error))
+            return self._run()
+        except StoreFailure as failure:
+            raise failure.error from None  # not the job's error: the tick is retried
+
+    def _run(self) -> ComeBack:
+        try:
+            with runtime_io():
+                input_json = self.payloads.text(self.snapshot.job["input"]) or "null"
+            job_input = self.definition.input.validate_json(input_json)
+        except StoreFailure:
+            raise
+        except Exception as unreadable:  # noqa: BLE001 - an input that cannot be read back fails the job
+            return self._finish(self._end_failed, unreadable)
+        ctx = JobContext(self)
+        try:
+            with guard.orchestrating(self.job_id):
+                output = self.definition.fn(ctx, job_input)
+        except BaseException as raised:  # noqa: BLE001 - sorted below: ours, or the job's own error
+            return self._finish(self._unwound, raised)
+        return self._finish(self._returned, output)
+
+    def _finish(self, conclude: Callable[..., NoReturn], *args: Any) -> ComeBack:
+        """Run what ends the invocation: every path ends in the ``Suspend`` that carries its result."""
+        try:
+            conclude(*args)
+        except Suspend as suspended:
+            if isinstance(suspended.come_back, ComeBack):
+                return suspended.come_back
+            raise  # not ours: user code raised Suspend itself (handled as its error by _unwound)
+        except Abort as stop:  # the job stopped at an operation: undo, then end
+            self.halted = None
+            return self._finish(compensate_then_end, self, stop.cancelled, stop.error)
+        except NondeterminismError as diverged:  # the saga's replay diverged: end where the log stops
+            self.halted = None
+            return self._finish(self._end_failed, diverged)
+
+    def _unwound(self, raised: BaseException) -> NoReturn:
+        halted = self.halted
+        if halted is None:
+            if isinstance(raised, StoreFailure | Abort | SimulatedCrash):
+                raise raised
+            self._failed(raised)  # the job function's own unhandled error (any exception)
+        if raised is not halted:
+            self._note_swallowed(f"raised {type(raised).__name__} instead")
+        self._halt(halted)
+
+    def _returned(self, output: Any) -> NoReturn:
+        if self.halted is not None:
+            self._note_swallowed("returned")
+            self._halt(self.halted)
+        if self.replay.diverged is not None:
+            self._end_failed(self.replay.diverged)
+        try:
+            record = self.replay.begin(OpKind.END, "end")
+        except NondeterminismError as diverged:  # the log holds more than today's code did
+            self._end_failed(diverged)
+        EndOp(record, EventType.JOB_COMPLETED, output=output).run(self)
+        raise AssertionError("unreachable")  # pragma: no cover - run() always suspends
+
+    def _halt(self, halted: BaseException) -> NoReturn:
+        if isinstance(halted, NondeterminismError):
+            self.halted = None
+            self._end_failed(halted)
+        raise halted
+
+    def _failed(self, error: BaseException) -> NoReturn:
+        if self.replay.diverged is not None:
+            self._end_failed(self.replay.diverged)
+        if self.compensations:
+            compensate_then_end(self, False, error)
+        EndOp(self._end_record(), EventType.JOB_FAILED, error=error).run(self)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _end_failed(self, error: BaseException) -> NoReturn:
+        """End FAILED at once, no compensations: the log cannot be trusted past this point."""
+        EndOp(self._end_record(), EventType.JOB_FAILED, error=error, abortable=False).run(self)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _end_record(self) -> OpRecord:
+        try:
+            return self.replay.begin(OpKind.END, "end")
+        except NondeterminismError:
+            return OpRecord(self.replay.position, OpKind.END, "end")
+
+    # -- the operation host (see operations/base.py) -------------------------------------------
+
+    def enter(self) -> Invocation:
+        """Before each operation the job function asks for: once halted, the same halt again."""
+        if self.halted is not None:
+            self._note_swallowed("called another operation")
+            raise self.halted
+        if self.replay.diverged is not None:
+            raise self.replay.diverged
+        return self
+
+    def halt(self, control: BaseException) -> None:
+        if self.halted is None:
+            self.halted = control
+
+    def live_clock(self) -> Clock:
+        clock: Clock = self.services.clock
+        return clock
+
+    def live_ids(self) -> IdSource:
+        return self.services.ids
+
+    def live(self, op: Operation[Any]) -> Invocation:
+        """``op`` has no recorded outcome: run it, or commit in its place why the job stops here."""
+        if self.crash_loop is not None:
+            if op.abortable:
+                self._commit_stop(op, EventType.OPERATION_ABORTED, self.crash_loop)
+            if op.kind is OpKind.COMPENSATE:
+                # A compensation that keeps killing its workers fails like one out of retries.
+                error = self.recorder.error(self.crash_loop)
+                event = self.commit(EventType.STEP_FAILED, op.record, error=error)
+                self.suspend(ComeBack.after_commit(event, self.clock.now()))
+        elif self.cancel_requested_at and op.abortable:
+            self._commit_stop(op, EventType.CANCEL_REQUESTED, None)
+        return self
+
+    def suspend(self, come_back: ComeBack) -> NoReturn:
+        suspended = Suspend(come_back)
+        self.halt(suspended)
+        raise suspended
+
+    def _commit_stop(
+        self, op: Operation[Any], event_type: EventType, error: BaseException | None
+    ) -> NoReturn:
+        detail = {"requested_at": self.cancel_requested_at} if error is None else {"reason": "crash_loop"}
+        status = JobStatus.COMPENSATING if self.compensations else JobStatus.RUNNING
+        info = self.recorder.error(error) if error is not None else None
+        event = self.commit(event_type, op.record, error=info, detail=detail, status=status)
+        self.suspend(ComeBack.after_commit(event, self.clock.now()))
+
+    def _note_swallowed(self, what: str) -> None:
+        if self.swallowed is not None:
+            return
+        where = _user_location() or f"in job function {getattr(self.definition.fn, '__qualname__', '?')}"
+        self.swallowed = (
+            f"job {self.job_id}: the job function {what} after the runtime ended this invocation with "
+            f"{type(self.halted).__name__} ({where}). An `except:` or `except BaseException:` around a "
+            f"ctx operation caught it: re-raise it there (`except Exception:` does not catch it). "
+            f"Nothing the function did after that was committed."
+        )
 
     # -- commit -------------------------------------------------------------------------------
 
@@ -214,72 +267,78 @@ class Invocation:
         next_attempt_at: datetime | None = None,
         detail: dict[str, Any] | None = None,
         parked: dict[str, Any] | None = None,
-    ) -> None:
+        status: JobStatus | None = None,
+    ) -> Event:
         """Commit ``event_type`` as this invocation's one outcome into the claimed slot.
 
-        ``parked`` (``waiting_for``, ``due``) describes a job that parks: it goes on the job item,
-        ``due`` into the sparse by-due index the sweeper reads.
+        ``parked`` (``waiting_for``, ``due``) describes a job that parks; its commit is refused if a
+        cancel was asked for meanwhile, and the cancel is committed instead.
         """
         now = self.clock.now()
-        first_of_op = op is not None and not op.events
-        event: dict[str, Any] = {
-            "job_id": self.job_id,
-            "seq": self.lease.seq,
-            "type": event_type.value,
-            "at": now.isoformat(),
-            "attempt": self.attempt,
-            "op": op.index if op else None,
-            "op_kind": op.kind.value if op else None,
-            "name": op.name if op else None,
-            "step_id": op.step_id if op and op.kind is OpKind.STEP else None,
-            "started_at": started.isoformat() if started else None,
-            "ended_at": now.isoformat() if started else None,
-            "duration_ms": int((now - started).total_seconds() * 1000) if started else None,
-            "result": result,
-            "error": error.model_dump_json() if error else None,
-            "values": json.dumps(self.replay.pending_values)
-            if first_of_op and self.replay.pending_values
-            else None,
-            "next_attempt_at": next_attempt_at.isoformat() if next_attempt_at else None,
-            "reclaimed_from": self.lease.reclaimed_from,
-            "detail": json.dumps(detail) if detail else None,
-            "schema_version": SCHEMA_VERSION,
-        }
-        status = _STATUS_AFTER[event_type]
-        if op is not None and op.kind is OpKind.COMPENSATE:
-            status = JobStatus.COMPENSATING
-        job_update: dict[str, Any] | None = None
-        job_remove: tuple[str, ...] = ()
-        if status is not self.snapshot.status or parked:
-            job_update = {
-                **status_attributes(self.job_id, status, now),
-                "result": result if event_type is EventType.JOB_COMPLETED else None,
-                "error": error.model_dump_json() if event_type is EventType.JOB_FAILED and error else None,
-                "last_seq": self.lease.seq,
-            }
-            if parked:
-                job_update["waiting_for"] = parked.get("waiting_for")
-                if parked.get("due") is not None:
-                    job_update[schema.DUE_INDEX_PK] = DUE_SHARD
-                    job_update[schema.DUE_INDEX_SK] = to_millis(parked["due"])
-            if status.is_terminal:
-                # The job and its outcome expire together; the marker asks for the rest of its
-                # items (see _store/retention.py), repaired by the sweeper if that pass fails.
-                ttl = expires_at(now, self.services.settings.retention)
-                event[schema.TTL_ATTRIBUTE] = ttl
-                job_update[schema.TTL_ATTRIBUTE] = ttl
-                job_update |= pending_marker(now + self.services.settings.stall_after)
-            job_remove = tuple(a for a in _PARKED_ATTRIBUTES if job_update.get(a) is None)
+        event = build_event(self, event_type, op, now, started, result, error, next_attempt_at, detail)
+        status = status or _status_after(event_type, op)
+        update, remove, condition_free = job_projection(self, event_type, status, now, result, error, parked)
+        if update is not None and schema.TTL_ATTRIBUTE in update:
+            event[schema.TTL_ATTRIBUTE] = update[schema.TTL_ATTRIBUTE]
         self.services.faults.reach("before_commit")
-        with runtime_io():
-            self.services.log.commit(self.lease, event, job_update, job_remove)
+        try:
+            with runtime_io():
+                self.services.log.commit(self.lease, event, update, remove, cancel_free=condition_free)
+        except JobChanged as changed:
+            asked = changed.current.get("cancel_requested_at") if changed.current else None
+            self.cancel_requested_at = str(asked) if asked else None
+            if op is None or not self.cancel_requested_at:
+                raise StoreFailure(RuntimeError("the job item changed under the commit")) from None
+            self._commit_stop(_Placeholder(op), EventType.CANCEL_REQUESTED, None)
         self.services.faults.reach("after_commit")
         stored = {k: v for k, v in event.items() if v is not None}
         stored |= {"state": COMMITTED, "fence": self.lease.fence, "worker_id": self.lease.worker_id}
         self.services.jobs.note_commit(self.job_id, stored)
-        if status.is_terminal:
-            self.expires_at = event[schema.TTL_ATTRIBUTE]
-        self.committed = Event.from_item(
-            {k: v for k, v in event.items() if v is not None}
-            | {"fence": self.lease.fence, "worker_id": self.lease.worker_id}
-        )
+        self.committed = Event.from_item(stored)
+        return self.committed
+
+
+class _Placeholder(Operation[Any]):
+    """An operation already begun, re-entered only to commit a stop in its place."""
+
+    kind = OpKind.STEP
+
+    def replayed(self, outcome: Event, host: Any) -> Any:  # pragma: no cover - never replayed
+        raise NotImplementedError
+
+    def execute(self, inv: Invocation) -> NoReturn:  # pragma: no cover - never executed
+        raise NotImplementedError
+
+
+_STATUS_AFTER = {
+    EventType.STEP_COMMITTED: JobStatus.RUNNING,
+    EventType.STEP_FAILED: JobStatus.RUNNING,
+    EventType.WAIT_STARTED: JobStatus.WAITING,
+    EventType.SIGNAL_CONSUMED: JobStatus.RUNNING,
+    EventType.WAIT_TIMED_OUT: JobStatus.RUNNING,
+    EventType.TIMER_STARTED: JobStatus.SLEEPING,
+    EventType.TIMER_FIRED: JobStatus.RUNNING,
+    EventType.JOB_COMPLETED: JobStatus.COMPLETED,
+    EventType.JOB_FAILED: JobStatus.FAILED,
+    EventType.JOB_CANCELLED: JobStatus.CANCELLED,
+    EventType.COMPENSATION_COMMITTED: JobStatus.COMPENSATING,
+    EventType.CANCEL_REQUESTED: JobStatus.RUNNING,
+    EventType.OPERATION_ABORTED: JobStatus.RUNNING,
+}
+
+
+def _status_after(event_type: EventType, op: OpRecord | None) -> JobStatus:
+    if op is not None and op.kind is OpKind.COMPENSATE:
+        return JobStatus.COMPENSATING
+    return _STATUS_AFTER[event_type]
+
+
+def _user_location() -> str | None:
+    """The innermost frame of user code on the stack: where the job function went on."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        module = str(frame.f_globals.get("__name__", ""))
+        if not module.startswith("aetheris") and module.split(".")[0] not in sys.stdlib_module_names:
+            return f"at {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+        frame = frame.f_back  # type: ignore[assignment]
+    return None

@@ -1,8 +1,10 @@
 """``JobContext``: what orchestration code sees. Every method is a durable operation or a read.
 
-Each operation first looks up its recorded outcome (replay) and returns it without calling user
-code; only the first operation with no outcome runs live, through the invocation, which commits
-its outcome and unwinds the job function with ``Suspend``.
+Each method builds the operation's executor (``operations/``) for the next position of the replay
+cursor and runs it: a recorded outcome is returned without calling user code; the first operation
+with no outcome runs live, commits, and ends the invocation with ``Suspend``. Any control flow an
+operation raises halts the invocation (``Invocation.halt``), so it is raised again by every later
+operation even if the job function caught it.
 """
 
 from __future__ import annotations
@@ -11,36 +13,57 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from aetheris._engine import guard, parking
-from aetheris._engine.history import OpRecord
+from aetheris._engine import guard
+from aetheris._engine.body import refuse_unrunnable
+from aetheris._engine.control import Abort
+from aetheris._engine.faults import SimulatedCrash
+from aetheris._engine.operations.base import Operation
+from aetheris._engine.operations.park import SleepOp, WaitOp
+from aetheris._engine.operations.step import StepOp
 from aetheris._engine.saga import Compensation
 from aetheris._engine.step_context import check_name
+from aetheris._engine.store_io import StoreFailure
+from aetheris.errors import LeaseLost, NondeterminismError, Suspend
 from aetheris.events import OpKind
 from aetheris.policy import RetryPolicy
 
 if TYPE_CHECKING:
-    from aetheris._engine.invocation import Invocation
+    from aetheris._engine.operations.base import OperationHost
 
 T = TypeVar("T")
+# What ends an invocation, whatever the job function does about it.
+_CONTROL = (Suspend, Abort, LeaseLost, StoreFailure, SimulatedCrash, NondeterminismError)
+
+
+def step_name(fn: Callable[..., Any], position: int) -> str:
+    """A step's default name: its function's, or — for a lambda or a callable without a usable
+    name — one made from its position, stable across replays (two lambdas in a row stay distinct)."""
+    name = getattr(fn, "__name__", None) or getattr(getattr(fn, "func", None), "__name__", None)
+    if isinstance(name, str) and name != "<lambda>":
+        try:
+            return check_name("step", name)
+        except ValueError:
+            pass
+    return f"step-{position}"
 
 
 class JobContext:
-    def __init__(self, invocation: Invocation) -> None:
-        self._inv = invocation
+    def __init__(self, host: OperationHost) -> None:
+        self._host = host
 
     @property
     def job_id(self) -> str:
-        return self._inv.job_id
+        return self._host.job_id
 
     @property
     def attempt(self) -> int:
         """Attempt number of the operation this invocation advances (1 on the first try)."""
-        return self._inv.attempt
+        return int(getattr(self._host, "attempt", 1))
 
     @property
     def is_replaying(self) -> bool:
         """True while the job function is re-running operations that already have an outcome."""
-        return self._inv.replay.is_replaying
+        return self._host.replay.is_replaying
 
     def step(
         self,
@@ -57,13 +80,15 @@ class JobContext:
         ``retry`` (default ``RetryPolicy()``) schedules further attempts as separate invocations;
         ``timeout`` abandons an attempt that runs longer (default ``Settings.step_timeout``);
         ``compensate(step_context, *args, **kwargs)`` undoes the step if the job later fails or is
-        cancelled (saga), run as its own durable step.
+        cancelled (saga), run as its own durable step. ``fn`` may be an ``async def``.
         """
         with guard.suspended():
-            op: OpRecord = self._inv.replay.begin(OpKind.STEP, name or fn.__name__)
-            result: T = self._inv.run_step(op, fn, args, kwargs, retry, timeout)
+            host = self._host.enter()
+            refuse_unrunnable(fn, "step")
+            record = host.replay.begin(OpKind.STEP, name or step_name(fn, host.replay.position))
+            result: T = self._run(StepOp(record, fn, args, kwargs, retry, timeout))
             if compensate is not None:
-                self._inv.compensations.append(Compensation(op, compensate, args, kwargs))
+                host.compensations.append(Compensation(record, compensate, args, kwargs))
             return result
 
     def wait_for_signal(self, name: str, timeout: timedelta | None = None) -> Any:
@@ -73,22 +98,45 @@ class JobContext:
         arrival order, one each. With ``timeout``, raises ``WaitTimeout`` (catchable) when it passes.
         """
         with guard.suspended():
-            op = self._inv.replay.begin(OpKind.WAIT, check_name("signal", name))
-            return parking.wait_for_signal(self._inv, op, name, timeout)
+            host = self._host.enter()
+            record = host.replay.begin(OpKind.WAIT, check_name("signal", name))
+            return self._run(WaitOp(record, name, timeout))
 
     def sleep(self, duration: timedelta) -> None:
         """A durable timer: the job holds no lease or Lambda while it sleeps, for any duration."""
         with guard.suspended():
-            op = self._inv.replay.begin(OpKind.SLEEP, "sleep")
-            parking.sleep(self._inv, op, duration)
+            host = self._host.enter()
+            self._run(SleepOp(host.replay.begin(OpKind.SLEEP, "sleep"), duration))
 
     def now(self) -> datetime:
-        return datetime.fromisoformat(
-            self._inv.replay.value("now", lambda: self._inv.clock.now().isoformat())
-        )
+        return datetime.fromisoformat(self._value("now", lambda: self._clock_now().isoformat()))
 
     def uuid(self) -> str:
-        return str(self._inv.replay.value("uuid", self._inv.ids.uuid))
+        return str(self._value("uuid", lambda: self._ids().uuid()))
 
     def random(self) -> float:
-        return float(self._inv.replay.value("random", self._inv.ids.random))
+        return float(self._value("random", lambda: self._ids().random()))
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _run(self, op: Operation[T]) -> T:
+        try:
+            return op.run(self._host)
+        except _CONTROL as control:
+            self._host.halt(control)
+            raise
+
+    def _value(self, kind: str, make: Callable[[], Any]) -> Any:
+        host = self._host.enter()
+        try:
+            return host.replay.value(kind, make)
+        except _CONTROL as control:
+            host.halt(control)
+            raise
+
+    def _clock_now(self) -> datetime:
+        now: datetime = self._host.live_clock().now()
+        return now
+
+    def _ids(self) -> Any:
+        return self._host.live_ids()

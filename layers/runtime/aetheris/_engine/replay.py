@@ -43,7 +43,8 @@ class Replay:
                     f"{self._value_index}",
                 )
         else:
-            record = OpRecord(index, kind, name)
+            record = OpRecord(index, kind, name, new_values=self.pending_values)
+            self.pending_values = []
         self.position += 1
         self._value_index = 0
         return record

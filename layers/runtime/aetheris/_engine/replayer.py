@@ -1,31 +1,30 @@
 """Replay a recorded log against today's code, with no effect: no store, no queue, no tool, no clock.
 
-The job function runs against the log exactly as a worker would replay it; every recorded outcome
-is injected. Reaching an operation the log has no outcome for ends the replay (the log stops
-there); asking for something other than what was recorded is a divergence. If the job ran to its
-end, its output is compared with the recorded result.
+The job function runs against the log with the same operations a worker uses (``operations/``),
+hosted by ``_ReplayOnly``: every recorded outcome is returned as a worker would return it, and the
+first operation the log has no outcome for ends the replay (the log stops there); asking for
+something other than what was recorded is a divergence. If the job ran to its end, its output is
+compared with the recorded result; a stopped or failed job's saga is replayed too.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from aetheris import _serde
 from aetheris._engine import guard
-from aetheris._engine.history import History, OpRecord
+from aetheris._engine.control import ABORTS, Abort
+from aetheris._engine.history import History
 from aetheris._engine.job_context import JobContext
+from aetheris._engine.operations.base import Operation
 from aetheris._engine.replay import Replay
 from aetheris._engine.saga import Compensation
-from aetheris._engine.steps import replayed_outcome
 from aetheris._store.payloads import Payloads
 from aetheris.app import JobDefinition
 from aetheris.errors import NondeterminismError, Suspend
 from aetheris.events import Event, EventType, OpKind
-from aetheris.policy import RetryPolicy
 
 
 class _EndOfLog(Suspend):
@@ -45,55 +44,45 @@ class ReplayReport:
         return self.divergence is None and self.output_matches is not False
 
 
-class _NoClock:
-    def now(self) -> datetime:
-        raise _EndOfLog
-
-    def sleep(self, duration: timedelta) -> None:
-        raise _EndOfLog
-
-
-class _NoIds:
-    def uuid(self) -> str:
-        raise _EndOfLog
-
-    def random(self) -> float:
-        raise _EndOfLog
-
-
 class _ReplayOnly:
-    """Stands in for an invocation: serves recorded outcomes, never runs anything live."""
+    """The operation host of a dry replay: serves recorded outcomes, never runs anything live."""
 
     def __init__(self, job_id: str, history: History) -> None:
         self.job_id = job_id
         self.replay = Replay(job_id, history)
-        self.clock = _NoClock()
-        self.ids = _NoIds()
         self.attempt = 1
         self.compensations: list[Compensation] = []
-        self.payloads = Payloads.inline_only()  # an exported history holds real values, not references
+        self.halted: BaseException | None = None
+        self._payloads = Payloads.inline_only()  # an exported history holds real values, not references
 
-    def run_step(
-        self,
-        op: OpRecord,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        retry: RetryPolicy | None,
-        timeout: timedelta | None,
-    ) -> Any:
-        settled, result = replayed_outcome(op, fn, self.payloads)
-        if not settled:
-            raise _EndOfLog
-        return result
+    @property
+    def payloads(self) -> Payloads:
+        return self._payloads
 
-    def check_stop(self) -> None:
-        return None
+    def enter(self) -> _ReplayOnly:
+        if self.halted is not None:
+            raise self.halted
+        if self.replay.diverged is not None:
+            raise self.replay.diverged
+        return self
+
+    def halt(self, control: BaseException) -> None:
+        if self.halted is None:
+            self.halted = control
+
+    def live(self, op: Operation[Any]) -> NoReturn:
+        raise _EndOfLog
+
+    def live_clock(self) -> NoReturn:
+        raise _EndOfLog
+
+    def live_ids(self) -> NoReturn:
+        raise _EndOfLog
 
 
-def _replay_compensations(dry: _ReplayOnly) -> bool:
-    """After an unhandled error, the log holds the saga: each compensation in reverse order, then
-    the end. ``True`` if the log covers them all (the run reached its end)."""
+def _replay_saga(dry: _ReplayOnly) -> bool:
+    """After an unhandled error or a stop, the log holds the saga: each compensation in reverse
+    order, then the end. ``True`` if the log covers them all (the run reached its end)."""
     for entry in reversed(dry.compensations):
         try:
             op = dry.replay.begin(OpKind.COMPENSATE, f"undo-{entry.step.name}")
@@ -111,19 +100,30 @@ def replay_events(definition: JobDefinition, input_json: str, events: list[Event
     history = History(events)
     dry = _ReplayOnly(job_id, history)
     report = ReplayReport(job_id=job_id, operations=0)
-    ctx = JobContext(dry)  # type: ignore[arg-type]
+    ctx = JobContext(dry)
     output: Any = None
+    stopped = False
     try:
         job_input = definition.input.validate_json(input_json)
         with guard.orchestrating(job_id):
             output = definition.fn(ctx, job_input)
-        report.reached_end = True
+        report.reached_end = dry.halted is None
+    except Abort:
+        stopped = True
     except Suspend:
         pass
     except NondeterminismError as diverged:
         report.divergence = diverged
     except Exception:  # noqa: BLE001 - the job's own error ends the recorded run like a return
-        report.reached_end = _replay_compensations(dry) if dry.compensations else True
+        if dry.halted is None:
+            stopped = True
+    end = history.ops.get(dry.replay.position)
+    at_end = report.reached_end and end is not None and end.kind is OpKind.END
+    if at_end and end is not None and end.outcome is not None and end.outcome.type in ABORTS:
+        dry.replay.begin(OpKind.END, "end")  # a cancel took effect at the job's end: its saga follows
+        stopped = True
+    if stopped or isinstance(dry.halted, Abort):
+        report.reached_end = _replay_saga(dry)
     report.divergence = report.divergence or dry.replay.diverged
     report.operations = min(dry.replay.position, len(history.ops))
     end = history.ops.get(dry.replay.position)

@@ -1,22 +1,24 @@
 """Compensation (saga): when a job fails terminally or is cancelled, undo its committed steps.
 
 Every step committed with ``compensate=`` registers its undo function as the job function replays.
-On an unhandled error (or a cancellation) the undo functions run in reverse order, each as its own
-durable operation — with its own retries and effect ledger, so a compensation never runs twice —
-with the job ``COMPENSATING``. Then the job ends ``FAILED`` with its original error, or
-``CANCELLED``. A compensation that exhausts its retries ends the job ``FAILED`` with
-``CompensationFailed`` naming the step and the compensations that did not run: visible to an
-operator, never dropped silently.
+On an unhandled error (or a stop: a cancel, an operation that cannot be run) the undo functions run
+in reverse order, each as its own durable operation — with its own retries and effect ledger, so a
+compensation never runs twice — with the job ``COMPENSATING``; a cancel that arrives meanwhile does
+not interrupt them. Then the job ends ``FAILED`` with its original error, or ``CANCELLED`` (also
+when a cancel came mid-saga; the original error is kept in the end's detail). A compensation that
+exhausts its retries ends the job ``FAILED`` with ``CompensationFailed`` naming the step and the
+compensations that did not run: visible to an operator, never dropped silently.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from aetheris._engine.history import OpRecord
-from aetheris._engine.steps import run_step
+from aetheris._engine.operations.end import EndOp
+from aetheris._engine.operations.step import CompensationOp
 from aetheris.errors import CompensationFailed, ErrorInfo, NondeterminismError
 from aetheris.events import EventType, OpKind
 
@@ -32,35 +34,45 @@ class Compensation:
     kwargs: dict[str, Any]
 
 
-def compensate_then_end(inv: Invocation, terminal: EventType, error: BaseException | None) -> None:
-    """Run the pending compensations (one per invocation), then commit ``terminal``."""
+def compensate_then_end(
+    inv: Invocation, cancelled: bool, error: BaseException | ErrorInfo | None
+) -> NoReturn:
+    """Run the pending compensations (one per invocation), then commit the end."""
     pending = list(reversed(inv.compensations))
     done: list[str] = []
+    original = _info(error)
     for index, entry in enumerate(pending):
-        op = inv.replay.begin(OpKind.COMPENSATE, f"undo-{entry.step.name}")
+        record = inv.replay.begin(OpKind.COMPENSATE, f"undo-{entry.step.name}")
         try:
-            run_step(inv, op, entry.undo, entry.args, entry.kwargs, retry=None, timeout=None)
+            CompensationOp(record, entry.undo, entry.args, entry.kwargs).run(inv)
         except NondeterminismError:
             raise
         except Exception as failed:  # noqa: BLE001 - a compensation out of retries ends the saga here
             skipped = [f"undo-{e.step.name}" for e in pending[index + 1 :]]
             stuck = CompensationFailed(entry.step.name, str(failed), skipped)
-            end = inv.replay.begin(OpKind.END, "end")
-            inv.commit(
-                EventType.JOB_FAILED,
-                end,
-                error=ErrorInfo.of(stuck),
-                detail={
-                    "original_error": ErrorInfo.of(error).model_dump() if error else None,
-                    "compensated": done,
-                },
+            failed_detail = {
+                "original_error": original.model_dump() if original else None,
+                "compensated": done,
+            }
+            EndOp(_end(inv), EventType.JOB_FAILED, error=stuck, detail=failed_detail, abortable=False).run(
+                inv
             )
-            return
-        done.append(op.name)
-    end = inv.replay.begin(OpKind.END, "end")
+        done.append(record.name)
     detail: dict[str, Any] = {"compensated": done}
-    if terminal is EventType.JOB_CANCELLED:
-        detail["requested_at"] = inv.snapshot.job.get("cancel_requested_at")
-        inv.commit(EventType.JOB_CANCELLED, end, detail=detail, error=ErrorInfo.of(error) if error else None)
-    else:
-        inv.commit(EventType.JOB_FAILED, end, detail=detail, error=ErrorInfo.of(error) if error else None)
+    if cancelled or inv.cancel_requested_at:
+        detail["requested_at"] = inv.cancel_requested_at
+        if original is not None:
+            detail["original_error"] = original.model_dump()
+        EndOp(_end(inv), EventType.JOB_CANCELLED, detail=detail, abortable=False).run(inv)
+    EndOp(_end(inv), EventType.JOB_FAILED, error=original, detail=detail, abortable=False).run(inv)
+    raise AssertionError("unreachable")  # pragma: no cover - an operation that runs always suspends
+
+
+def _end(inv: Invocation) -> OpRecord:
+    return inv.replay.begin(OpKind.END, "end")
+
+
+def _info(error: BaseException | ErrorInfo | None) -> ErrorInfo | None:
+    if error is None or isinstance(error, ErrorInfo):
+        return error
+    return ErrorInfo.of(error)

@@ -2,10 +2,18 @@
 
 Tool calls go through the effect ledger (claim → call → record) under a stable idempotency key;
 ``now``/``uuid``/``random`` are recorded once per step position, so every attempt sees the same.
+A ``StepContext`` is valid only while its step attempt runs: once the body has returned, raised or
+timed out, every call on it is refused (``StepContextClosed``), so a context kept and used from
+orchestration code can never record a call under a finished step.
+
+``tool`` takes ``async def`` functions too: inside an ``async def`` step, ``await sctx.tool(...)``;
+inside a plain step the coroutine is run to completion on the step's thread.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import re
 from collections import Counter
@@ -14,11 +22,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aetheris._engine import guard
-from aetheris._engine.effects import run_tool
+from aetheris._engine.effects import ToolCall, run_tool, run_tool_async
 from aetheris._engine.store_io import runtime_io
 from aetheris._store import schema
 from aetheris._store.ledger import EffectRef
-from aetheris.errors import LeaseLost
+from aetheris.errors import LeaseLost, StepContextClosed
 from aetheris.policy import EffectSemantics, RetryPolicy
 
 if TYPE_CHECKING:
@@ -35,6 +43,12 @@ def check_name(kind: str, name: str) -> str:
     return name
 
 
+def _is_async(fn: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(getattr(fn, "func", fn)) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - an object whose __call__ is async
+    )
+
+
 class StepContext:
     def __init__(self, invocation: Invocation, op: OpRecord, attempt: int) -> None:
         self._inv = invocation
@@ -43,8 +57,13 @@ class StepContext:
         self.name = op.name
         self.attempt = attempt
         self._calls: Counter[str] = Counter()
-        self.abandoned = False  # set when the step timed out: it may no longer touch the world
+        self.closed = False  # the attempt ended (returned, raised, timed out): no more calls
+        self.abandoned = False  # it timed out: a call from its still-running body is refused
         self.warnings: list[str] = []  # effects that bypassed sctx.tool (reported in the trace)
+
+    def close(self, abandoned: bool = False) -> None:
+        self.closed = True
+        self.abandoned = self.abandoned or abandoned
 
     def idempotency_key(self, name: str) -> str:
         """The key the next ``tool(name, ...)`` call of this step will carry (a pure read)."""
@@ -60,12 +79,24 @@ class StepContext:
         **kwargs: Any,
     ) -> T:
         """Call ``fn(*args, **kwargs)`` as a recorded side effect; a recorded call never runs again."""
-        if self.abandoned:
-            raise LeaseLost(self.job_id, f"step {self.name} timed out; its tool call {name!r} is refused")
+        self._check_open(f"sctx.tool({name!r})")
         ref = self._next_ref(check_name("tool", name))
+        call = ToolCall(ref, fn, args, kwargs, semantics, retry, self.attempt)
+        if _is_async(fn):
+            coroutine = self._async_tool(call)
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:  # a plain step: run the coroutine to completion here
+                result: T = asyncio.run(coroutine)
+                return result
+            return coroutine  # type: ignore[return-value] # an async step awaits it
         with guard.suspended():  # the tool's own connections are the recorded effect
-            result: T = run_tool(self._inv, ref, fn, args, kwargs, semantics, retry)
-        return result
+            done: T = run_tool(self._inv, call)
+        return done
+
+    async def _async_tool(self, call: ToolCall) -> Any:
+        with guard.suspended():
+            return await run_tool_async(self._inv, call)
 
     def now(self) -> datetime:
         return datetime.fromisoformat(self._value("$now", lambda: self._inv.clock.now().isoformat()))
@@ -75,6 +106,12 @@ class StepContext:
 
     def random(self) -> float:
         return float(self._value("$random", self._inv.ids.random))
+
+    def _check_open(self, call: str) -> None:
+        if self.abandoned:  # timed out: the attempt's outcome is written, it may not touch the world
+            raise LeaseLost(self.job_id, f"step {self.name} timed out; its call {call} is refused")
+        if self.closed:  # the attempt ended: nothing more is recorded under it
+            raise StepContextClosed(self.name, call)
 
     def _next_ref(self, name: str) -> EffectRef:
         index = self._calls[name]
@@ -87,6 +124,7 @@ class StepContext:
         )
 
     def _value(self, kind: str, make: Callable[[], Any]) -> Any:
+        self._check_open(f"sctx.{kind[1:]}()")
         ref = self._next_ref(kind)
         with guard.suspended(), runtime_io():
             kept = self._inv.services.ledger.value_once(self.job_id, ref.sk, json.dumps(make()))

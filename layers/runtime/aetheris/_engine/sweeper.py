@@ -21,11 +21,11 @@ from datetime import timedelta
 
 from aetheris._clock import from_millis, to_millis
 from aetheris._engine.history import next_tick_delay
-from aetheris._engine.invocation import DUE_SHARD
 from aetheris._engine.services import Services
 from aetheris._store import schema
 from aetheris._store.dynamo import to_dynamo
 from aetheris._store.queue import Tick
+from aetheris._store.schema import DUE_SHARD
 from aetheris.events import Event, EventType, JobStatus
 
 RUNNABLE = (JobStatus.PENDING, JobStatus.RUNNING)

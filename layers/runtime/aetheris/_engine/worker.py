@@ -24,13 +24,16 @@ from datetime import timedelta
 from botocore.exceptions import BotoCoreError, ClientError
 
 from aetheris._clock import to_millis
+from aetheris._engine.come_back import ComeBack
+from aetheris._engine.faults import SimulatedCrash
 from aetheris._engine.history import next_tick_delay
 from aetheris._engine.invocation import Invocation
 from aetheris._engine.services import Services
-from aetheris._store.dynamo import Item
+from aetheris._store.dynamo import Item, TransactionConflict
 from aetheris._store.jobs import COMMITTED, JobSnapshot
-from aetheris._store.log import SlotTaken
+from aetheris._store.log import SlotLease, SlotTaken
 from aetheris._store.queue import Tick
+from aetheris._store.retention import expires_at
 from aetheris.app import App
 from aetheris.errors import LeaseLost, UnknownJobType, WorkerCrashLoop
 from aetheris.events import Event, EventType, JobStatus
@@ -48,6 +51,7 @@ class TickOutcome(enum.StrEnum):
     RESCHEDULED = "rescheduled"  # came before its retry time; sent again with the remaining delay
     IDLE = "idle"  # a parked job woken with nothing to do (no signal yet, not due)
     LEASE_LOST = "lease_lost"  # we were fenced out mid-operation; nothing of ours was committed
+    RETRY = "retry"  # the tick failed (store error, runtime bug): redelivered after the visibility timeout
     UNKNOWN_JOB = "unknown_job"
     # One operation committed and it ended the job (counted apart: the dashboard's finished jobs).
     JOB_COMPLETED = "job_completed"
@@ -56,7 +60,7 @@ class TickOutcome(enum.StrEnum):
 
     @property
     def acknowledge(self) -> bool:
-        return self is not TickOutcome.DEFERRED
+        return self not in (TickOutcome.DEFERRED, TickOutcome.RETRY)
 
 
 _ENDED = {
@@ -101,34 +105,64 @@ class Worker:
         except SlotTaken as taken:
             return self._held(taken.current, receive_count)
         budget = None if time_left is None else max(time_left - STEP_TIME_MARGIN, timedelta(seconds=1))
-        invocation = Invocation(services, definition, snapshot, lease, budget, self.app.strict_effects)
+        crash_loop = None
         if lease.abandoned_claims >= services.settings.max_slot_claims:
-            # Workers keep dying on this operation: fail the job (with its compensations) instead.
-            invocation.stop = WorkerCrashLoop(tick.job_id, slot, lease.abandoned_claims)
+            # Ticks keep dying (or failing) on this operation: fail the job there instead.
+            crash_loop = WorkerCrashLoop(tick.job_id, slot, lease.abandoned_claims, lease.last_error)
+        invocation = Invocation(
+            services, definition, snapshot, lease, budget, self.app.strict_effects, crash_loop=crash_loop
+        )
         try:
-            invocation.run()
-        except LeaseLost as lost:
-            log.warning("fenced out: %s", lost)
+            come_back = invocation.run()
+        except BaseException as error:  # noqa: BLE001 - the one table below decides what each one means
+            return self._failed_tick(error, lease)
+        if invocation.swallowed:
+            log.error(invocation.swallowed)
+        return self._settle(invocation, come_back, tick)
+
+    def _failed_tick(self, error: BaseException, lease: SlotLease) -> TickOutcome:
+        """The one place a tick's exception becomes its outcome.
+
+        * ``LeaseLost``: fenced out; nothing of ours was committed and the new holder moves the job
+          on — acknowledge.
+        * a store error (DynamoDB, SQS, S3): not the job's fault — give the slot back (so the
+          redelivery can start at once) and let SQS redeliver the message; the error is kept on the
+          slot, so a tick that fails the same way every time trips the crash-loop guard.
+        * any other ``Exception``: a runtime bug — the same, logged with its stack.
+        * ``SimulatedCrash`` (tests) and anything else that is no ``Exception``: the process dies.
+        """
+        if isinstance(error, LeaseLost):
+            log.warning("fenced out: %s", error)
             return TickOutcome.LEASE_LOST
-        except Exception:
-            services.log.release(lease)  # let the redelivery start at once instead of after the lease
-            raise
-        if invocation.reschedule is not None:
-            services.log.release(lease)
-            services.queue.send(Tick(job_id=tick.job_id, seq=slot), invocation.reschedule)
-            return TickOutcome.RESCHEDULED
-        if invocation.idle:
-            services.log.release(lease)
-            if self._woken_while_held(invocation):
+        if isinstance(error, SimulatedCrash) or not isinstance(error, Exception):
+            raise error
+        if isinstance(error, BotoCoreError | ClientError | TransactionConflict):
+            log.warning("tick for job %s failed on a store call, retried: %s", lease.job_id, error)
+        else:
+            log.exception("tick for job %s failed", lease.job_id)
+        try:
+            self.services.log.release(lease, f"{type(error).__name__}: {error}")
+        except (BotoCoreError, ClientError) as also:
+            log.warning("could not give slot %s of job %s back: %s", lease.seq, lease.job_id, also)
+        return TickOutcome.RETRY
+
+    def _settle(self, invocation: Invocation, come_back: ComeBack, tick: Tick) -> TickOutcome:
+        services, slot = self.services, tick.seq
+        if come_back.release:
+            services.log.release(invocation.lease)
+            if come_back.after is not None:
+                services.queue.send(Tick(job_id=tick.job_id, seq=slot), come_back.after)
+                return TickOutcome.RESCHEDULED
+            if come_back.look_again and self._woken_while_held(invocation):
                 services.queue.send(Tick(job_id=tick.job_id, seq=slot))
             return TickOutcome.IDLE
-        delay = invocation.next_delay
-        if delay is not None:
+        committed = come_back.committed
+        if come_back.after is not None:
             services.faults.reach("before_enqueue")
-            services.queue.send(Tick(job_id=tick.job_id, seq=slot + 1), delay)
-        if invocation.expires_at is not None and invocation.committed is not None:
-            self._expire(tick.job_id, invocation.expires_at)
-            return _ENDED[invocation.committed.type]
+            services.queue.send(Tick(job_id=tick.job_id, seq=slot + 1), come_back.after)
+        if committed is not None and committed.type in _ENDED:
+            self._expire(tick.job_id, expires_at(committed.at, services.settings.retention))
+            return _ENDED[committed.type]
         return TickOutcome.ADVANCED
 
     def _expire(self, job_id: str, at: int) -> None:

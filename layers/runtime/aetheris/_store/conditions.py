@@ -52,6 +52,11 @@ def equals(attribute: str, value: Any) -> Condition:
     return Condition(f"#{attribute} = {placeholder}", {f"#{attribute}": attribute}, {placeholder: value})
 
 
+def differs(attribute: str, value: Any) -> Condition:
+    placeholder = _placeholder(attribute)
+    return Condition(f"#{attribute} <> {placeholder}", {f"#{attribute}": attribute}, {placeholder: value})
+
+
 def less_than(attribute: str, value: Any) -> Condition:
     placeholder = _placeholder(attribute)
     return Condition(f"#{attribute} < {placeholder}", {f"#{attribute}": attribute}, {placeholder: value})

@@ -9,7 +9,13 @@ A tool call is claimed before it runs and recorded after. The claim carries the 
   the crash window between "called" and "recorded": ``AT_LEAST_ONCE`` claims it again and calls
   with the same idempotency key; ``AT_MOST_ONCE`` never does: it settles the claim ``UNKNOWN`` (so
   the superseded claimer can no longer record) and raises ``EffectOutcomeUnknown``;
-* recording requires the claim to still be ours, so a zombie's late result is rejected.
+* recording requires the claim to still be ours, so a zombie's late result is rejected;
+* every claim carries the call's identity (a digest of the tool name and its arguments): a call at
+  the same position with another identity never takes that record — ``EffectMismatch`` instead —
+  so reordered calls can never be given each other's results;
+* a tool that failed is claimed again only while its retry policy has attempts left within the
+  step attempt (``failed_attempt`` / ``failures_in_attempt``): a redelivered tick cannot call a
+  failing tool more often than its policy allows.
 
 Plain recorded values (``sctx.now()``, ``sctx.uuid()``) are written once with put-if-absent: the
 first writer wins and every attempt reads the same value back.
@@ -21,9 +27,9 @@ import secrets
 from dataclasses import dataclass
 
 from aetheris._store import schema
-from aetheris._store.conditions import Condition, absent, equals, less_than
+from aetheris._store.conditions import Condition, absent, differs, equals, less_than
 from aetheris._store.dynamo import ConditionFailed, Item, Table
-from aetheris.errors import EffectOutcomeUnknown, ErrorInfo, LeaseLost
+from aetheris.errors import EffectMismatch, EffectOutcomeUnknown, ErrorInfo, LeaseLost
 from aetheris.events import EffectState
 from aetheris.policy import EffectSemantics
 
@@ -49,13 +55,38 @@ class Claimant:
 
 
 @dataclass(frozen=True)
+class Identity:
+    """What a tool call is: the same on every attempt that makes the same call."""
+
+    digest: str  # sha256 of the tool name and its arguments
+    describe: str  # short and human: for a mismatch's message
+    preview: str  # the arguments as bounded JSON, for the trace (secrets redacted)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """The step attempt a claim is made in, and how many tool attempts its policy allows there."""
+
+    step_attempt: int = 1
+    max_failures: int = 1
+
+
+@dataclass(frozen=True)
 class Claimed:
     claims: int  # how many times this key has been claimed, this one included
+    failures: int = 0  # calls that failed in this step attempt before this claim
 
 
 @dataclass(frozen=True)
 class AlreadyRecorded:
     result: str
+
+
+@dataclass(frozen=True)
+class Exhausted:
+    """The tool failed as often as its policy allows in this step attempt: not called again."""
+
+    error: ErrorInfo
 
 
 class EffectLedger:
@@ -69,9 +100,17 @@ class EffectLedger:
         semantics: EffectSemantics,
         now_ms: int,
         claim_until_ms: int,
-    ) -> Claimed | AlreadyRecorded:
+        identity: Identity | None = None,
+        attempt: Attempt = Attempt(),
+    ) -> Claimed | AlreadyRecorded | Exhausted:
         never_claimed = absent(schema.PK)
-        failed_before = equals("state", FAILED)
+        # A failed call may be made again only while its policy has attempts left in this step attempt.
+        attempts_left = (
+            absent("failed_attempt")
+            | differs("failed_attempt", attempt.step_attempt)
+            | less_than("failures_in_attempt", attempt.max_failures)
+        )
+        failed_before = equals("state", FAILED) & attempts_left
         # An open claim by a worker that no longer owns the job: made from an earlier slot, or from
         # the same slot under an older fence. This is how a claim expires: its claimer's lease ran
         # out and a newer claimer took the job (``claim_until`` records when, for operators).
@@ -82,41 +121,50 @@ class EffectLedger:
         condition: Condition = never_claimed | failed_before
         if semantics is EffectSemantics.AT_LEAST_ONCE:
             condition = condition | superseded
+        values: dict[str, object] = {
+            "state": CLAIMED,
+            "idempotency_key": ref.idempotency_key,
+            "effect": ref.name,
+            "semantics": semantics.value,
+            "claim_seq": who.seq,
+            "claim_fence": who.fence,
+            "claim_until": claim_until_ms,
+            "worker_id": who.worker_id,
+            "claimed_at": now_ms,
+            "claim_attempt": attempt.step_attempt,
+        }
+        if identity is not None:
+            # Only the same call may take this record: same tool, same arguments.
+            condition = (absent("digest") | equals("digest", identity.digest)) & condition
+            values |= {"digest": identity.digest, "call": identity.describe, "args_preview": identity.preview}
         token = secrets.token_hex(8)  # tells our own claim apart if the client retries the write
+        values["claim_token"] = token
         try:
-            new = self.table.update(
-                ref.job_id,
-                ref.sk,
-                {
-                    "state": CLAIMED,
-                    "idempotency_key": ref.idempotency_key,
-                    "effect": ref.name,
-                    "semantics": semantics.value,
-                    "claim_seq": who.seq,
-                    "claim_fence": who.fence,
-                    "claim_until": claim_until_ms,
-                    "worker_id": who.worker_id,
-                    "claimed_at": now_ms,
-                    "claim_token": token,
-                },
-                condition,
-                increments={"claims": 1},
-            )
+            new = self.table.update(ref.job_id, ref.sk, values, condition, increments={"claims": 1})
         except ConditionFailed as lost:
             current = lost.current
             if current and current.get("state") == CLAIMED and current.get("claim_token") == token:
-                return Claimed(claims=int(current.get("claims", 1)))  # our claim; its answer was lost
-            return self._explain_lost_claim(ref, who, current)
-        return Claimed(claims=int(new["claims"]) if new else 1)
+                return _claimed(current, attempt)  # our claim; its answer was lost
+            return self._explain_lost_claim(ref, who, current, identity)
+        return _claimed(new or {}, attempt)
 
-    def _explain_lost_claim(self, ref: EffectRef, who: Claimant, current: Item | None) -> AlreadyRecorded:
+    def _explain_lost_claim(
+        self, ref: EffectRef, who: Claimant, current: Item | None, identity: Identity | None
+    ) -> AlreadyRecorded | Exhausted:
         while True:
             if current is None:  # deleted under us: treat as a lost race, the caller retries the step
                 raise LeaseLost(ref.job_id, f"effect {ref.idempotency_key} vanished while claiming")
+            recorded_digest = current.get("digest")
+            if identity is not None and recorded_digest is not None and recorded_digest != identity.digest:
+                raise EffectMismatch(ref.idempotency_key, str(current.get("call", "?")), identity.describe)
             if current["state"] == RECORDED:
                 return AlreadyRecorded(result=str(current["result"]))
             if current["state"] == UNKNOWN:
                 raise EffectOutcomeUnknown(ref.idempotency_key, str(current.get("claimed_by", "unknown")))
+            if current["state"] == FAILED:
+                error = current.get("error")
+                info = ErrorInfo.model_validate_json(error) if error else ErrorInfo(type="?", message="?")
+                return Exhausted(error=info)
             theirs = (int(current["claim_seq"]), int(current["claim_fence"]))
             if theirs >= (who.seq, who.fence):
                 raise LeaseLost(
@@ -151,8 +199,23 @@ class EffectLedger:
         # An earlier attempt's error is history, not part of this record.
         self._finish(ref, who, {"state": RECORDED, "result": result_json, "recorded_at": now_ms}, ("error",))
 
-    def record_failure(self, ref: EffectRef, who: Claimant, error: ErrorInfo, now_ms: int) -> None:
-        values = {"state": FAILED, "error": error.model_dump_json(), "recorded_at": now_ms}
+    def record_failure(
+        self,
+        ref: EffectRef,
+        who: Claimant,
+        error: ErrorInfo,
+        now_ms: int,
+        attempt: int = 1,
+        failures: int = 1,
+    ) -> None:
+        """Record that the call raised; ``failures`` counts this step attempt's failed calls, this one too."""
+        values = {
+            "state": FAILED,
+            "error": error.model_dump_json(),
+            "recorded_at": now_ms,
+            "failed_attempt": attempt,
+            "failures_in_attempt": failures,
+        }
         self._finish(ref, who, values, ("result",))
 
     def _finish(
@@ -199,3 +262,9 @@ class EffectLedger:
             ExpressionAttributeValues=to_dynamo({":job": job_id, ":fx": schema.EFFECT_PREFIX}),
             ConsistentRead=True,
         )
+
+
+def _claimed(item: Item, attempt: Attempt) -> Claimed:
+    same_attempt = int(item.get("failed_attempt", 0)) == attempt.step_attempt
+    failures = int(item.get("failures_in_attempt", 0)) if same_attempt else 0
+    return Claimed(claims=int(item.get("claims", 1)), failures=failures)

@@ -38,9 +38,19 @@ class SlotLease:
     worker_id: str
     lease_until_ms: int
     reclaimed_from: str | None = None
-    # Earlier claims of this slot that were neither committed nor given back: their workers died
-    # or were fenced out holding it. Many of them means the operation itself kills workers.
+    # Earlier claims of this slot that were neither committed nor given back cleanly: their workers
+    # died, were fenced out, or gave it back after an error. Many of them means the operation
+    # itself kills its ticks.
     abandoned_claims: int = 0
+    last_error: str | None = None  # the error the last tick that gave the slot back failed with
+
+
+class JobChanged(Exception):
+    """The job item no longer allows this commit (a cancel was asked for while the job parked)."""
+
+    def __init__(self, current: Item | None) -> None:
+        self.current = current
+        super().__init__("the job item changed")
 
 
 class SlotTaken(Exception):
@@ -95,6 +105,7 @@ class EventLog:
             # A claim given back unfilled (lease_until 0: an idle or early tick) is not a takeover.
             reclaimed_from=str(old["worker_id"]) if old and int(old.get("lease_until", 0)) > 0 else None,
             abandoned_claims=previous_fence - int(old.get("released", 0)) if old else 0,
+            last_error=str(old["last_error"]) if old and old.get("last_error") else None,
         )
 
     def renew(self, lease: SlotLease, lease_until_ms: int) -> None:
@@ -106,16 +117,23 @@ class EventLog:
             raise LeaseLost(lease.job_id, _who(lost.current, lease)) from None
         lease.lease_until_ms = lease_until_ms
 
-    def release(self, lease: SlotLease) -> None:
-        """Give the slot back unfilled (the claim expires at once); a lost lease needs no release."""
-        # ``released`` counts claims given back, so that the crash-loop guard only counts the rest.
+    def release(self, lease: SlotLease, error: str | None = None) -> None:
+        """Give the slot back unfilled (the claim expires at once); a lost lease needs no release.
+
+        A clean release (an idle or early tick) is counted in ``released``, so the crash-loop guard
+        does not count it; a release after an error is not, and keeps the error for the guard to
+        report: a tick that fails the same way every time ends the job instead of looping.
+        """
+        values: dict[str, Any] = {"lease_until": 0}
+        if error is not None:
+            values["last_error"] = error[:2000]
         with suppress(ConditionFailed):
             self.table.update(
                 lease.job_id,
                 schema.event_sk(lease.seq),
-                {"lease_until": 0},
+                values,
                 _ours(lease),
-                increments={"released": 1},
+                increments=None if error is not None else {"released": 1},
             )
 
     def commit(
@@ -124,8 +142,14 @@ class EventLog:
         event: dict[str, Any],
         job_update: dict[str, Any] | None = None,
         job_remove: tuple[str, ...] = (),
+        *,
+        cancel_free: bool = False,
     ) -> None:
-        """Fill the slot with ``event``; with ``job_update``, rewrite the job item in the same transaction."""
+        """Fill the slot with ``event``; with ``job_update``, rewrite the job item in the same transaction.
+
+        ``cancel_free``: the job item must carry no cancel request (a parking commit); if it does,
+        nothing is written and ``JobChanged`` carries the job item.
+        """
         values = {**event, "state": COMMITTED, "fence": lease.fence, "worker_id": lease.worker_id}
         if job_update is None:
             try:
@@ -139,8 +163,12 @@ class EventLog:
         slot_update = self.table.update_request(
             lease.job_id, schema.event_sk(lease.seq), values, _ours(lease), remove=_CLAIM_ONLY
         )
+        job_condition = _job_exists()
+        if cancel_free:
+            # Parking only while nobody asked to cancel: else the cancel's tick may have missed us.
+            job_condition = job_condition & absent("cancel_requested_at")
         job = self.table.update_request(
-            lease.job_id, schema.JOB_SK, job_update, _job_exists(), remove=job_remove
+            lease.job_id, schema.JOB_SK, job_update, job_condition, remove=job_remove
         )
         try:
             self.table.transact([{"Update": slot_update}, {"Update": job}])
@@ -150,6 +178,9 @@ class EventLog:
                 if _committed_by(current, lease):
                     return  # a retried transaction whose first try was applied (both items written)
                 raise LeaseLost(lease.job_id, _who(current, lease)) from None
+            job_code, job_item = conflict.reasons[1] if len(conflict.reasons) > 1 else ("None", None)
+            if job_code == "ConditionalCheckFailed" and cancel_free and job_item is not None:
+                raise JobChanged(job_item) from None
             raise
 
 

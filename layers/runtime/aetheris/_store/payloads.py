@@ -112,15 +112,18 @@ class Payloads:
         """The largest value that can be recorded: the offload cap with a bucket, else the inline cap."""
         return self.max_offloaded if self.bucket else self.max_inline
 
-    def offload(self, job_id: str, text: str) -> str:
+    def offload(self, job_id: str, text: str, *, always: bool = False) -> str:
         """The text to store for ``text``: itself when small, else a reference to a fresh S3 object.
+
+        ``always`` offloads whatever the size (when there is a bucket): for a text that is kept
+        beside a bounded copy of itself, e.g. an error's full message.
 
         The caller has checked ``text`` against ``limit`` (``_serde.dump``). S3 errors propagate as
         botocore errors (under the job function the caller wraps this in ``runtime_io``: a failed
         put retries the tick).
         """
         data = text.encode()
-        if self.bucket is None or self.s3 is None or len(data) <= self.offload_threshold:
+        if self.bucket is None or self.s3 is None or (len(data) <= self.offload_threshold and not always):
             return text
         digest = hashlib.sha256(data).hexdigest()
         ref = PayloadRef(bucket=self.bucket, key=f"{job_id}/{digest}.json", bytes=len(data), sha256=digest)

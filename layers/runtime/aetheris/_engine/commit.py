@@ -1,0 +1,95 @@
+"""What one commit writes: the event item filling the claimed slot, and — when the job's status
+changes or it parks — the job item's projection, in the same transaction.
+
+Every value here has passed the recorder (``records.py``): results are stored texts, errors bounded
+``ErrorInfo``. The terminal commit gives the job item and the terminal event their TTL and marks the
+job for the retention pass (``_store/retention.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from aetheris._clock import to_millis
+from aetheris._store import schema
+from aetheris._store.jobs import status_attributes
+from aetheris._store.retention import expires_at, pending_marker
+from aetheris.errors import ErrorInfo
+from aetheris.events import SCHEMA_VERSION, EventType, JobStatus, OpKind
+
+if TYPE_CHECKING:
+    from aetheris._engine.history import OpRecord
+    from aetheris._engine.invocation import Invocation
+
+# Job-item attributes that describe a parked job; removed when it moves on.
+_PARKED_ATTRIBUTES = ("waiting_for", schema.DUE_INDEX_PK, schema.DUE_INDEX_SK)
+
+
+def build_event(
+    inv: Invocation,
+    event_type: EventType,
+    op: OpRecord | None,
+    now: datetime,
+    started: datetime | None,
+    result: str | None,
+    error: ErrorInfo | None,
+    next_attempt_at: datetime | None,
+    detail: dict[str, Any] | None,
+) -> dict[str, Any]:
+    first_of_op = op is not None and not op.events
+    values = op.new_values if op is not None and first_of_op else []
+    return {
+        "job_id": inv.job_id,
+        "seq": inv.lease.seq,
+        "type": event_type.value,
+        "at": now.isoformat(),
+        "attempt": inv.attempt,
+        "op": op.index if op else None,
+        "op_kind": op.kind.value if op else None,
+        "name": op.name if op else None,
+        "step_id": op.step_id if op and op.kind is OpKind.STEP else None,
+        "started_at": started.isoformat() if started else None,
+        "ended_at": now.isoformat() if started else None,
+        "duration_ms": int((now - started).total_seconds() * 1000) if started else None,
+        "result": result,
+        "error": error.model_dump_json() if error else None,
+        "values": json.dumps(values) if values else None,
+        "next_attempt_at": next_attempt_at.isoformat() if next_attempt_at else None,
+        "reclaimed_from": inv.lease.reclaimed_from,
+        "detail": json.dumps(detail) if detail else None,
+        "schema_version": SCHEMA_VERSION,
+    }
+
+
+def job_projection(
+    inv: Invocation,
+    event_type: EventType,
+    status: JobStatus,
+    now: datetime,
+    result: str | None,
+    error: ErrorInfo | None,
+    parked: dict[str, Any] | None,
+) -> tuple[dict[str, Any] | None, tuple[str, ...], bool]:
+    """``(job item update or None, attributes to remove, whether it requires no cancel pending)``."""
+    if status is inv.snapshot.status and not parked:
+        return None, (), False
+    update: dict[str, Any] = {
+        **status_attributes(inv.job_id, status, now),
+        "result": result if event_type is EventType.JOB_COMPLETED else None,
+        "error": error.model_dump_json() if event_type is EventType.JOB_FAILED and error else None,
+        "last_seq": inv.lease.seq,
+    }
+    if parked:
+        update["waiting_for"] = parked.get("waiting_for")
+        if parked.get("due") is not None:
+            update[schema.DUE_INDEX_PK] = schema.DUE_SHARD
+            update[schema.DUE_INDEX_SK] = to_millis(parked["due"])
+    if status.is_terminal:
+        # The job and its outcome expire together; the marker asks for the rest of its items
+        # (see _store/retention.py), repaired by the sweeper if that pass fails.
+        update[schema.TTL_ATTRIBUTE] = expires_at(now, inv.services.settings.retention)
+        update |= pending_marker(now + inv.services.settings.stall_after)
+    remove = tuple(a for a in _PARKED_ATTRIBUTES if update.get(a) is None)
+    return update, remove, bool(parked)
