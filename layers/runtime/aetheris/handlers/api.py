@@ -12,7 +12,8 @@ handlers below, always as ``{"error": {"code", "message"}}``:
   ``invalid_cursor``, ``unknown_job_type``, ``trace_too_large``;
 * 404 ``job_not_found``, ``not_found`` (no such route); 409 ``idempotency_conflict``, ``job_finished``
   (a signal or cancel for a job that has ended), ``signal_id_conflict`` (the signal id was used for
-  a signal with another name or payload);
+  a signal with another name or payload), ``idempotency_key_busy`` (concurrent starts with the key
+  kept racing: start again);
 * 413 ``payload_too_large`` (the body, or the job input once serialized); 415 ``unsupported_media_type``;
 * 422 ``validation_error`` (the body does not match the request model), ``invalid_input`` (the job
   function's input type refused ``input``), ``invalid_value`` (a value the runtime cannot store and
@@ -45,6 +46,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from aetheris import hosting
+from aetheris._store.idempotency import KeyContended
 from aetheris._store.inbox import SignalIdConflict
 from aetheris._store.listing import InvalidCursor, Listing
 from aetheris._values import MAX_DEPTH, MAX_INT_DIGITS, UnstorableValue, check_storable
@@ -344,6 +346,11 @@ def _payload_too_large(error: PayloadTooLarge) -> Response[str]:
 @_handles(UnstorableValue)
 def _invalid_value(error: UnstorableValue) -> Response[str]:
     return error_response(HTTPStatus.UNPROCESSABLE_ENTITY, "invalid_value", str(error))
+
+
+@_handles(KeyContended)
+def _key_contended(error: KeyContended) -> Response[str]:
+    return error_response(HTTPStatus.CONFLICT, "idempotency_key_busy", str(error))
 
 
 @_handles(SignalIdConflict)
