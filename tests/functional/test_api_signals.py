@@ -344,7 +344,7 @@ def test_api_trace_cuts_values_over_max_value_bytes_to_a_preview(api: Api) -> No
 
     payload = cut["operations"][0]["signal"]["payload"]
     assert payload["truncated"] is True and payload["bytes"] > 100
-    assert payload["preview"].startswith('{"note": "yyy')
+    assert payload["preview"].startswith('{"note":"yyy')  # the stored text: compact JSON
     assert whole["operations"][0]["signal"]["payload"] == {"note": "y" * 100}
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from aetheris import App, EventType, JobContext, JobFinished, JobNotFound, JobStatus, StepContext, WaitTimeout
+from aetheris._store.inbox import SignalIdConflict
 from aetheris.testing import LocalRuntime
 from tests.functional.jobs import Calls
 
@@ -93,7 +94,9 @@ def test_duplicate_signal_id_is_one_signal() -> None:
     with LocalRuntime(signal_app(Calls())) as local:
         job_id = local.start("two_waits", 30)
         local.signal(job_id, "item", "first", signal_id="sig-1")
-        local.signal(job_id, "item", "first again", signal_id="sig-1")
+        local.signal(job_id, "item", "first", signal_id="sig-1")  # a retry: accepted, one signal
+        with pytest.raises(SignalIdConflict):  # the id names one signal: never a silent drop
+            local.signal(job_id, "item", "first again", signal_id="sig-1")
         local.run_until_idle()
         local.advance(timedelta(seconds=31))
         view = local.wait(job_id)

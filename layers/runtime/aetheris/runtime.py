@@ -9,7 +9,6 @@ LocalStack) and a fake clock.
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -25,14 +24,16 @@ from aetheris._engine.services import Services
 from aetheris._engine.step_context import check_name
 from aetheris._engine.sweeper import Sweeper, SweepReport
 from aetheris._engine.worker import TickOutcome, Worker
-from aetheris._store.dynamo import ConditionFailed, Table
-from aetheris._store.inbox import Inbox, InboxSignal
+from aetheris._store.dynamo import ConditionFailed, Table, TransactionConflict
+from aetheris._store.idempotency import IdempotencyKeys, KeyContended, retained
+from aetheris._store.inbox import Inbox, InboxSignal, SignalIdConflict
 from aetheris._store.jobs import JobStore
 from aetheris._store.ledger import EffectLedger
 from aetheris._store.log import EventLog
 from aetheris._store.payloads import Payloads
 from aetheris._store.queue import SignalMessage, SignalQueue, StepQueue, Tick
 from aetheris._store.retention import Retention, expires_at
+from aetheris._values import storable_json
 from aetheris.app import App
 from aetheris.config import Settings
 from aetheris.errors import ErrorInfo, IdempotencyConflict, JobFinished, JobNotFound
@@ -45,9 +46,8 @@ if TYPE_CHECKING:
 
     from aetheris.history import JobHistory
 
-# Jobs started with an idempotency key get a job id derived from it: the create is then a plain
-# conditional put, and a repeat finds the same job without a second item to keep in step.
-_IDEMPOTENT_JOB_NAMESPACE = uuid.UUID("6f1c2a47-5d0e-4a8e-9f4b-3a2d1e0c9b71")
+# Starts with one key racing each other: each lost race means another start created the job.
+_KEY_RACES = 3
 
 
 def s3_client(endpoint_url: str | None, region: str | None) -> S3Client:
@@ -146,31 +146,67 @@ class Runtime:
     def start(
         self, job_type: str, input: Any, *, idempotency_key: str | None = None, version: str | None = None
     ) -> StartedJob:
-        """Create a job and send its first tick. The same idempotency key returns the same job."""
+        """Create a job and send its first tick. The same idempotency key returns the same job.
+
+        A key names its job for as long as the job is retained; once its retention passed (or
+        DynamoDB's TTL is part-way through deleting it) the key starts a fresh job under a new id
+        (see ``_store/idempotency.py``).
+        """
         definition = self.app.get(job_type, version)
         value = definition.input.validate_python(input)
-        payloads = self.services.payloads
-        input_json = _serde.dump(value, definition.input, "job input", payloads.limit)
-        if idempotency_key is not None:
-            job_id = str(uuid.uuid5(_IDEMPOTENT_JOB_NAMESPACE, idempotency_key))
-        else:
+        input_json = storable_json(value, "input", via=definition.input, limit=self.services.payloads.limit)
+        if idempotency_key is None:
             job_id = self.services.ids.uuid()
+            self._create(job_id, job_type, definition.version, input_json, None)
+            return StartedJob(job_id, created=True, status=JobStatus.PENDING)
+        keys = IdempotencyKeys(self.services.jobs.table)
+        for _ in range(_KEY_RACES):
+            slot = keys.slot(idempotency_key, self.services.clock.now())
+            existing = slot.job
+            if existing is None:
+                try:
+                    existing = self._create(
+                        slot.job_id, job_type, definition.version, input_json, idempotency_key, slot.claim
+                    )
+                except TransactionConflict:
+                    continue  # another start with this key moved first: look again
+                if existing is None:
+                    return StartedJob(slot.job_id, created=True, status=JobStatus.PENDING)
+                if not retained(existing, self.services.clock.now()):
+                    continue
+            return self._same_job(existing, job_type, input_json, idempotency_key)
+        raise KeyContended(idempotency_key, _KEY_RACES)
+
+    def _create(
+        self,
+        job_id: str,
+        job_type: str,
+        version: str,
+        input_json: str,
+        idempotency_key: str | None,
+        claim: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any] | None:
+        """Create the job and send its first tick; the existing job item if the id is taken."""
         # A big input goes to S3 before the job item references it (content-addressed: a repeat
         # writes the same object again).
-        stored_input = payloads.offload(job_id, input_json)
+        stored_input = self.services.payloads.offload(job_id, input_json)
         existing = self.services.jobs.create(
-            job_id, job_type, definition.version, stored_input, self.services.clock.now(), idempotency_key
+            job_id, job_type, version, stored_input, self.services.clock.now(), idempotency_key, claim
         )
-        if existing is not None:
-            same_input = json.loads(payloads.text(existing["input"]) or "null") == json.loads(input_json)
-            if existing["job_type"] != job_type or not same_input:
-                raise IdempotencyConflict(idempotency_key or "", job_id)
-            status = JobStatus(existing["status"])
-            if status is JobStatus.PENDING:  # the first tick may have been lost after the create
-                self.services.queue.send(Tick(job_id=job_id, seq=1))
-            return StartedJob(job_id, created=False, status=status)
-        self.services.queue.send(Tick(job_id=job_id, seq=1))
-        return StartedJob(job_id, created=True, status=JobStatus.PENDING)
+        if existing is None:
+            self.services.queue.send(Tick(job_id=job_id, seq=1))
+        return existing
+
+    def _same_job(self, existing: dict[str, Any], job_type: str, input_json: str, key: str) -> StartedJob:
+        job_id = str(existing["job_id"])
+        recorded = self.services.payloads.text(existing["input"]) or "null"
+        same_input = json.loads(recorded) == json.loads(input_json)
+        if existing["job_type"] != job_type or not same_input:
+            raise IdempotencyConflict(key, job_id)
+        status = JobStatus(existing["status"])
+        if status is JobStatus.PENDING:  # the first tick may have been lost after the create
+            self.services.queue.send(Tick(job_id=job_id, seq=1))
+        return StartedJob(job_id, created=False, status=status)
 
     def handle_tick(
         self, body: str, receive_count: int = 1, time_left: timedelta | None = None
@@ -179,51 +215,73 @@ class Runtime:
         return self.worker.handle(Tick.model_validate_json(body), receive_count, time_left)
 
     def send_signal(self, job_id: str, name: str, payload: Any = None, signal_id: str | None = None) -> str:
-        """Accept a signal for a live job: on the signal queue before this returns; its id returned."""
+        """Accept a signal for a live job: in the inbox and on the signal queue before this returns.
+
+        The payload must be storable (``UnstorableValue``, ``PayloadTooLarge``), and the signal id
+        free or held by this very signal (``SignalIdConflict`` otherwise): a caller told the signal
+        was accepted is never told so for a signal that ingest then cannot store.
+
+        The message is sent first and the inbox written second, so every order of two senders and
+        the ingest ends the same way: the inbox item decides which signal holds the id, each
+        sender answers from what it finds there, and ingest drops a message whose id another
+        signal holds (its sender was refused). A crash between the two leaves the message, which
+        ingest stores; a crash before the send leaves nothing, and the caller got no answer.
+        """
         check_name("signal", name)
-        payloads = self.services.payloads
-        payload_json = _serde.dump(payload, _serde.ANY_ADAPTER, "signal payload", payloads.limit)
-        item = self.services.jobs.get(job_id)
+        services = self.services
+        payloads = services.payloads
+        payload_json = storable_json(payload, "payload", limit=payloads.limit)
+        item = services.jobs.get(job_id)
         if item is None:
             raise JobNotFound(job_id)
         if JobStatus(item["status"]).is_terminal:
             # A client retrying a signal the job already received gets the original answer.
-            if signal_id is not None and self.services.inbox.has(job_id, signal_id, name):
+            if signal_id is not None and services.inbox.has(job_id, signal_id, name):
                 return signal_id
             raise JobFinished(job_id, item["status"])
-        signal_id = signal_id or self.services.ids.uuid()
-        sent_at = to_millis(self.services.clock.now())
-        # A big payload goes to S3 first and the message carries its reference (SQS takes 256 KB).
+        signal_id = signal_id or services.ids.uuid()
+        sent_at = to_millis(services.clock.now())
+        # A big payload goes to S3 first and the message carries its reference.
         stored = payloads.offload(job_id, payload_json)
-        if stored != payload_json:
-            message = SignalMessage(
-                job_id=job_id, name=name, signal_id=signal_id, payload_ref=stored, sent_at_ms=sent_at
-            )
-        else:
-            message = SignalMessage(
-                job_id=job_id, name=name, signal_id=signal_id, payload=payload, sent_at_ms=sent_at
-            )
-        self.services.signals.send(message)
+        inline = stored == payload_json
+        message = SignalMessage(
+            job_id=job_id,
+            name=name,
+            signal_id=signal_id,
+            payload=payload if inline else None,
+            payload_ref=None if inline else stored,
+            sent_at_ms=sent_at,
+        )
+        services.signals.send(message)
+        services.inbox.store(
+            InboxSignal(job_id, signal_id, name, stored, arrived_at_ms=sent_at, sent_at_ms=sent_at)
+        )
         return signal_id
 
     def ingest_signal(self, body: str) -> str:
         """Signal queue → inbox (once per signal id) → wake the job if it waits for this signal.
 
         A redelivery after a crash finds the inbox item and still wakes the job: a duplicate tick
-        is harmless, a lost one is not; the log consumes each signal exactly once.
+        is harmless, a lost one is not; the log consumes each signal exactly once. A message whose
+        id another signal holds is dropped (``"conflict"``): its sender was answered 409.
         """
         message = SignalMessage.model_validate_json(body)
         services = self.services
-        stored = services.inbox.put(
-            InboxSignal(
-                job_id=message.job_id,
-                signal_id=message.signal_id,
-                name=message.name,
-                payload_json=message.payload_ref or json.dumps(message.payload),
-                arrived_at_ms=to_millis(services.clock.now()),
-                sent_at_ms=message.sent_at_ms,
+        # The very text the sender checked and stored: the same dump of the same value.
+        payload_json = message.payload_ref or storable_json(message.payload, "payload")
+        try:
+            stored = services.inbox.store(
+                InboxSignal(
+                    job_id=message.job_id,
+                    signal_id=message.signal_id,
+                    name=message.name,
+                    payload_json=payload_json,
+                    arrived_at_ms=to_millis(services.clock.now()),
+                    sent_at_ms=message.sent_at_ms,
+                )
             )
-        )
+        except SignalIdConflict:
+            return "conflict"
         services.faults.reach("after_inbox_write")
         job = services.jobs.get(message.job_id)
         if job is None or JobStatus(job["status"]).is_terminal:

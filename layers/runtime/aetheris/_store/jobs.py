@@ -66,8 +66,14 @@ class JobStore:
         input_json: str,
         at: datetime,
         idempotency_key: str | None = None,
+        also: list[dict[str, Any]] | None = None,
     ) -> Item | None:
-        """Create the job and its ``JobCreated`` event; returns the existing job item if it exists."""
+        """Create the job and its ``JobCreated`` event; returns the existing job item if it exists.
+
+        ``also`` are more transaction actions that must succeed with the create (an idempotency
+        key's generation record). Any other lost condition — slot 0 or one of ``also`` taken while
+        the job item was free — is raised as ``TransactionConflict``: the caller looks again.
+        """
         job = {
             schema.PK: job_id,
             schema.SK: schema.JOB_SK,
@@ -100,6 +106,7 @@ class JobStore:
                 [
                     {"Put": self.table.put_request(job, first_write)},
                     {"Put": self.table.put_request(created, first_write)},
+                    *(also or []),
                 ]
             )
         except TransactionConflict as conflict:

@@ -7,10 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aetheris.errors import PayloadTooLarge
+
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 MAX_DELAY = timedelta(minutes=15)  # SQS DelaySeconds limit
+# SQS's classic message limit (queues may allow 1 MiB since 2025; a queue made earlier keeps 256 KiB).
+MAX_MESSAGE_BYTES = 256 * 1024
 
 
 class Tick(BaseModel):
@@ -33,7 +37,11 @@ class StepQueue:
 
 
 class SignalMessage(BaseModel):
-    """The signal-queue message body: a signal accepted by the API, on its way to the inbox."""
+    """The signal-queue message body: a signal accepted by the API, on its way to the inbox.
+
+    ``payload`` is the value itself (embedded as JSON, so the message is the payload's size plus a
+    small envelope); ingest stores the same dump of it that the sender checked and stored.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -52,4 +60,9 @@ class SignalQueue:
         self.url = url
 
     def send(self, message: SignalMessage) -> None:
-        self.client.send_message(QueueUrl=self.url, MessageBody=message.model_dump_json())
+        """Send the message; ``PayloadTooLarge`` (nothing sent) if it is over ``MAX_MESSAGE_BYTES``."""
+        body = message.model_dump_json()
+        size = len(body.encode())
+        if size > MAX_MESSAGE_BYTES:
+            raise PayloadTooLarge("signal message (payload and envelope)", size, MAX_MESSAGE_BYTES)
+        self.client.send_message(QueueUrl=self.url, MessageBody=body)

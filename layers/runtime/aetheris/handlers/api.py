@@ -11,10 +11,14 @@ handlers below, always as ``{"error": {"code", "message"}}``:
   wrong, e.g. an unknown ``status``, ``limit`` out of range, a signal name a job cannot wait for),
   ``invalid_cursor``, ``unknown_job_type``, ``trace_too_large``;
 * 404 ``job_not_found``, ``not_found`` (no such route); 409 ``idempotency_conflict``, ``job_finished``
-  (a signal or cancel for a job that has ended);
+  (a signal or cancel for a job that has ended), ``signal_id_conflict`` (the signal id was used for
+  a signal with another name or payload), ``idempotency_key_busy`` (concurrent starts with the key
+  kept racing: start again);
 * 413 ``payload_too_large`` (the body, or the job input once serialized); 415 ``unsupported_media_type``;
 * 422 ``validation_error`` (the body does not match the request model), ``invalid_input`` (the job
-  function's input type refused ``input``);
+  function's input type refused ``input``), ``invalid_value`` (a value the runtime cannot store and
+  read back: nesting past 64 levels, ``inf``/``nan``/``1e400``, an integer over 640 digits, a lone
+  surrogate — the message names where, e.g. ``input.items[3].price``);
 * 500 ``internal_error`` — a bug, logged with its stack trace, which never reaches the client.
 """
 
@@ -42,7 +46,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from aetheris import hosting
+from aetheris._store.idempotency import KeyContended
+from aetheris._store.inbox import SignalIdConflict
 from aetheris._store.listing import InvalidCursor, Listing
+from aetheris._values import MAX_DEPTH, MAX_INT_DIGITS, UnstorableValue, check_storable
 from aetheris.errors import (
     AetherisError,
     IdempotencyConflict,
@@ -87,14 +94,40 @@ class InvalidJobInput(AetherisError):
 
 
 def _load_body(text: str) -> Any:
-    """Parse a JSON body, refusing oversized ones before parsing them (used by request validation)."""
+    """Parse a JSON body, refusing oversized ones before parsing them (used by request validation).
+
+    Only what the runtime can store and read back gets through (``aetheris._values``): a number
+    too long for any reader, nesting past the limit, ``1e400`` (read as ``inf``) or a lone
+    surrogate is an ``UnstorableValue`` (422 ``invalid_value``) naming where it is.
+    """
     size = len(text.encode())
     if size > MAX_BODY_BYTES:
         raise PayloadTooLarge("request body", size, MAX_BODY_BYTES)
     try:
-        return json.loads(text, parse_constant=_no_constant)
-    except RecursionError:  # nesting deep enough to exhaust the stack is malformed for us
-        raise json.JSONDecodeError("nested too deeply", text, 0) from None
+        body = json.loads(text, parse_constant=_no_constant, parse_int=_bounded_int)
+    except RecursionError:  # nesting deep enough to exhaust the parser's stack
+        raise UnstorableValue("request body", "body", f"nested deeper than {MAX_DEPTH} levels") from None
+    _check_body(body)
+    return body
+
+
+def _bounded_int(digits: str) -> int:
+    # Python refuses to convert more than 4,300 digits (a ValueError, not a JSON error): refuse first.
+    count = len(digits.lstrip("-"))
+    if count > MAX_INT_DIGITS:
+        problem = f"an integer of {count} digits, over the {MAX_INT_DIGITS} digits JSON readers take"
+        raise UnstorableValue("request body", "body", problem)
+    return int(digits)
+
+
+def _check_body(body: Any) -> None:
+    """Each field of the body checked as the runtime will check it: paths read ``input.items[3]``."""
+    if not isinstance(body, dict):
+        check_storable(body, "body")
+        return
+    check_storable(list(body), "body")  # the field names themselves
+    for name, value in body.items():
+        check_storable(value, name)
 
 
 def _no_constant(name: str) -> Any:
@@ -308,6 +341,21 @@ def _idempotency_conflict(error: IdempotencyConflict) -> Response[str]:
 @_handles(PayloadTooLarge)
 def _payload_too_large(error: PayloadTooLarge) -> Response[str]:
     return error_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "payload_too_large", str(error))
+
+
+@_handles(UnstorableValue)
+def _invalid_value(error: UnstorableValue) -> Response[str]:
+    return error_response(HTTPStatus.UNPROCESSABLE_ENTITY, "invalid_value", str(error))
+
+
+@_handles(KeyContended)
+def _key_contended(error: KeyContended) -> Response[str]:
+    return error_response(HTTPStatus.CONFLICT, "idempotency_key_busy", str(error))
+
+
+@_handles(SignalIdConflict)
+def _signal_id_conflict(error: SignalIdConflict) -> Response[str]:
+    return error_response(HTTPStatus.CONFLICT, "signal_id_conflict", str(error))
 
 
 @_handles(InvalidJobInput)
