@@ -132,7 +132,7 @@ def test_step_result_json_cannot_hold_fails_the_step_clearly_without_retries(
         failures = [e for e in local.events(view.job_id) if e.type is EventType.STEP_FAILED]
 
     assert view.status is JobStatus.FAILED and view.error is not None
-    assert view.error.type == "aetheris.errors.UnstorableValue", view.error
+    assert view.error.type == "aetheris._values.UnstorableValue", view.error
     assert "result of step returns" in view.error.message
     assert len(failures) == 1, "not retried: the same value would be refused again"
 

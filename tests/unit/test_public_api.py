@@ -44,6 +44,10 @@ EXPECTED = {
     "UntrackedEffect",
     "WaitTimeout",
     "WorkerCrashLoop",
+    "EffectMismatch",
+    "StepContextClosed",
+    "InvalidStep",
+    "UnstorableValue",
     "build_trace",
 }
 

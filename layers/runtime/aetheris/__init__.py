@@ -10,6 +10,7 @@ from aetheris._engine.guard import DeterminismViolation
 from aetheris._engine.job_context import JobContext
 from aetheris._engine.step_context import StepContext
 from aetheris._engine.worker import TickOutcome
+from aetheris._values import UnstorableValue
 from aetheris.app import App, JobDefinition
 from aetheris.config import Settings
 
@@ -17,9 +18,11 @@ from aetheris.config import Settings
 from aetheris.errors import (
     AetherisError,
     CompensationFailed,
+    EffectMismatch,
     EffectOutcomeUnknown,
     ErrorInfo,
     IdempotencyConflict,
+    InvalidStep,
     JobFinished,
     JobNotFound,
     LeaseLost,
@@ -27,6 +30,7 @@ from aetheris.errors import (
     NonRetryableError,
     PayloadCorrupted,
     PayloadTooLarge,
+    StepContextClosed,
     StepFailedError,
     StepTimeout,
     Suspend,
@@ -49,6 +53,7 @@ __all__ = [
     "CompensationFailed",
     "CrashPoint",
     "DeterminismViolation",
+    "EffectMismatch",
     "EffectOutcomeUnknown",
     "EffectSemantics",
     "EffectState",
@@ -56,6 +61,7 @@ __all__ = [
     "Event",
     "EventType",
     "IdempotencyConflict",
+    "InvalidStep",
     "JobContext",
     "JobDefinition",
     "JobFinished",
@@ -73,12 +79,14 @@ __all__ = [
     "SlotState",
     "StartedJob",
     "StepContext",
+    "StepContextClosed",
     "StepFailedError",
     "StepTimeout",
     "Suspend",
     "TickOutcome",
     "Trace",
     "UnknownJobType",
+    "UnstorableValue",
     "UntrackedEffect",
     "WaitTimeout",
     "WorkerCrashLoop",

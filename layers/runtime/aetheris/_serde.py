@@ -8,16 +8,14 @@ JSON-able. Everything is stored as compact JSON text.
 from __future__ import annotations
 
 import inspect
-import json
 import typing
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-import pydantic_core
 from pydantic import TypeAdapter
 
-from aetheris.errors import PayloadTooLarge, UnstorableValue
+from aetheris._values import storable_json
 
 ANY_ADAPTER: TypeAdapter[Any] = TypeAdapter(Any)
 
@@ -72,39 +70,9 @@ def input_adapter(fn: Callable[..., Any]) -> TypeAdapter[Any]:
 
 
 def dump(value: Any, via: TypeAdapter[Any], what: str, limit: int) -> str:
-    """``value`` as the compact JSON text that is stored; refused unless it reads back as it was.
-
-    pydantic writes ``nan`` and ``inf`` as ``null`` (a ``-> float`` step would then fail on replay),
-    so the text is written with them as JSON-invalid constants and read back once: that refuses
-    them, integers past Python's int-parsing limit, nesting too deep to read back, and (while
-    encoding) lone surrogates — each as ``UnstorableValue``, a clear terminal error.
-    """
-    try:
-        plain = via.dump_python(value, mode="python")
-        data = pydantic_core.to_json(plain, inf_nan_mode="constants")
-        json.loads(data, parse_constant=_refuse_constant)
-    except (ValueError, TypeError, RecursionError) as unfit:
-        raise UnstorableValue(what, _reason(unfit)) from None
-    except Exception as unfit:  # noqa: BLE001 - pydantic's serialization errors, whatever their class
-        raise UnstorableValue(what, _reason(unfit)) from None
-    if len(data) > limit:
-        raise PayloadTooLarge(what, len(data), limit)
-    return data.decode()
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"it holds {name}, which JSON cannot represent (record None or a string instead)")
-
-
-def _reason(error: BaseException) -> str:
-    if isinstance(error, RecursionError):
-        return "it is nested too deeply to be read back"
-    text = str(error).split("\n")[0][:300]
-    if "UnicodeEncodeError" in text or "surrogate" in text:
-        return "it holds a lone surrogate (a string that is not valid Unicode)"
-    if "Exceeds the limit" in text and "integer" in text:
-        return "it holds an integer too long to be read back (over 4300 digits): record it as a string"
-    return text if text.startswith("it holds") else f"{type(error).__name__}: {text}"
+    """``value`` as the compact JSON text that is stored; refused unless it reads back as it was
+    (``_values.storable_json``: ``UnstorableValue`` naming the place, ``PayloadTooLarge``)."""
+    return storable_json(value, what, via=via, limit=limit)
 
 
 def load(text: str | None, via: TypeAdapter[Any]) -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from contextlib import suppress
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -70,18 +71,6 @@ class PayloadTooLarge(NonRetryableError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.what, self.size, self.limit))
-
-
-class UnstorableValue(NonRetryableError):
-    """A value to be recorded has no JSON form the runtime can store and read back as it was
-    (``nan``/``inf``, an integer too long for Python's int parser, a lone surrogate, a cycle...)."""
-
-    def __init__(self, what: str, reason: str) -> None:
-        self.what, self.reason = what, reason
-        super().__init__(f"{what} cannot be recorded: {reason}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.what, self.reason))
 
 
 class PayloadCorrupted(NonRetryableError):
@@ -341,10 +330,8 @@ def rebuild_error(info: ErrorInfo) -> Exception:
     nothing that was cut, nor where the whole text is kept.
     """
     rebuilt = _rebuild(info)
-    try:
+    with suppress(AttributeError):  # an exception class with __slots__ keeps no record
         setattr(rebuilt, RECORDED_AS, info)
-    except AttributeError:  # an exception class with __slots__
-        pass
     return rebuilt
 
 
