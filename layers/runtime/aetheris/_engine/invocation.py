@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aetheris import _serde
-from aetheris._clock import Clock, IdSource, to_millis
+from aetheris._clock import Clock, IdSource
 from aetheris._engine import guard
 from aetheris._engine.history import History, OpRecord, next_tick_delay
 from aetheris._engine.job_context import JobContext
@@ -25,11 +25,11 @@ from aetheris._engine.saga import Compensation, compensate_then_end
 from aetheris._engine.services import Services
 from aetheris._engine.steps import run_step
 from aetheris._engine.store_io import StoreFailure, runtime_io
-from aetheris._store import schema
+from aetheris._store import schema, watch
 from aetheris._store.jobs import COMMITTED, JobSnapshot, status_attributes
 from aetheris._store.log import SlotLease
 from aetheris._store.payloads import Payloads
-from aetheris._store.retention import expires_at, pending_marker
+from aetheris._store.retention import expires_at
 from aetheris.app import JobDefinition
 from aetheris.errors import ErrorInfo, NondeterminismError, PayloadCorrupted, Suspend
 from aetheris.events import SCHEMA_VERSION, Event, EventType, JobStatus, OpKind
@@ -61,7 +61,6 @@ class _Cancel(Exception):
 _CANCEL = _Cancel("cancelled")
 # Job-item attributes that describe a parked job; removed when it moves on.
 _PARKED_ATTRIBUTES = ("waiting_for", schema.DUE_INDEX_PK, schema.DUE_INDEX_SK)
-DUE_SHARD = schema.DUE_SHARD
 
 
 class Invocation:
@@ -221,6 +220,7 @@ class Invocation:
         ``due`` into the sparse by-due index the sweeper reads.
         """
         now = self.clock.now()
+        settings = self.services.settings
         first_of_op = op is not None and not op.events
         event: dict[str, Any] = {
             "job_id": self.job_id,
@@ -259,21 +259,34 @@ class Invocation:
             }
             if parked:
                 job_update["waiting_for"] = parked.get("waiting_for")
-                if parked.get("due") is not None:
-                    job_update[schema.DUE_INDEX_PK] = DUE_SHARD
-                    job_update[schema.DUE_INDEX_SK] = to_millis(parked["due"])
+            # When the sweeper looks at the job next (progress deadline, timer, retention pass).
+            job_update |= watch.attention(
+                self.job_id,
+                status,
+                now,
+                settings.stall_after,
+                settings.sweep_shards,
+                parked_due=(parked or {}).get("due"),
+                next_tick_at=next_attempt_at,
+            )
             if status.is_terminal:
                 # The job and its outcome expire together; the marker asks for the rest of its
                 # items (see _store/retention.py), repaired by the sweeper if that pass fails.
                 ttl = expires_at(now, self.services.settings.retention)
                 event[schema.TTL_ATTRIBUTE] = ttl
                 job_update[schema.TTL_ATTRIBUTE] = ttl
-                job_update |= pending_marker(now + self.services.settings.stall_after)
             job_remove = tuple(a for a in _PARKED_ATTRIBUTES if job_update.get(a) is None)
         self.services.faults.reach("before_commit")
         with runtime_io():
             self.services.log.commit(self.lease, event, job_update, job_remove)
         self.services.faults.reach("after_commit")
+        if job_update is None:  # the status stays: refresh the progress deadline only if it is stale
+            fresh = watch.refresh_if_stale(
+                self.snapshot.job, now, settings.stall_after, settings.sweep_shards, next_attempt_at
+            )
+            if fresh is not None:
+                with runtime_io():
+                    watch.refresh(self.services.jobs.table, self.job_id, fresh)
         stored = {k: v for k, v in event.items() if v is not None}
         stored |= {"state": COMMITTED, "fence": self.lease.fence, "worker_id": self.lease.worker_id}
         self.services.jobs.note_commit(self.job_id, stored)
