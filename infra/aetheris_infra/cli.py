@@ -49,10 +49,11 @@ from aetheris_infra.cli_api import (
 from aetheris_infra.cli_render import (
     Out,
     cell,
-    show_any,
     show_events,
     show_job,
     show_replay,
+    show_stuck,
+    show_summary,
     show_trace,
     status_cell,
     table_of,
@@ -168,7 +169,13 @@ def cmd_trace(args: argparse.Namespace, api: Api, out: Out) -> int:
 
 def cmd_summary(args: argparse.Namespace, api: Api, out: Out) -> int:
     summary = api.get("/observability/summary")
-    out.emit(summary, lambda: show_any(out, summary, "Summary"))
+    out.emit(summary, lambda: show_summary(out, summary))
+    return EXIT_OK
+
+
+def cmd_stuck(args: argparse.Namespace, api: Api, out: Out) -> int:
+    report = api.get("/observability/stuck", threshold_seconds=args.threshold)
+    out.emit(report, lambda: show_stuck(out, report))
     return EXIT_OK
 
 
@@ -355,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
         "id", metavar="ID"
     )
     command("summary", cmd_summary, "counts by status, backlog, stuck jobs")
+    stuck = command("stuck", cmd_stuck, "jobs that are not moving, with the reason and the evidence")
+    stuck.add_argument("--threshold", type=float, help="seconds stuck at least (default: the stall window)")
     export = command("export", cmd_export, "write a job's history (job, input, events) as JSON")
     export.add_argument("id", metavar="ID")
     export.add_argument("--out", type=Path, help="file to write (default: stdout)")

@@ -201,3 +201,101 @@ def show_replay(out: Out, history: JobHistory, report: Any) -> None:
             table.add_row(str(op), cell(recorded[op]), verdict)
     out.console.print(table)
     out.console.print(Text(str(diverged)))
+
+
+# -- operator views ------------------------------------------------------------------------------
+
+
+def _age(seconds: Any) -> str:
+    if seconds is None:
+        return ""
+    total = int(float(seconds))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{days}d"] * bool(days) + [f"{hours}h"] * bool(hours) + [f"{minutes}m"] * bool(minutes)
+    return " ".join(parts[:2]) if parts else f"{secs}s"
+
+
+def _job_column(table: Table) -> None:
+    """Job ids are never cut or folded: they are what the next command needs."""
+    table.columns[0].no_wrap = True
+    table.columns[0].overflow = "ignore"
+
+
+def show_summary(out: Out, summary: dict[str, Any]) -> None:
+    """``GET /observability/summary``: jobs by status, queue depths, the stuck count."""
+    jobs, finished = summary.get("jobs") or {}, summary.get("finished_last_hour") or {}
+    ages = summary.get("oldest_age_seconds") or {}
+    capped = set(summary.get("capped") or [])
+    table = table_of(f"Jobs at {when(summary.get('generated_at'))}", "status", "jobs", "last hour", "oldest")
+    for status in (*jobs, *(s for s in finished if s not in jobs)):
+        table.add_row(
+            status_cell(status),
+            _counted(jobs, status, capped),
+            _counted(finished, status, capped),
+            _age(ages.get(status)),
+        )
+    out.console.print(table)
+    queues = table_of("Queues", "queue", "visible", "in flight", "delayed")
+    for name, depth in (summary.get("queues") or {}).items():
+        style = "red" if name.endswith("_dlq") and depth.get("visible") else ""
+        queues.add_row(
+            Text(name, style=style), *(cell(depth.get(k)) for k in ("visible", "in_flight", "delayed"))
+        )
+    out.console.print(queues)
+    stuck = int(summary.get("stuck") or 0)
+    note = "see `aetheris stuck`" if stuck else "none"
+    out.console.print(Text(f"stuck jobs: {stuck} ({note})", style="red" if stuck else "green"))
+
+
+def _counted(counts: dict[str, Any], status: str, capped: set[str]) -> str:
+    """The count, ``+`` after it when the API stopped counting (a lower bound); blank if none."""
+    if status not in counts:
+        return ""
+    return f"{counts[status]}+" if status in capped else str(counts[status])
+
+
+def show_stuck(out: Out, report: dict[str, Any]) -> None:
+    """``GET /observability/stuck``: each job with its reason and the evidence for it."""
+    jobs = report.get("jobs") or []
+    threshold = _age(report.get("threshold_seconds")) or "0s"
+    if not jobs:
+        out.console.print(Text(f"no stuck jobs (none stuck for {threshold} or more)", style="green"))
+        return
+    table = table_of(f"Stuck jobs (for {threshold} or more)", "job", "type", "status", "reason", "since")
+    _job_column(table)
+    for job in jobs:
+        table.add_row(
+            cell(job.get("job_id")),
+            cell(job.get("job_type")),
+            status_cell(job.get("status")),
+            Text(str(job.get("reason")), style="red"),
+            when(job.get("since"))[:19],
+        )
+    out.console.print(table)
+    # The evidence under the table, one job a line: it would squeeze the table to nothing at 80 columns.
+    for job in jobs:
+        out.console.print(
+            Text.assemble((f"{job.get('job_id')}: ", "bold"), _stuck_note(job.get("evidence") or {}))
+        )
+
+
+def _stuck_note(evidence: dict[str, Any]) -> str:
+    """The evidence in one line: last commit, the claim (worker, fence, lease), rescues, dead letters."""
+    notes = []
+    if evidence.get("last_event"):
+        at = when(evidence.get("last_commit_at"))[:19]
+        notes.append(f"seq {evidence.get('last_seq')} {evidence['last_event']} at {at}")
+    if evidence.get("worker_id"):
+        notes.append(f"worker {evidence['worker_id']} fence {evidence.get('fence')}")
+    if evidence.get("lease_until"):
+        notes.append(f"lease until {when(evidence['lease_until'])[:19]}")
+    if evidence.get("abandoned_claims"):
+        notes.append(f"{evidence['abandoned_claims']} abandoned claim(s)")
+    if evidence.get("rescue_ticks"):
+        notes.append(f"{evidence['rescue_ticks']} rescue tick(s)")
+    letters = evidence.get("dead_letters") or []
+    if letters:
+        notes.append(f"{len(letters)} dead letter(s), {letters[0].get('receive_count')} receives")
+    return "; ".join(notes)

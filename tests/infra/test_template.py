@@ -444,6 +444,29 @@ def test_repo_template_api_auth_is_off_by_default_and_iam_on_request(repo_templa
         repo_template.parameter_values({"ApiAuth": "COGNITO"})
 
 
+QUEUE_ARNS = [
+    {"Fn::GetAtt": [queue, "Arn"]}
+    for queue in ("StepQueue", "StepDeadLetterQueue", "SignalQueue", "SignalDeadLetterQueue")
+]
+# GET /observability/*: depths of every queue, a peek (receive, never delete) at the dead letters.
+OBSERVABILITY_QUEUES = {
+    "Statement": [
+        {
+            "Sid": "QueueDepths",
+            "Effect": "Allow",
+            "Action": ["sqs:GetQueueAttributes"],
+            "Resource": QUEUE_ARNS,
+        },
+        {
+            "Sid": "PeekDeadLetters",
+            "Effect": "Allow",
+            "Action": ["sqs:ReceiveMessage"],
+            "Resource": [QUEUE_ARNS[1], QUEUE_ARNS[3]],
+        },
+    ]
+}
+
+
 def test_repo_template_api_function_stage_and_policies(repo_template: Template) -> None:
     api = repo_template.resources["Api"]
     function = repo_template.resources["ApiFunction"]
@@ -460,4 +483,5 @@ def test_repo_template_api_function_stage_and_policies(repo_template: Template) 
         {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["SignalQueue", "QueueName"]}}},
         {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["StepQueue", "QueueName"]}}},
         PAYLOAD_OBJECTS,
+        OBSERVABILITY_QUEUES,
     ]

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     inbox_table: str = "aetheris-local-InboxTable"
     step_queue_url: str = ""
     signal_queue_url: str = ""
+    # Dead-letter queues, read (never consumed) by the operator views: depths and stuck jobs.
+    step_dlq_url: str = ""
+    signal_dlq_url: str = ""
     app: str = Field(default="", description="import path 'module:attribute' of the App to host")
     endpoint_url: str | None = Field(default=None, description="DynamoDB/SQS endpoint (moto, LocalStack)")
     region: str | None = None
@@ -52,6 +55,9 @@ class Settings(BaseSettings):
     )
     # The sweeper ticks a runnable job whose next tick was due this long ago and never came.
     stall_after: timedelta = Field(default=timedelta(minutes=2), validation_alias="AETHERIS_STALL_SECONDS")
+    # Partitions of the attention index (_store/watch.py): grow it with the number of live jobs
+    # (about 1 per 30,000 jobs stepping continuously), never shrink it while jobs are on the index.
+    sweep_shards: int = Field(default=32, ge=1, le=1000)
 
     @field_validator("retention", mode="before")
     @classmethod

@@ -24,6 +24,7 @@ from aetheris._engine.services import Services
 from aetheris._engine.step_context import check_name
 from aetheris._engine.sweeper import Sweeper, SweepReport
 from aetheris._engine.worker import TickOutcome, Worker
+from aetheris._store import watch
 from aetheris._store.dynamo import ConditionFailed, Table, TransactionConflict
 from aetheris._store.idempotency import IdempotencyKeys, KeyContended, retained
 from aetheris._store.inbox import Inbox, InboxSignal, SignalIdConflict
@@ -190,8 +191,12 @@ class Runtime:
         # A big input goes to S3 before the job item references it (content-addressed: a repeat
         # writes the same object again).
         stored_input = self.services.payloads.offload(job_id, input_json)
+        now, settings = self.services.clock.now(), self.settings
+        attention = watch.attention(
+            job_id, JobStatus.PENDING, now, settings.stall_after, settings.sweep_shards
+        )
         existing = self.services.jobs.create(
-            job_id, job_type, version, stored_input, self.services.clock.now(), idempotency_key, claim
+            job_id, job_type, version, stored_input, now, idempotency_key, claim, attention
         )
         if existing is None:
             self.services.queue.send(Tick(job_id=job_id, seq=1))
@@ -305,7 +310,10 @@ class Runtime:
             raise JobFinished(job_id, item["status"])
         if not item.get("cancel_requested_at"):
             try:
-                item = services.jobs.request_cancel(job_id, services.clock.now()) or item
+                now, settings = services.clock.now(), self.settings
+                # A parked job is off the attention index: back on it until the cancel is done.
+                look = watch.look_at(job_id, now + settings.stall_after, settings.sweep_shards)
+                item = services.jobs.request_cancel(job_id, now, look) or item
             except ConditionFailed as lost:
                 if lost.current is None:
                     raise JobNotFound(job_id) from None
@@ -315,7 +323,7 @@ class Runtime:
 
     def sweep(self) -> SweepReport:
         """Tick every runnable job whose next tick is overdue (lost enqueue, dead worker)."""
-        return Sweeper(self.services, self.settings.stall_after).sweep()
+        return Sweeper(self.services).sweep()
 
     def get(self, job_id: str) -> JobView | None:
         item = self.services.jobs.get(job_id)

@@ -147,6 +147,8 @@ class LocalRuntime:
             "inbox_table": self.stack.inbox_table,
             "step_queue_url": self.stack.step_queue_url,
             "signal_queue_url": self.stack.signal_queue_url,
+            "step_dlq_url": self.stack.step_dlq_url,
+            "signal_dlq_url": self.stack.signal_dlq_url,
             "payload_bucket": self.stack.payload_bucket,
             "lease": self._lease,
             "lease_margin": self._lease / 6,
@@ -276,8 +278,12 @@ class LocalRuntime:
                 self.advance(due)
                 continue
             # Nothing is scheduled: let the sweeper's stall window pass, as its schedule would.
-            self.advance(self.settings.stall_after + timedelta(seconds=1))
-            if not self.sweep()["ticked"] or time.monotonic() > deadline:
+            self.clock.advance(self.settings.stall_after + timedelta(seconds=1))
+            self.queue.flush_due()
+            swept = self.sweep()
+            # A job the sweeper gave a tick before (backing off) is on its way too.
+            moving = swept["ticked"] or job_id in swept["stuck"] or job_id in swept["due"]
+            if not moving or time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} is {view.status.value} and nothing is scheduled to move it")
 
     def sweep(self) -> dict[str, Any]:

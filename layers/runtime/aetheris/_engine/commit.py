@@ -12,10 +12,9 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from aetheris._clock import to_millis
-from aetheris._store import schema
+from aetheris._store import schema, watch
 from aetheris._store.jobs import status_attributes
-from aetheris._store.retention import expires_at, pending_marker
+from aetheris._store.retention import expires_at
 from aetheris.errors import ErrorInfo
 from aetheris.events import SCHEMA_VERSION, EventType, JobStatus, OpKind
 
@@ -71,6 +70,7 @@ def job_projection(
     result: str | None,
     error: ErrorInfo | None,
     parked: dict[str, Any] | None,
+    next_attempt_at: datetime | None,
 ) -> tuple[dict[str, Any] | None, tuple[str, ...], bool]:
     """``(job item update or None, attributes to remove, whether it requires no cancel pending)``."""
     if status is inv.snapshot.status and not parked:
@@ -81,15 +81,32 @@ def job_projection(
         "error": error.model_dump_json() if event_type is EventType.JOB_FAILED and error else None,
         "last_seq": inv.lease.seq,
     }
+    settings = inv.services.settings
     if parked:
         update["waiting_for"] = parked.get("waiting_for")
-        if parked.get("due") is not None:
-            update[schema.DUE_INDEX_PK] = schema.DUE_SHARD
-            update[schema.DUE_INDEX_SK] = to_millis(parked["due"])
+    # When the sweeper looks at the job next: a progress deadline, a timer, a retention pass.
+    update |= watch.attention(
+        inv.job_id,
+        status,
+        now,
+        settings.stall_after,
+        settings.sweep_shards,
+        parked_due=(parked or {}).get("due"),
+        next_tick_at=next_attempt_at,
+    )
     if status.is_terminal:
-        # The job and its outcome expire together; the marker asks for the rest of its items
-        # (see _store/retention.py), repaired by the sweeper if that pass fails.
-        update[schema.TTL_ATTRIBUTE] = expires_at(now, inv.services.settings.retention)
-        update |= pending_marker(now + inv.services.settings.stall_after)
+        # The job and its outcome expire together; the attention entry stays until the retention
+        # pass gave the rest of its items their TTL (see _store/retention.py).
+        update[schema.TTL_ATTRIBUTE] = expires_at(now, settings.retention)
     remove = tuple(a for a in _PARKED_ATTRIBUTES if update.get(a) is None)
     return update, remove, bool(parked)
+
+
+def refreshed_attention(
+    inv: Invocation, now: datetime, next_attempt_at: datetime | None
+) -> dict[str, Any] | None:
+    """For a commit that leaves the job item alone: a new progress deadline, only if it is stale."""
+    settings = inv.services.settings
+    return watch.refresh_if_stale(
+        inv.snapshot.job, now, settings.stall_after, settings.sweep_shards, next_attempt_at
+    )

@@ -33,7 +33,7 @@ from typing import Any, NoReturn
 from aetheris._clock import Clock, IdSource
 from aetheris._engine import guard
 from aetheris._engine.come_back import ComeBack
-from aetheris._engine.commit import build_event, job_projection
+from aetheris._engine.commit import build_event, job_projection, refreshed_attention
 from aetheris._engine.control import Abort
 from aetheris._engine.faults import SimulatedCrash
 from aetheris._engine.history import History, OpRecord
@@ -46,7 +46,7 @@ from aetheris._engine.replay import Replay
 from aetheris._engine.saga import Compensation, compensate_then_end
 from aetheris._engine.services import Services
 from aetheris._engine.store_io import StoreFailure, runtime_io
-from aetheris._store import schema
+from aetheris._store import schema, watch
 from aetheris._store.jobs import COMMITTED, JobSnapshot
 from aetheris._store.log import JobChanged, SlotLease
 from aetheris._store.payloads import Payloads
@@ -277,7 +277,9 @@ class Invocation:
         now = self.clock.now()
         event = build_event(self, event_type, op, now, started, result, error, next_attempt_at, detail)
         status = status or _status_after(event_type, op)
-        update, remove, condition_free = job_projection(self, event_type, status, now, result, error, parked)
+        update, remove, condition_free = job_projection(
+            self, event_type, status, now, result, error, parked, next_attempt_at
+        )
         if update is not None and schema.TTL_ATTRIBUTE in update:
             event[schema.TTL_ATTRIBUTE] = update[schema.TTL_ATTRIBUTE]
         self.services.faults.reach("before_commit")
@@ -291,6 +293,11 @@ class Invocation:
                 raise StoreFailure(RuntimeError("the job item changed under the commit")) from None
             self._commit_stop(_Placeholder(op), EventType.CANCEL_REQUESTED, None)
         self.services.faults.reach("after_commit")
+        if update is None:  # the job item stays: move the sweeper's deadline only if it is stale
+            fresh = refreshed_attention(self, now, next_attempt_at)
+            if fresh is not None:
+                with runtime_io():
+                    watch.refresh(self.services.jobs.table, self.job_id, fresh)
         stored = {k: v for k, v in event.items() if v is not None}
         stored |= {"state": COMMITTED, "fence": self.lease.fence, "worker_id": self.lease.worker_id}
         self.services.jobs.note_commit(self.job_id, stored)

@@ -1,119 +1,124 @@
-"""The sweeper: finds jobs that should be moving and are not, and sends them a tick.
+"""The sweeper: every period, look at each job whose moment to be looked at has come, and act.
 
-A job needs a tick when it is runnable (``PENDING`` or ``RUNNING``), nobody holds a live claim on
-its next slot, and its next tick was due more than ``stall_after`` ago: the tick was lost between
-commit and enqueue, the first tick after ``start`` never got sent, or a message was dropped. A
-redundant tick is harmless (the slot rules in ``worker.py`` drop it), so the sweeper errs towards
-sending. Parked jobs (sleeping, or waiting for a signal) are ticked only once their timer or wait
-deadline is due, found on the sparse by-due index; a wait without a deadline is never touched.
-A finished job on that index is one whose retention pass did not complete (``_store/retention.py``):
-the sweeper runs the pass again instead of ticking it.
+Every job that is neither finished-and-clean nor parked on a signal without deadline is on the
+sparse, write-sharded attention index (``_store/watch.py``) under the moment it next needs a look:
+a runnable job's progress deadline (its next tick's due time + ``stall_after``), a timer's fire
+time, a wait's deadline, a finished job's pending retention pass. A sweep queries each of the
+``sweep_shards`` partitions for ``due_at <= now``, reads each due job's tail (one consistent Query
+of three items) and acts on ``_diagnosis.diagnose``'s verdict:
 
-Candidates come from the by-status index (jobs whose projection has not changed for
-``stall_after``), never a scan; each candidate's log then decides. Rejected: tracking "last
-progress" on the job item, which would cost a write on every step.
+* healthy (it progressed, a live worker holds it, its timer is later): the entry moves forward,
+  or off the index (a wait without deadline);
+* stalled — runnable (``PENDING``, ``RUNNING``, ``COMPENSATING``) with nobody holding it and its next
+  tick ``stall_after`` overdue (the first tick never sent, a tick dead-lettered or lost with a dead
+  worker), or its worker died holding the slot — or a parked job whose timer or deadline has come,
+  or that was asked to cancel: a tick is sent and ``swept_at`` / ``sweeps`` recorded on the job item.
+  The entry stays due until the job moves, so a job the tick did not help stays visible (stuck);
+  another tick follows after ``stall_after``, then 2x, 4x ... (a backlog is not fed);
+* finished with its retention pass pending: the pass runs again.
+
+A healthy job is never due, because the worker refreshes its deadline when less than half of
+``stall_after`` is left (at most one job-item write per ``stall_after / 2``, never one per step);
+so a sweep costs ``sweep_shards`` Queries plus a few requests per job that needs something,
+whatever the number of healthy jobs. Most lost ticks are recovered before that by SQS redelivering
+the previous tick (``worker.py``); the sweeper is the backstop.
+
+Scale it is built for (default 32 shards, ``stall_after`` 2 min, a 1-minute schedule): 1 million
+live jobs, all RUNNING and stepping, refresh 1M / 60 s ≈ 17,000 index writes/s, ≈ 520 per shard (a
+partition key takes 1,000); a sweep then costs 32 Queries (1 request each while nothing is due,
+≈ 10,000 due keys per 1 MB page) + per due job 1 Query + at most 1 UpdateItem + 1 SendMessage, up
+to ``limit`` due jobs per sweep (the rest come first in the next one: oldest first per shard).
+Grow ``sweep_shards`` with the live-job count (never shrink it while entries exist in the old
+shards: they would no longer be read).
+
+Rejected: reading the by-status index for jobs unchanged since ``stall_after`` (the old sweeper):
+a status changes rarely, so every healthy long-running job matches, and a stalled job behind more
+healthy ones than a page was never found; its partitions are one per status, so a million RUNNING
+jobs share one key. A "last progress" attribute written with every commit: a job-item write per
+step (the cost issue's budget is two writes a step). Scanning the table: cost grows with every
+job ever kept. A DynamoDB Stream or EventBridge Scheduler per timer: one more moving part per job
+and no answer for a lost tick.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
 
-from aetheris._clock import from_millis, to_millis
-from aetheris._engine.history import next_tick_delay
+from aetheris._diagnosis import Action, Finding, Reason, diagnose
 from aetheris._engine.services import Services
-from aetheris._store import schema
-from aetheris._store.dynamo import to_dynamo
+from aetheris._store import schema, watch
 from aetheris._store.queue import Tick
-from aetheris._store.schema import DUE_SHARD
-from aetheris.events import Event, EventType, JobStatus
 
-RUNNABLE = (JobStatus.PENDING, JobStatus.RUNNING)
-PARKED = (JobStatus.SLEEPING, JobStatus.WAITING)
+_STALLED = (Reason.TICK_LOST, Reason.LEASE_EXPIRED, Reason.CANCEL_PENDING)
 
 
 @dataclass
 class SweepReport:
-    examined: int = 0
+    examined: int = 0  # due entries read from the index
     ticked: list[str] = field(default_factory=list)  # every job ticked: stalled ones and due ones
-    stalled: list[str] = field(default_factory=list)  # runnable jobs whose tick went missing
-    due: list[str] = field(default_factory=list)  # parked jobs whose long timer or deadline came (routine)
+    stalled: list[str] = field(default_factory=list)  # jobs that should have been moving and were not
+    due: list[str] = field(default_factory=list)  # parked jobs whose timer or deadline came (routine)
     expired: list[str] = field(default_factory=list)  # finished jobs whose retention pass was redone
+    moved: int = 0  # healthy jobs whose entry was early, moved forward (or off the index)
+    stuck: list[str] = field(default_factory=list)  # stalled or overdue for stall_after or longer
+    complete: bool = True  # False: the limit was reached; the rest are next sweep's
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "examined": self.examined,
+            "ticked": self.ticked,
+            "stalled": self.stalled,
+            "due": self.due,
+            "expired": self.expired,
+            "moved": self.moved,
+            "stuck": self.stuck,
+            "complete": self.complete,
+        }
 
 
 class Sweeper:
-    def __init__(self, services: Services, stall_after: timedelta) -> None:
+    def __init__(self, services: Services) -> None:
         self.services = services
-        self.stall_after = stall_after
+        self.settings = services.settings
 
-    def sweep(self, limit: int = 200) -> SweepReport:
+    def sweep(self, limit: int = 5000) -> SweepReport:
+        """One pass over every shard's due entries, at most ``limit`` of them in all."""
         report = SweepReport()
         now = self.services.clock.now()
-        cutoff = (now - self.stall_after).isoformat()
-        for status in RUNNABLE:
-            for job_id in self._unchanged_since(status, cutoff, limit):
+        table = self.services.jobs.table
+        for shard in range(self.settings.sweep_shards):
+            for entry in watch.due_entries(table, str(shard), now, limit - report.examined):
                 report.examined += 1
-                if self._tick_if_stalled(job_id):
-                    report.ticked.append(job_id)
-                    report.stalled.append(job_id)
-        for job_id in self._due_by(to_millis(now), limit):
-            report.examined += 1
-            if self._tick_if_due(job_id, report):
-                report.ticked.append(job_id)
-                report.due.append(job_id)
+                self._look(entry, report)
+            if report.examined >= limit:
+                report.complete = False
+                break
         return report
 
-    def _due_by(self, now_ms: int, limit: int) -> list[str]:
-        """Parked jobs whose timer or wait deadline has come (the sparse by-due index)."""
-        items = self.services.jobs.table.query(
-            IndexName=schema.DUE_INDEX,
-            KeyConditionExpression=f"{schema.DUE_INDEX_PK} = :shard AND {schema.DUE_INDEX_SK} <= :now",
-            ExpressionAttributeValues=to_dynamo({":shard": DUE_SHARD, ":now": now_ms}),
-            Limit=limit,
-        )
-        return [str(item["pk"]) for item in items[:limit]]
-
-    def _tick_if_due(self, job_id: str, report: SweepReport) -> bool:
-        job = self.services.jobs.get(job_id)
-        if job is not None and JobStatus(job["status"]).is_terminal and schema.TTL_ATTRIBUTE in job:
-            self.services.retention.expire(job_id, int(job[schema.TTL_ATTRIBUTE]))
-            report.expired.append(job_id)
-            return False
-        snapshot = self.services.jobs.load(job_id)
-        if snapshot is None or snapshot.status not in PARKED:
-            return False
-        if snapshot.claim is not None and int(snapshot.claim.get("lease_until", 0)) >= to_millis(
-            self.services.clock.now()
-        ):
-            return False
-        self.services.queue.send(Tick(job_id=job_id, seq=snapshot.next_seq))
-        return True
-
-    def _unchanged_since(self, status: JobStatus, cutoff: str, limit: int) -> list[str]:
-        items = self.services.jobs.table.query(
-            IndexName=schema.STATUS_INDEX,
-            KeyConditionExpression=f"{schema.STATUS_INDEX_PK} = :status AND {schema.STATUS_INDEX_SK} < :cut",
-            ExpressionAttributeValues=to_dynamo({":status": status.value, ":cut": cutoff}),
-            Limit=limit,
-        )
-        return [str(item["pk"]) for item in items[:limit]]
-
-    def _tick_if_stalled(self, job_id: str) -> bool:
-        services = self.services
-        snapshot = services.jobs.load(job_id)
-        if snapshot is None or snapshot.status not in RUNNABLE or not snapshot.events:
-            return False
+    def _look(self, entry: watch.Entry, report: SweepReport) -> None:
+        services, settings = self.services, self.settings
+        tail = watch.read_tail(services.jobs.table, entry.job_id)
         now = services.clock.now()
-        if snapshot.claim is not None and int(snapshot.claim.get("lease_until", 0)) >= to_millis(now):
-            return False  # a live worker holds the job
-        last = Event.from_item(snapshot.events[-1])
-        due_at = (
-            last.next_attempt_at if last.type is EventType.STEP_FAILED and last.next_attempt_at else last.at
-        )
-        if snapshot.claim is not None:  # a worker died holding the slot: stalled since its lease ran out
-            due_at = max(due_at, from_millis(int(snapshot.claim.get("lease_until", 0))))
-        delay = next_tick_delay(last, now)
-        if delay is None or now - due_at < self.stall_after:
+        if tail is None or tail.due_at_ms is None or tail.due_at_ms > entry.due_at_ms:
+            return  # gone, or moved since the index was read (the index lags the table)
+        finding = diagnose(tail, now, settings)
+        if finding.stuck(now, settings.stall_after):
+            report.stuck.append(entry.job_id)
+        if finding.reason is Reason.TIMER_DUE:
+            report.due.append(entry.job_id)
+        elif finding.reason in _STALLED and finding.action is Action.TICK:
+            report.stalled.append(entry.job_id)
+        if finding.action is Action.MOVE:
+            report.moved += watch.move(services.jobs.table, tail, finding.next_look, settings.sweep_shards)
+        elif finding.action is Action.EXPIRE:
+            services.retention.expire(entry.job_id, int(tail.job[schema.TTL_ATTRIBUTE]))
+            report.expired.append(entry.job_id)
+        elif finding.action is Action.TICK and self._rescue(tail, finding):
+            report.ticked.append(entry.job_id)
+
+    def _rescue(self, tail: watch.Tail, finding: Finding) -> bool:
+        # Recorded first: if the job moves meanwhile (the condition fails), no tick is needed.
+        if not watch.mark_swept(self.services.jobs.table, tail, self.services.clock.now(), finding.sweeps):
             return False
-        services.queue.send(Tick(job_id=job_id, seq=snapshot.next_seq), delay)
+        self.services.queue.send(Tick(job_id=str(tail.job[schema.PK]), seq=tail.next_seq))
         return True

@@ -67,12 +67,15 @@ class JobStore:
         at: datetime,
         idempotency_key: str | None = None,
         also: list[dict[str, Any]] | None = None,
+        attention: dict[str, Any] | None = None,
     ) -> Item | None:
         """Create the job and its ``JobCreated`` event; returns the existing job item if it exists.
 
         ``also`` are more transaction actions that must succeed with the create (an idempotency
         key's generation record). Any other lost condition — slot 0 or one of ``also`` taken while
         the job item was free — is raised as ``TransactionConflict``: the caller looks again.
+        ``attention`` puts the job on the sweeper's index (``watch.py``): if its first tick is never
+        sent, the sweeper sends one.
         """
         job = {
             schema.PK: job_id,
@@ -84,6 +87,7 @@ class JobStore:
             "created_at": at.isoformat(),
             "idempotency_key": idempotency_key,
             **status_attributes(job_id, JobStatus.PENDING, at),
+            **(attention or {}),
         }
         created = {
             schema.PK: job_id,
@@ -116,15 +120,21 @@ class JobStore:
             raise
         return None
 
-    def request_cancel(self, job_id: str, at: datetime) -> Item | None:
-        """Mark the job for cancellation; raises ``ConditionFailed`` if it is gone or finished."""
+    def request_cancel(
+        self, job_id: str, at: datetime, attention: dict[str, Any] | None = None
+    ) -> Item | None:
+        """Mark the job for cancellation; raises ``ConditionFailed`` if it is gone or finished.
+
+        ``attention`` (``watch.py``) makes the sweeper look at the job if the cancel's tick is lost.
+        """
         # Only a job that exists and has not ended can be asked to stop.
         live = present(schema.PK) & Condition(
             "NOT (#status IN (:done1, :done2, :done3))",
             {"#status": "status"},
             {":done1": "COMPLETED", ":done2": "FAILED", ":done3": "CANCELLED"},
         )
-        return self.table.update(job_id, schema.JOB_SK, {"cancel_requested_at": at.isoformat()}, live)
+        values = {"cancel_requested_at": at.isoformat(), **(attention or {})}
+        return self.table.update(job_id, schema.JOB_SK, values, live)
 
     def get(self, job_id: str) -> Item | None:
         return self.table.get(job_id, schema.JOB_SK)

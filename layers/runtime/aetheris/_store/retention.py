@@ -2,7 +2,7 @@
 
 When a job ends (``JobCompleted``, ``JobFailed``, ``JobCancelled``) its terminal commit sets
 ``expires_at`` on the job item and on the terminal event, in the same write as the outcome, and
-marks the job item *retention pending* by putting it on the sparse by-due index. Right after the
+marks the job item *retention pending* by keeping it on the attention index (``watch.py``). Right after the
 commit the worker runs ``Retention.expire``: one consistent, keys-only Query per table (the job's
 events and effect-ledger entries, and its signals in the inbox), an ``expires_at`` update on each
 item that has none yet, and last the job item's marker removed. So the marker goes only once every
@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from aetheris._clock import to_millis
 from aetheris._store import schema
 from aetheris._store.conditions import present
 from aetheris._store.dynamo import ConditionFailed, Table, to_dynamo
+from aetheris._store.watch import look_at
 
 
 def expires_at(now: datetime, retention: timedelta) -> int:
@@ -38,9 +38,10 @@ def expires_at(now: datetime, retention: timedelta) -> int:
     return int((now + retention).timestamp())
 
 
-def pending_marker(due: datetime) -> dict[str, Any]:
-    """Job-item attributes that put a finished job on the by-due index until its pass is done."""
-    return {schema.DUE_INDEX_PK: schema.DUE_SHARD, schema.DUE_INDEX_SK: to_millis(due)}
+def pending_marker(job_id: str, due: datetime, shards: int) -> dict[str, Any]:
+    """Job-item attributes that keep a finished job on the attention index (its shard of by-due)
+    until its pass is done: the sweeper runs the pass again if it is still there at ``due``."""
+    return look_at(job_id, due, shards)
 
 
 @dataclass

@@ -20,10 +20,10 @@ EFFECT_PREFIX = "FX#"
 STATUS_INDEX = "by-status"
 STATUS_INDEX_PK = "gsi1pk"
 STATUS_INDEX_SK = "gsi1sk"
+# The attention index (sparse, write-sharded; see _store/watch.py): when a job next needs a look.
 DUE_INDEX = "by-due"
-DUE_INDEX_PK = "due_shard"
-DUE_INDEX_SK = "due_at"
-DUE_SHARD = "due"  # the one partition of the by-due index (parked jobs, finished jobs' retention)
+DUE_INDEX_PK = "due_shard"  # str(crc32(job_id) % sweep_shards)
+DUE_INDEX_SK = "due_at"  # epoch milliseconds
 TTL_ATTRIBUTE = "expires_at"
 
 SEQ_DIGITS = 10

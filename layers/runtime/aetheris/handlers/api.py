@@ -59,7 +59,7 @@ from aetheris.errors import (
     UnknownJobType,
 )
 from aetheris.events import Event, JobStatus
-from aetheris.handlers import api_commands, api_trace
+from aetheris.handlers import api_commands, api_observability, api_trace
 from aetheris.handlers.api_commands import InvalidSignalName
 from aetheris.handlers.api_models import (
     Cursor,
@@ -214,6 +214,7 @@ def list_events(
 
 app.include_router(api_commands.router)
 app.include_router(api_trace.router)
+app.include_router(api_observability.router)
 
 
 @app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)

@@ -1,35 +1,64 @@
-"""Sweeper Lambda (EventBridge schedule): ticks runnable jobs whose next tick is overdue."""
+"""Sweeper Lambda (EventBridge schedule): looks at every job whose moment to be looked at has come
+(see ``aetheris/_engine/sweeper.py``), then publishes gauges: ``StuckJobs`` and the queue backlogs.
+
+The gauges carry no dimensions (an alarm names them by namespace and metric alone), so they are
+published by a ``Metrics`` of their own with no service: Powertools would otherwise add the
+``service`` dimension to every metric it flushes with the counters.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aetheris import hosting
+from aetheris import _observability, hosting
 
 logger = Logger(service="aetheris-sweeper")
 metrics = Metrics(namespace="Aetheris", service="sweeper")
+
+# Gauges (no dimensions): name -> (queue, depth field).
+STUCK_JOBS = "StuckJobs"
+BACKLOG_GAUGES = {
+    "StepQueueVisible": ("step", "visible"),
+    "StepQueueInFlight": ("step", "in_flight"),
+    "StepQueueDelayed": ("step", "delayed"),
+    "StepDeadLetters": ("step_dlq", "visible"),
+    "SignalQueueVisible": ("signal", "visible"),
+    "SignalDeadLetters": ("signal_dlq", "visible"),
+}
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    report = hosting.runtime().sweep()
+    runtime = hosting.runtime()
+    report = runtime.sweep()
     metrics.add_metric(name="SweptJobsTicked", unit=MetricUnit.Count, value=len(report.ticked))
     metrics.add_metric(name="StalledJobsTicked", unit=MetricUnit.Count, value=len(report.stalled))
     # Finished jobs whose retention pass failed and was redone (see aetheris/_store/retention.py).
     metrics.add_metric(name="RetentionRepaired", unit=MetricUnit.Count, value=len(report.expired))
     if report.stalled:  # a lost tick was recovered: worth a look (due timers are routine)
         logger.warning("ticked stalled jobs", extra={"jobs": report.stalled})
+    if report.stuck:
+        logger.warning("stuck jobs", extra={"jobs": report.stuck})
+    if not report.complete:
+        logger.warning("the sweep stopped at its limit; the rest come first in the next one")
     if report.due:
         logger.info("ticked parked jobs that are due", extra={"jobs": report.due})
-    return {
-        "examined": report.examined,
-        "ticked": report.ticked,
-        "stalled": report.stalled,
-        "due": report.due,
-        "expired": report.expired,
-    }
+    services = runtime.services
+    depths = _observability.queue_depths(services.queue.client, _observability.queues(services))
+    publish_gauges(len(report.stuck), depths)
+    return report.as_dict()
+
+
+def publish_gauges(stuck: int, depths: dict[str, dict[str, int]]) -> None:
+    """One EMF line, namespace ``Aetheris``, no dimensions."""
+    gauges = EphemeralMetrics(namespace="Aetheris", service="")
+    gauges.add_metric(name=STUCK_JOBS, unit=MetricUnit.Count, value=stuck)
+    for name, (queue, field) in BACKLOG_GAUGES.items():
+        if queue in depths:
+            gauges.add_metric(name=name, unit=MetricUnit.Count, value=depths[queue][field])
+    gauges.flush_metrics()
