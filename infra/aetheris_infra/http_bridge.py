@@ -266,7 +266,12 @@ def _request_handler(bridge: BridgeServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             logger.debug(format, *args)
 
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _handle
+        def __getattr__(self, name: str) -> Any:
+            # Every method reaches the function (TRACE, QUERY, any token), as on a $default route:
+            # the function, not the bridge, says which methods a path takes.
+            if name.startswith("do_"):
+                return self._handle
+            raise AttributeError(name)
 
     return RequestHandler
 

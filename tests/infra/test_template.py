@@ -409,12 +409,20 @@ JWT_PARAMETERS = {
 }
 
 
+# Every other request reaches the handler too, for its 404 and 405 answers (with Allow).
+CATCH_ALL = ("ANY", "/{proxy+}")
+
+
 def _handler_routes() -> set[tuple[str, str]]:
     from aetheris.handlers.api import _spec
 
     paths = json.loads(_spec())["paths"]
     routes = {(method.upper(), path) for path, operations in paths.items() for method in operations}
-    return routes | {("GET", "/openapi.json")}  # served, left out of its own document
+    return routes | {("GET", "/openapi.json"), CATCH_ALL}  # openapi.json: served, not in itself
+
+
+def _method(key: str) -> str:
+    return "ANY" if key == "x-amazon-apigateway-any-method" else key.upper()
 
 
 def test_repo_template_api_events_and_definition_cover_every_handler_route(repo_template: Template) -> None:
@@ -424,7 +432,7 @@ def test_repo_template_api_events_and_definition_cover_every_handler_route(repo_
         for e in function.properties["Events"].values()
     }
     body = repo_template.resources["Api"].properties["DefinitionBody"]
-    declared = {(m.upper(), path) for path, methods in body["paths"].items() for m in methods}
+    declared = {(_method(m), path) for path, methods in body["paths"].items() for m in methods}
 
     assert {e["Type"] for e in function.properties["Events"].values()} == {"HttpApi"}
     assert {e["Properties"]["ApiId"]["Ref"] for e in function.properties["Events"].values()} == {"Api"}
@@ -440,7 +448,7 @@ def _route_securities(template: Template, parameters: dict[str, str] | None = No
     """Each declared route's resolved OpenAPI ``security`` under ``parameters`` (default: the defaults)."""
     body = template.resources["Api"].properties["DefinitionBody"]
     return {
-        f"{method.upper()} {path}": template.resolve(operation.get("security"), {}, parameters=parameters)
+        f"{_method(method)} {path}": template.resolve(operation.get("security"), {}, parameters=parameters)
         for path, methods in body["paths"].items()
         for method, operation in methods.items()
     }
