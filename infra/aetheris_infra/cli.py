@@ -259,7 +259,9 @@ def cmd_replay(args: argparse.Namespace, api: Api, out: Out) -> int:
 def cmd_dev(args: argparse.Namespace, api: Api, out: Out) -> int:
     from aetheris_infra.local_stack import LocalStack
 
-    stack = LocalStack(args.app, workers=args.workers, host=args.host, port=args.port)
+    stack = LocalStack(
+        args.app, workers=args.workers, host=args.host, port=args.port, api_token=args.token or None
+    )
     try:
         stack.start()
     except (ImportError, AttributeError, TypeError, ValueError) as error:
@@ -279,6 +281,7 @@ def cmd_dev(args: argparse.Namespace, api: Api, out: Out) -> int:
             "api_url": stack.api_url,
             "endpoint_url": stack.endpoint_url,
             "environment": stack.environment(),
+            "requires_token": bool(args.token),
         }
         if out.json:  # one line, once the API answers: what a supervising process waits for
             sys.stdout.write(json.dumps(ready) + "\n")
@@ -304,6 +307,17 @@ def _show_dev(out: Out, url: str, args: argparse.Namespace) -> None:
     )
     if url != DEFAULT_API:
         out.console.print(f"point the CLI at it: export AETHERIS_API={url}")
+    if args.token:  # how to send it, never the token itself: a terminal's scrollback is a log too
+        out.console.print(
+            "every request needs [bold]Authorization: Bearer $AETHERIS_API_TOKEN[/]: the CLI sends it when "
+            "AETHERIS_API_TOKEN is set in its shell (or --token); e.g. "
+            f'curl -H "Authorization: Bearer $AETHERIS_API_TOKEN" {url}/jobs'
+        )
+    else:
+        out.console.print(
+            "the API takes requests from anything on this machine without a token; "
+            "set AETHERIS_API_TOKEN (or pass --token) before `aetheris dev` to require one"
+        )
     out.console.print("try: aetheris jobs; aetheris start TYPE --input JSON --wait. Ctrl-C stops the stack.")
 
 
@@ -321,8 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
     api_help = f"the HTTP API (default $AETHERIS_API, else {DEFAULT_API})"
     parser.add_argument("--api", default=os.environ.get("AETHERIS_API", DEFAULT_API), help=api_help)
     parser.add_argument("--json", action="store_true", help="print the API's JSON instead of tables")
+    token_help = (
+        "bearer token sent with every request, and required by `dev` (default $AETHERIS_API_TOKEN): "
+        "the local stack's token, or a JWT for a stack deployed with ApiAuth=JWT"
+    )
+    parser.add_argument("--token", default=os.environ.get("AETHERIS_API_TOKEN") or None, help=token_help)
     common = argparse.ArgumentParser(add_help=False)  # the same options after the command name
     common.add_argument("--api", default=argparse.SUPPRESS, help=api_help)
+    common.add_argument("--token", default=argparse.SUPPRESS, help=token_help)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine output")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -387,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         run: Command = args.run
-        return run(args, Api(args.api), out)
+        return run(args, Api(args.api, token=args.token), out)
     except CliError as error:
         out.errors.print(Text(f"error: {error}", style="red"))
         return error.exit_code

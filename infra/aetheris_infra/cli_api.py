@@ -48,8 +48,12 @@ class MissingInput(CliError):
 
 
 class Api:
-    def __init__(self, url: str, timeout: float = 30.0) -> None:
+    """The HTTP API at ``url``; with a ``token``, every request carries ``Authorization: Bearer`` (the
+    local stack's ``$AETHERIS_API_TOKEN``, or a JWT for a stack deployed with ``ApiAuth=JWT``)."""
+
+    def __init__(self, url: str, timeout: float = 30.0, *, token: str | None = None) -> None:
         self.url, self.timeout = url.rstrip("/"), timeout
+        self._token = token or None
 
     def call(self, method: str, path: str, body: Any = None, **query: Any) -> tuple[int, Any]:
         """``(status, JSON body)`` of a 2xx answer; ``ApiError`` for any other, ``Unreachable`` if none."""
@@ -57,6 +61,8 @@ class Api:
         url = self.url + path + (f"?{urlencode(params)}" if params else "")
         data = None if body is None else json.dumps(body).encode()
         headers = {"accept": "application/json"} | ({"content-type": "application/json"} if data else {})
+        if self._token is not None:
+            headers["authorization"] = f"Bearer {self._token}"
         try:
             request = urllib.request.Request(url, data=data, method=method, headers=headers)
             with urllib.request.urlopen(request, timeout=self.timeout) as response:

@@ -10,11 +10,18 @@ including its 413 for bodies over 10 MB and its bare 500 when the function raise
 
 Invocations are serialised, one at a time, as in one Lambda execution environment: handlers may
 keep per-invocation state in globals (Powertools' resolver does), so concurrent requests queue.
+
+With a ``token`` (``aetheris dev`` passes ``$AETHERIS_API_TOKEN``), every request must carry
+``Authorization: Bearer <token>``, as a deployed API requires SigV4 or a JWT: any other request is
+answered 401 ``{"error": {"code": "unauthorized", ...}}`` with ``WWW-Authenticate: Bearer`` and the
+handler is never called. The comparison takes the same time whatever the token sent, and neither
+token is ever logged or echoed.
 """
 
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import logging
 import threading
@@ -113,8 +120,13 @@ def _as_text(body: bytes, content_type: str) -> str | None:
 class BridgeServer:
     """A running bridge: ``url`` to send requests to, ``close()`` (or ``with``) to stop it."""
 
-    def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, handler: Handler, host: str = "127.0.0.1", port: int = 0, *, token: str | None = None
+    ) -> None:
+        if token is not None and not token.strip():
+            raise ValueError("an API token must not be empty (leave it unset for an open local API)")
         self.handler = handler
+        self._token = None if token is None else token.encode()
         self._invoke_lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), _request_handler(self))
         self._server.daemon_threads = True
@@ -128,6 +140,22 @@ class BridgeServer:
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    @property
+    def requires_token(self) -> bool:
+        return self._token is not None
+
+    def refusal(self, authorization: str | None) -> str | None:
+        """Why a request with this ``Authorization`` header may not pass, or ``None`` if it may."""
+        if self._token is None:
+            return None
+        scheme, _, presented = (authorization or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not presented.strip():
+            return "this API requires a bearer token: send Authorization: Bearer $AETHERIS_API_TOKEN"
+        # compare_digest: how long the comparison takes says nothing about how much of it matched.
+        if not hmac.compare_digest(presented.strip().encode(), self._token):
+            return "wrong bearer token: send Authorization: Bearer $AETHERIS_API_TOKEN (of `aetheris dev`)"
+        return None
 
     def invoke(self, event: dict[str, Any]) -> Any:
         context = LocalLambdaContext(
@@ -150,9 +178,12 @@ class BridgeServer:
         self.close()
 
 
-def serve(handler: Handler, host: str = "127.0.0.1", port: int = 0) -> BridgeServer:
-    """Start a bridge that hands every request on ``host:port`` to ``handler(event, context)``."""
-    return BridgeServer(handler, host, port)
+def serve(
+    handler: Handler, host: str = "127.0.0.1", port: int = 0, *, token: str | None = None
+) -> BridgeServer:
+    """Start a bridge that hands every request on ``host:port`` to ``handler(event, context)``; with a
+    ``token``, only requests that carry it as their bearer token."""
+    return BridgeServer(handler, host, port, token=token)
 
 
 def _request_handler(bridge: BridgeServer) -> type[BaseHTTPRequestHandler]:
@@ -169,6 +200,10 @@ def _request_handler(bridge: BridgeServer) -> type[BaseHTTPRequestHandler]:
             if body is None:
                 self.close_connection = True  # the unread body must not be taken for the next request
                 self._gateway_error(413, "Request Entity Too Large")
+                return
+            refusal = bridge.refusal(self.headers.get("authorization"))
+            if refusal is not None:
+                self._unauthorized(refusal)
                 return
             event = http_api_event(
                 self.command,
@@ -209,6 +244,11 @@ def _request_handler(bridge: BridgeServer) -> type[BaseHTTPRequestHandler]:
                 status, {"content-type": "application/json"}, json.dumps({"message": message}).encode()
             )
 
+        def _unauthorized(self, message: str) -> None:
+            body = json.dumps({"error": {"code": "unauthorized", "message": message}}).encode()
+            headers = {"content-type": "application/json", "www-authenticate": 'Bearer realm="aetheris"'}
+            self._reply(401, headers, body)
+
         def _reply(
             self, status: int, headers: dict[str, str], body: bytes, cookies: Sequence[str] = ()
         ) -> None:
@@ -226,7 +266,12 @@ def _request_handler(bridge: BridgeServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             logger.debug(format, *args)
 
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _handle
+        def __getattr__(self, name: str) -> Any:
+            # Every method reaches the function (TRACE, QUERY, any token), as on a $default route:
+            # the function, not the bridge, says which methods a path takes.
+            if name.startswith("do_"):
+                return self._handle
+            raise AttributeError(name)
 
     return RequestHandler
 

@@ -83,9 +83,11 @@ class LocalStack:
         sweep_every: timedelta = timedelta(seconds=5),
         idle_backoff: tuple[timedelta, timedelta] = (timedelta(milliseconds=20), timedelta(milliseconds=500)),
         metrics: bool = False,
+        api_token: str | None = None,
     ) -> None:
         """``idle_backoff`` is the first and the longest pause of a poller that found its queue empty
-        (doubling in between); ``sweep_every`` is the sweeper schedule's period."""
+        (doubling in between); ``sweep_every`` is the sweeper schedule's period. With ``api_token``
+        the HTTP API answers only requests with ``Authorization: Bearer <api_token>`` (401 otherwise)."""
         if workers < 1:
             raise ValueError(f"a local stack needs at least one worker, not {workers}")
         self._app = app
@@ -96,6 +98,7 @@ class LocalStack:
         self._sweep_every = sweep_every
         self._idle_backoff = idle_backoff
         self._metrics = metrics
+        self._api_token = api_token
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._moto: SerialMotoServer | None = None
@@ -157,7 +160,9 @@ class LocalStack:
                 "local-signals",
             )
             self._spawn("local-sweeper", self._sweep_loop, _bind(runtime("local-sweeper"), sweeper_handler))
-            self._bridge = serve(_bind(runtime("local-api"), api_handler), self._host, self._port)
+            self._bridge = serve(
+                _bind(runtime("local-api"), api_handler), self._host, self._port, token=self._api_token
+            )
         except BaseException:
             self.stop()
             raise

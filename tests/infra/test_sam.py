@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from aetheris_infra.template import load_template
+
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = Path(os.environ.get("AETHERIS_TOOLS_VENV", ROOT / ".venv-tools")) / "bin"
 TEMPLATE = ROOT / "template.yaml"
@@ -59,6 +61,36 @@ def test_sam_transform_produces_cloudformation_with_every_function() -> None:
     assert mappings and all(
         m["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for m in mappings
     )
+
+
+@needs_tools
+def test_sam_transform_keeps_the_jwt_authorizer_on_every_route_of_the_http_api(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [TOOLS / "python", "-c", TRANSFORM, TEMPLATE], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr
+    (tmp_path / "transformed.json").write_text(run.stdout)
+    transformed = load_template(tmp_path / "transformed.json")
+    (api,) = transformed.resources_of_type("AWS::ApiGatewayV2::Api").values()
+    jwt = {
+        "ApiAuth": "JWT",
+        "JwtIssuer": "https://issuer.example.com/",
+        "JwtAudience": "aetheris-api",
+    }
+    body = transformed.resolve(api.properties["Body"], {"ApiFunction.Arn": "arn:function"}, parameters=jwt)
+    authorizer = body["components"]["securitySchemes"]["JWT"]["x-amazon-apigateway-authorizer"]
+    operations = [op for methods in body["paths"].values() for op in methods.values()]
+    raw_scheme = api.properties["Body"]["components"]["securitySchemes"]["JWT"]["Fn::If"][1]
+    raw_config = raw_scheme["x-amazon-apigateway-authorizer"]["jwtConfiguration"]
+
+    assert (authorizer["type"], authorizer["identitySource"]) == ("jwt", "$request.header.Authorization")
+    assert authorizer["jwtConfiguration"]["issuer"] == "https://issuer.example.com/"
+    # A CommaDelimitedList: CloudFormation passes the audiences on as the list the authorizer takes.
+    assert raw_config["audience"] == {"Ref": "JwtAudience"}
+    assert transformed.parameters["JwtAudience"].type == "CommaDelimitedList"
+    assert len(operations) >= 8
+    assert all(op["security"] == [{"JWT": []}] for op in operations)
+    assert all(op["x-amazon-apigateway-integration"]["type"] == "aws_proxy" for op in operations)
 
 
 def python312() -> str | None:

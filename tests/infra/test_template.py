@@ -232,7 +232,9 @@ def test_repo_template_parameters_have_contract_defaults(repo_template: Template
         "StepMaxConcurrency": "50",
         "MaxReceiveCount": "10",
         "RetentionDays": "30",
-        "ApiAuth": "NONE",
+        "ApiAuth": "AWS_IAM",
+        "JwtIssuer": "",
+        "JwtAudience": "",
         "AlarmTopicArn": "",
     }
 
@@ -399,7 +401,16 @@ def test_repo_template_outputs_resolve_with_created_names(repo_template: Templat
 
 # --- the HTTP API -------------------------------------------------------------------------------
 
-CONDITIONAL_IAM = {"Fn::If": ["UseIamAuth", [{"AWS_IAM": []}], []]}
+ROUTE_SECURITY = {"Fn::If": ["UseIamAuth", [{"AWS_IAM": []}], {"Fn::If": ["UseJwtAuth", [{"JWT": []}], []]}]}
+JWT_PARAMETERS = {
+    "ApiAuth": "JWT",
+    "JwtIssuer": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_pool",
+    "JwtAudience": "client-a,client-b",
+}
+
+
+# Every other request reaches the handler too, for its 404 and 405 answers (with Allow).
+CATCH_ALL = ("ANY", "/{proxy+}")
 
 
 def _handler_routes() -> set[tuple[str, str]]:
@@ -407,7 +418,11 @@ def _handler_routes() -> set[tuple[str, str]]:
 
     paths = json.loads(_spec())["paths"]
     routes = {(method.upper(), path) for path, operations in paths.items() for method in operations}
-    return routes | {("GET", "/openapi.json")}  # served, left out of its own document
+    return routes | {("GET", "/openapi.json"), CATCH_ALL}  # openapi.json: served, not in itself
+
+
+def _method(key: str) -> str:
+    return "ANY" if key == "x-amazon-apigateway-any-method" else key.upper()
 
 
 def test_repo_template_api_events_and_definition_cover_every_handler_route(repo_template: Template) -> None:
@@ -417,7 +432,7 @@ def test_repo_template_api_events_and_definition_cover_every_handler_route(repo_
         for e in function.properties["Events"].values()
     }
     body = repo_template.resources["Api"].properties["DefinitionBody"]
-    declared = {(m.upper(), path) for path, methods in body["paths"].items() for m in methods}
+    declared = {(_method(m), path) for path, methods in body["paths"].items() for m in methods}
 
     assert {e["Type"] for e in function.properties["Events"].values()} == {"HttpApi"}
     assert {e["Properties"]["ApiId"]["Ref"] for e in function.properties["Events"].values()} == {"Api"}
@@ -429,19 +444,85 @@ def test_repo_template_api_events_and_definition_cover_every_handler_route(repo_
     } <= events
 
 
-def test_repo_template_api_auth_is_off_by_default_and_iam_on_request(repo_template: Template) -> None:
+def _route_securities(template: Template, parameters: dict[str, str] | None = None) -> dict[str, Any]:
+    """Each declared route's resolved OpenAPI ``security`` under ``parameters`` (default: the defaults)."""
+    body = template.resources["Api"].properties["DefinitionBody"]
+    return {
+        f"{_method(method)} {path}": template.resolve(operation.get("security"), {}, parameters=parameters)
+        for path, methods in body["paths"].items()
+        for method, operation in methods.items()
+    }
+
+
+def test_repo_template_api_every_route_requires_iam_auth_by_default(repo_template: Template) -> None:
     body = repo_template.resources["Api"].properties["DefinitionBody"]
-    securities = [
-        operation["security"] for methods in body["paths"].values() for operation in methods.values()
-    ]
+    securities = _route_securities(repo_template)
     scheme = body["components"]["securitySchemes"]["AWS_IAM"]
 
-    assert securities and all(security == CONDITIONAL_IAM for security in securities)
+    assert {tuple(route.split(" ")) for route in securities} == _handler_routes()
+    assert set(map(str, securities.values())) == {str([{"AWS_IAM": []}])}
     assert scheme["x-amazon-apigateway-authtype"] == "awsSigv4"
-    assert repo_template.resolve(CONDITIONAL_IAM, {}) == []
-    assert repo_template.resolve(CONDITIONAL_IAM, {}, parameters={"ApiAuth": "AWS_IAM"}) == [{"AWS_IAM": []}]
+    assert "ApiIsOpen" not in _deployed_outputs(repo_template)
+
+
+def test_repo_template_api_jwt_mode_puts_the_jwt_authorizer_on_every_route(repo_template: Template) -> None:
+    body = repo_template.resources["Api"].properties["DefinitionBody"]
+    securities = _route_securities(repo_template, JWT_PARAMETERS)
+    schemes = repo_template.resolve(body["components"]["securitySchemes"], {}, parameters=JWT_PARAMETERS)
+    authorizer = schemes["JWT"]["x-amazon-apigateway-authorizer"]
+
+    assert set(map(str, securities.values())) == {str([{"JWT": []}])}
+    assert authorizer["type"] == "jwt"
+    assert authorizer["identitySource"] == "$request.header.Authorization"
+    assert authorizer["jwtConfiguration"]["issuer"] == JWT_PARAMETERS["JwtIssuer"]
+    assert "JWT" not in repo_template.resolve(body["components"]["securitySchemes"], {})
+
+
+def test_repo_template_api_open_only_when_asked_by_name_and_an_output_says_so(
+    repo_template: Template,
+) -> None:
+    securities = _route_securities(repo_template, {"ApiAuth": "NONE"})
+
+    assert set(map(str, securities.values())) == {"[]"}
+    assert "ApiIsOpen" in _deployed_outputs(repo_template, {"ApiAuth": "NONE"})
+    assert "WARNING" in repo_template.outputs["ApiIsOpen"]["Description"]
     with pytest.raises(TemplateError, match="not one of"):
-        repo_template.parameter_values({"ApiAuth": "COGNITO"})
+        repo_template.parameter_values({"ApiAuth": "OFF"})
+
+
+def test_repo_template_jwt_mode_without_issuer_or_audience_is_refused_by_a_rule(
+    repo_template: Template,
+) -> None:
+    (rule,) = repo_template.document["Rules"].values()
+    asserted = [a["Assert"] for a in rule["Assertions"]]
+
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "ApiAuth"}, "JWT"]}
+    assert {"Fn::Not": [{"Fn::Equals": [{"Ref": "JwtIssuer"}, ""]}]} in asserted
+    assert {"Fn::Not": [{"Fn::Contains": [{"Ref": "JwtAudience"}, ""]}]} in asserted
+
+
+def test_samconfig_every_environment_deploys_with_iam_auth() -> None:
+    import tomllib
+
+    config = tomllib.loads((Path(__file__).resolve().parents[2] / "samconfig.toml").read_text())
+    overrides = {
+        env: sections["deploy"]["parameters"]["parameter_overrides"].split()
+        for env, sections in config.items()
+        if isinstance(sections, dict) and "deploy" in sections
+    }
+    auth = {env: dict(p.split("=", 1) for p in pairs).get("ApiAuth") for env, pairs in overrides.items()}
+
+    assert auth == {"default": "AWS_IAM", "prod": "AWS_IAM"}
+
+
+def _deployed_outputs(template: Template, parameters: dict[str, str] | None = None) -> set[str]:
+    """The outputs a stack deployed with ``parameters`` has (those whose condition holds)."""
+    return {
+        name
+        for name, output in template.outputs.items()
+        if "Condition" not in output
+        or template.resolve({"Fn::If": [output["Condition"], True, False]}, {}, parameters=parameters)
+    }
 
 
 QUEUE_ARNS = [

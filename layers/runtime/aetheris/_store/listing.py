@@ -3,25 +3,33 @@
 Every page is one bounded ``Query`` (never a ``Scan``): jobs come from the ``by-status`` index,
 newest first, and a job's log from its item collection in ``seq`` order. A page asks for one item
 more than it returns, so a full last page carries no cursor and no client ever fetches an empty
-page. The cursor is the key of the last item returned — what DynamoDB would give as
-``LastEvaluatedKey`` — as base64url JSON: opaque to clients, checked on the way back in, so a
-forged or foreign cursor is an ``InvalidCursor`` and never reaches DynamoDB.
+page. A cursor is the position of the last item returned, in a format the API's document states
+as a pattern, so that every cursor that fits the pattern is a position (never a refusal):
+
+* jobs: ``<micros>.<job_id>`` — the last job's ``updated_at`` in microseconds since the epoch, and
+  its id: the by-status sort key ``<iso stamp>#<job_id>`` the next page continues below;
+* a job's events: ``<seq>`` — the last event's sequence number.
+
+A cursor is a position, not a capability: it only says where a listing resumes, in the partitions
+the caller may read anyway, so it need not be signed. Rejected: the key as base64url JSON (what
+``LastEvaluatedKey`` gives) — opaque, but a schema cannot tell a valid one from a forged one.
 
 Without a status the listing reads the top of each status partition (one ``Query`` per status) and
-merges them by ``gsi1sk``; resuming uses ``gsi1sk < cursor`` on each partition, which is exact
-because a job has one item and its ``gsi1sk`` ends with its job id. Rejected: a ``Scan`` (cost grows
-with the table, not the page) and a single all-jobs partition (one hot key for every status write).
-The index is eventually consistent on AWS: a job started a moment ago may miss the first listing.
+merges them by ``gsi1sk``; resuming uses ``gsi1sk < cursor`` on each partition (with a status
+too), which is exact because a job has one item and its ``gsi1sk`` ends with its job id. Rejected: a
+``Scan`` (cost grows with the table, not the page) and a single all-jobs partition (one hot key for
+every status write). The index is eventually consistent on AWS: a job started a moment ago may miss
+the first listing.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
 
 from aetheris._store import schema
 from aetheris._store.dynamo import Item, Table, from_dynamo, to_dynamo
@@ -29,15 +37,24 @@ from aetheris._store.jobs import COMMITTED
 from aetheris.errors import AetherisError
 from aetheris.events import JobStatus
 
-JOB_KEY = (schema.PK, schema.SK, schema.STATUS_INDEX_PK, schema.STATUS_INDEX_SK)
-EVENT_KEY = (schema.PK, schema.SK)
 # What a listing shows of a job: its payloads (input, result) stay behind, they can be 256 KiB each.
-SUMMARY_ATTRIBUTES = (*JOB_KEY, "job_id", "job_type", "version", "status", "created_at", "updated_at")
-_MAX_CURSOR_CHARS = 4096
+SUMMARY_ATTRIBUTES = (
+    schema.STATUS_INDEX_SK,
+    "job_id",
+    "job_type",
+    "version",
+    "status",
+    "created_at",
+    "updated_at",
+)
+# The patterns of the two cursors; ``aetheris.handlers.api_models`` puts them in the API's document.
+JOB_CURSOR_PATTERN: Final = r"^[0-9]{1,16}\.[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,127}$"
+EVENT_CURSOR_PATTERN: Final = r"^[0-9]{1,9}$"
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class InvalidCursor(AetherisError):
-    """The cursor was not produced by this listing (tampered, truncated, or from another listing)."""
+    """The cursor is not in the format of this listing's cursors."""
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
@@ -50,26 +67,26 @@ class Page:
     next_cursor: str | None
 
 
-def encode_cursor(key: Mapping[str, Any]) -> str:
-    text = json.dumps(dict(key), separators=(",", ":"), sort_keys=True)
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+def job_cursor(status_sort_key: str) -> str:
+    """The cursor after the job whose by-status sort key is ``<iso stamp>#<job_id>``."""
+    stamp, _, job_id = status_sort_key.partition("#")
+    micros = (datetime.fromisoformat(stamp) - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros}.{job_id}"
 
 
-def decode_cursor(cursor: str, fields: tuple[str, ...]) -> dict[str, str]:
-    """The key inside ``cursor``: exactly ``fields``, every value a non-empty string."""
-    if len(cursor) > _MAX_CURSOR_CHARS:
-        raise InvalidCursor("too long")
-    try:
-        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
-        key = json.loads(raw)
-    except (binascii.Error, ValueError):  # bad base64, bad UTF-8 and bad JSON are all ValueErrors
-        raise InvalidCursor("not base64url JSON") from None
-    if not isinstance(key, dict) or sorted(key) != sorted(fields):
-        raise InvalidCursor(f"expected the fields {', '.join(fields)}")
-    # DynamoDB refuses key values over 1 KiB (sort keys) before it looks at anything else.
-    if not all(isinstance(value, str) and 0 < len(value.encode()) <= 1024 for value in key.values()):
-        raise InvalidCursor("every field must be a string of 1 to 1024 bytes")
-    return key
+def job_position(cursor: str) -> str:
+    """The by-status sort key a job cursor stands for: the next page lists the jobs below it."""
+    if not re.fullmatch(JOB_CURSOR_PATTERN, cursor):
+        raise InvalidCursor("a job cursor is <microseconds>.<job_id>")
+    micros, _, job_id = cursor.partition(".")
+    return f"{(_EPOCH + timedelta(microseconds=int(micros))).isoformat()}#{job_id}"
+
+
+def event_position(cursor: str) -> int:
+    """The first sequence number after an event cursor."""
+    if not re.fullmatch(EVENT_CURSOR_PATTERN, cursor):
+        raise InvalidCursor("an event cursor is the seq of the last event shown")
+    return int(cursor) + 1
 
 
 class Listing:
@@ -78,18 +95,11 @@ class Listing:
 
     def jobs(self, status: JobStatus | None, limit: int, cursor: str | None = None) -> Page:
         """Jobs newest first (by last status change), all of them or those in ``status``."""
-        after = decode_cursor(cursor, JOB_KEY) if cursor else None
-        if after is not None and after[schema.STATUS_INDEX_PK] not in {s.value for s in JobStatus}:
-            raise InvalidCursor("unknown status")
-        if status is None:
-            merged = [item for one in JobStatus for item in self._partition(one, limit, after, merged=True)]
-            merged.sort(key=lambda item: str(item[schema.STATUS_INDEX_SK]), reverse=True)
-            return _page(merged, limit, JOB_KEY)
-        if after is not None and after[schema.STATUS_INDEX_PK] != status.value:
-            raise InvalidCursor(
-                f"it continues a listing of {after[schema.STATUS_INDEX_PK]}, not {status.value}"
-            )
-        return _page(self._partition(status, limit, after, merged=False), limit, JOB_KEY)
+        below = job_position(cursor) if cursor else None
+        statuses = list(JobStatus) if status is None else [status]
+        merged = [item for one in statuses for item in self._partition(one, limit, below)]
+        merged.sort(key=lambda item: str(item[schema.STATUS_INDEX_SK]), reverse=True)
+        return _page(merged, limit, lambda last: job_cursor(str(last[schema.STATUS_INDEX_SK])))
 
     def events(
         self,
@@ -106,23 +116,17 @@ class Listing:
         ``resolve`` turns each shown event into what the reader sees (offloaded values fetched),
         before it is measured, and only for the events the page shows.
         """
-        after = decode_cursor(cursor, EVENT_KEY) if cursor else None
-        if after is not None and (
-            after[schema.PK] != job_id or not after[schema.SK].startswith(schema.EVENT_PREFIX)
-        ):
-            raise InvalidCursor("it continues the log of another job")
-        # Every job's log starts with JobCreated at seq 0, so an empty first page means no such job.
-        # The job item sorts right after the log and is skipped.
+        first = event_position(cursor) if cursor else 0
+        # The job item sorts right after the log: it is read (and skipped) on every page, so a page
+        # with nothing at all means there is no such job, with a cursor or without.
         request: dict[str, Any] = {
             "KeyConditionExpression": "pk = :job AND sk BETWEEN :log_start AND :job_item",
             "ExpressionAttributeValues": to_dynamo(
-                {":job": job_id, ":log_start": schema.event_sk(0), ":job_item": schema.JOB_SK}
+                {":job": job_id, ":log_start": schema.event_sk(first), ":job_item": schema.JOB_SK}
             ),
             "ConsistentRead": True,
         }
-        if after is not None:
-            request["ExclusiveStartKey"] = to_dynamo(after)
-        seen_job = after is not None
+        seen_job = False
 
         def committed_event(item: Item) -> bool:
             nonlocal seen_job
@@ -133,28 +137,27 @@ class Listing:
             return str(item[schema.SK]).startswith(schema.EVENT_PREFIX) and item.get("state") == COMMITTED
 
         items = self._read(request, limit, committed_event)
-        return _page(items, limit, EVENT_KEY, max_bytes, resolve) if seen_job else None
+        if not seen_job:
+            return None
+        return _page(items, limit, lambda last: str(last["seq"]), max_bytes, resolve)
 
-    def _partition(
-        self, status: JobStatus, limit: int, after: dict[str, str] | None, *, merged: bool
-    ) -> list[Item]:
+    def _partition(self, status: JobStatus, limit: int, below: str | None) -> list[Item]:
         names = {f"#a{i}": attribute for i, attribute in enumerate(SUMMARY_ATTRIBUTES)}
         names["#status_pk"] = schema.STATUS_INDEX_PK
         values: dict[str, Any] = {":status": status.value}
         condition = "#status_pk = :status"
-        request: dict[str, Any] = {"IndexName": schema.STATUS_INDEX, "ScanIndexForward": False}
-        if after is not None and merged:
+        if below is not None:
             names["#status_sk"] = schema.STATUS_INDEX_SK
-            condition += " AND #status_sk < :after"
-            values[":after"] = after[schema.STATUS_INDEX_SK]
-        elif after is not None:
-            request["ExclusiveStartKey"] = to_dynamo(after)
-        request.update(
-            KeyConditionExpression=condition,
-            ProjectionExpression=", ".join(f"#a{i}" for i in range(len(SUMMARY_ATTRIBUTES))),
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=to_dynamo(values),
-        )
+            condition += " AND #status_sk < :below"
+            values[":below"] = below
+        request: dict[str, Any] = {
+            "IndexName": schema.STATUS_INDEX,
+            "ScanIndexForward": False,
+            "KeyConditionExpression": condition,
+            "ProjectionExpression": ", ".join(f"#a{i}" for i in range(len(SUMMARY_ATTRIBUTES))),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": to_dynamo(values),
+        }
         return self._read(request, limit)
 
     def _read(self, request: dict[str, Any], limit: int, keep: Callable[[Item], bool] = bool) -> list[Item]:
@@ -174,7 +177,7 @@ class Listing:
 def _page(
     items: list[Item],
     limit: int,
-    key: tuple[str, ...],
+    cursor_after: Callable[[Item], str],
     max_bytes: int | None = None,
     resolve: Callable[[Item], Item] | None = None,
 ) -> Page:
@@ -190,4 +193,4 @@ def _page(
         shown.append(item)
     if len(items) == len(shown):
         return Page(shown, None)
-    return Page(shown, encode_cursor({field: shown[-1][field] for field in key}))
+    return Page(shown, cursor_after(shown[-1]))

@@ -10,11 +10,14 @@ handlers below, always as ``{"error": {"code", "message"}}``:
 * 400 ``malformed_json`` (body is not JSON), ``invalid_parameter`` (a query or path parameter is
   wrong, e.g. an unknown ``status``, ``limit`` out of range, a signal name a job cannot wait for),
   ``invalid_cursor``, ``unknown_job_type``, ``trace_too_large``;
-* 404 ``job_not_found``, ``not_found`` (no such route); 409 ``idempotency_conflict``, ``job_finished``
-  (a signal or cancel for a job that has ended), ``signal_id_conflict`` (the signal id was used for
-  a signal with another name or payload), ``idempotency_key_busy`` (concurrent starts with the key
-  kept racing: start again);
-* 413 ``payload_too_large`` (the body, or the job input once serialized); 415 ``unsupported_media_type``;
+* 404 ``job_not_found``, ``not_found`` (no such path); 405 ``method_not_allowed`` (the path is served
+  for other methods, listed in ``Allow``); 409 ``idempotency_conflict``, ``job_finished`` (a signal
+  or cancel for a job that has ended), ``signal_id_conflict`` (the signal id was used for a signal
+  with another name or payload), ``idempotency_key_busy`` (concurrent starts with the key kept
+  racing: start again);
+* 413 ``payload_too_large`` (the body, or the job input once serialized); 415 ``unsupported_media_type``
+  (a body that is not ``application/json``, in any capitalisation: form-encoded bodies are refused,
+  never read);
 * 422 ``validation_error`` (the body does not match the request model), ``invalid_input`` (the job
   function's input type refused ``input``), ``invalid_value`` (a value the runtime cannot store and
   read back: nesting past 64 levels, ``inf``/``nan``/``1e400``, an integer over 640 digits, a lone
@@ -50,6 +53,7 @@ from aetheris._store.idempotency import KeyContended
 from aetheris._store.inbox import SignalIdConflict
 from aetheris._store.listing import InvalidCursor, Listing
 from aetheris._values import MAX_DEPTH, MAX_INT_DIGITS, UnstorableValue, check_storable
+from aetheris.app import App
 from aetheris.errors import (
     AetherisError,
     IdempotencyConflict,
@@ -59,12 +63,14 @@ from aetheris.errors import (
     UnknownJobType,
 )
 from aetheris.events import Event, JobStatus
-from aetheris.handlers import api_commands, api_observability, api_trace
+from aetheris.handlers import api_commands, api_http, api_observability, api_openapi, api_trace
 from aetheris.handlers.api_commands import InvalidSignalName
+from aetheris.handlers.api_http import UnsupportedMediaType
 from aetheris.handlers.api_models import (
     Cursor,
     ErrorDetail,
     ErrorResponse,
+    EventCursor,
     EventPage,
     JobDetail,
     JobId,
@@ -140,6 +146,7 @@ app = APIGatewayHttpResolver(
     response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR,
     json_body_deserializer=_load_body,
 )
+api_http.strict_bodies(app)
 
 
 # -- routes ------------------------------------------------------------------------------------
@@ -159,7 +166,10 @@ _STARTED: dict[str, Any] = {"application/json": {"model": JobStarted}}
 )
 def start_job(request: Annotated[StartJobRequest, Body()]) -> Response[JobStarted]:
     runtime = hosting.runtime()
+    if request.job_type not in runtime.app.job_types:  # the document's enum, checked the same way
+        raise UnknownJobType(request.job_type, [])
     try:
+        api_openapi.check_input(runtime.app, request.job_type, request.input)  # as the document says
         started = runtime.start(request.job_type, request.input, idempotency_key=request.idempotency_key)
     except ValidationError as invalid:
         raise InvalidJobInput(request.job_type, invalid) from None
@@ -200,7 +210,7 @@ def list_jobs(
 def list_events(
     job_id: JobId,
     limit: Annotated[int, Query(ge=1, le=100)] = 100,
-    cursor: Cursor = None,
+    cursor: EventCursor = None,
 ) -> EventPage:
     services = hosting.runtime().services
     listing = Listing(services.jobs.table)
@@ -219,7 +229,14 @@ app.include_router(api_observability.router)
 
 @app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
 def openapi() -> Response[str]:
-    return Response(status_code=HTTPStatus.OK, content_type=content_types.APPLICATION_JSON, body=_spec())
+    body = _served_spec(hosting.runtime().app)
+    return Response(status_code=HTTPStatus.OK, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+@cache
+def _served_spec(job_app: App) -> str:
+    """The document with ``job_app``'s job types and input schemas (see ``api_openapi``)."""
+    return json.dumps(api_openapi.document(json.loads(_spec()), job_app))
 
 
 @cache
@@ -232,6 +249,8 @@ def _spec() -> str:
             responses = operation["responses"]
             if "requestBody" not in operation:
                 responses.pop("422", None)  # only a body can fail with 422; bad parameters are a 400
+            # Any body that is not JSON is refused, on routes that take none as well.
+            responses.setdefault("415", {"description": "Unsupported Media Type", "content": error})
             responses["500"] = {"description": "Internal error: a bug, logged", "content": error}
     for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
         spec["components"]["schemas"].pop(name, None)
@@ -278,6 +297,8 @@ def _request_invalid(error: RequestValidationError) -> Response[str]:
         return error_response(
             HTTPStatus.BAD_REQUEST, "malformed_json", f"the body is not valid JSON: {detail}"
         )
+    if all(tuple(e.get("loc", ()))[:2] == ("query", "cursor") for e in errors):
+        return error_response(HTTPStatus.BAD_REQUEST, "invalid_cursor", _describe(errors))
     if all(e.get("loc", ("body",))[0] in ("query", "path") for e in errors):
         return error_response(HTTPStatus.BAD_REQUEST, "invalid_parameter", _describe(errors))
     return error_response(HTTPStatus.UNPROCESSABLE_ENTITY, "validation_error", _describe(errors))
@@ -287,6 +308,11 @@ def _request_invalid(error: RequestValidationError) -> Response[str]:
 def _unsupported_media_type(error: RequestUnsupportedContentType) -> Response[str]:
     message = f"{_describe(error.errors())}; send the body as application/json"
     return error_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message)
+
+
+@_handles(UnsupportedMediaType)
+def _unsupported_body(error: UnsupportedMediaType) -> Response[str]:
+    return error_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", str(error))
 
 
 @_handles(UnicodeDecodeError, binascii.Error)
@@ -302,7 +328,9 @@ def _invalid_cursor(error: InvalidCursor) -> Response[str]:
 
 @_handles(UnknownJobType)
 def _unknown_job_type(error: UnknownJobType) -> Response[str]:
-    return error_response(HTTPStatus.BAD_REQUEST, "unknown_job_type", str(error))
+    # Not str(error): that lists every registered type, which is not the caller's to see.
+    message = f"no job type {error.job_type!r} is registered here; GET /openapi.json lists those it starts"
+    return error_response(HTTPStatus.BAD_REQUEST, "unknown_job_type", message)
 
 
 @_handles(JobNotFound)
@@ -314,6 +342,12 @@ def _job_not_found(error: JobNotFound) -> Response[str]:
 @_handles(NotFoundError)
 def _no_route(_: Exception) -> Response[str]:
     event = app.current_event
+    allowed = api_http.allowed_methods(app, event.path)
+    if allowed:
+        message = f"{event.http_method} is not served at {event.path}; it takes {', '.join(allowed)}"
+        answer = error_response(HTTPStatus.METHOD_NOT_ALLOWED, "method_not_allowed", message)
+        answer.headers["Allow"] = ", ".join(allowed)
+        return answer
     message = f"no route {event.http_method} {event.path}; GET /openapi.json lists the routes"
     return error_response(HTTPStatus.NOT_FOUND, "not_found", message)
 
@@ -375,4 +409,5 @@ def _internal(error: Exception) -> Response[str]:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    api_http.normalize_content_type(event)
     return app.resolve(event, context)

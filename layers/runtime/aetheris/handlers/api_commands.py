@@ -20,9 +20,13 @@ from aetheris import hosting
 from aetheris._engine.step_context import check_name
 from aetheris.errors import AetherisError, JobFinished
 from aetheris.events import JobStatus
+from aetheris.handlers.api_http import SIGNAL_NAME_PATTERN
 from aetheris.handlers.api_models import JobDetail, JobId, SignalAccepted, SignalRequest, answers
 
-SignalName = Annotated[str, Path(min_length=1, max_length=100, description="the name the job waits for")]
+SignalName = Annotated[
+    str,
+    Path(min_length=1, max_length=100, pattern=SIGNAL_NAME_PATTERN, description="the name the job waits for"),
+]
 
 # Powertools leaves Router.__init__ unannotated.
 router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]

@@ -18,12 +18,25 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from aetheris._store.listing import EVENT_CURSOR_PATTERN, JOB_CURSOR_PATTERN
 from aetheris.errors import ErrorInfo, JobNotFound
 from aetheris.events import Event, EventType, JobStatus, OpKind
+from aetheris.handlers.api_http import JOB_ID_PATTERN, SIGNAL_ID_PATTERN
 from aetheris.runtime import JobView, Runtime
 
-JobId = Annotated[str, Path(min_length=1, max_length=128, description="the job id POST /jobs returned")]
-Cursor = Annotated[str | None, Query(max_length=4096, description="next_cursor of the previous page")]
+JobId = Annotated[
+    str,
+    Path(min_length=1, max_length=128, pattern=JOB_ID_PATTERN, description="the job id POST /jobs returned"),
+]
+# A cursor is a position (see aetheris._store.listing): every value of the pattern is one.
+Cursor = Annotated[
+    str | None,
+    Query(pattern=JOB_CURSOR_PATTERN, description="next_cursor of the previous page: where the list resumes"),
+]
+EventCursor = Annotated[
+    str | None,
+    Query(pattern=EVENT_CURSOR_PATTERN, description="next_cursor of the previous page: the seq it ended at"),
+]
 
 
 class StartJobRequest(BaseModel):
@@ -133,6 +146,7 @@ class SignalRequest(BaseModel):
         default=None,
         min_length=1,
         max_length=128,
+        pattern=SIGNAL_ID_PATTERN,
         description="deduplicates: the same id sent again is accepted again and consumed once",
     )
 
