@@ -152,3 +152,15 @@ def test_route_engine_logs_sends_library_lines_through_powertools_with_appended_
         4,
         "aetheris.worker",
     )
+
+
+def test_publish_with_metrics_disabled_prints_no_broken_down_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    telemetry = obs.Telemetry()
+    telemetry.job_ended("refund", "COMPLETED")
+
+    obs.publish(Metrics(namespace=obs.NAMESPACE, service="worker"), telemetry.drain(), "worker")
+
+    assert capsys.readouterr().out == ""

@@ -54,32 +54,39 @@ class Metric(enum.StrEnum):
     JOBS_COMPENSATED = "JobsCompensated"  # + job_type: ended after running compensations
     # signals
     SIGNALS_ACCEPTED = "SignalsAccepted"  # landed in the inbox (first delivery of a signal id)
-    # sweeper (built by the sweeper; named here so the alarm and the dashboard agree with it)
-    STUCK_JOBS = "StuckJobs"  # gauge, no dimensions
+    # sweeper
+    SWEPT_JOBS_TICKED = "SweptJobsTicked"  # jobs it sent a tick (lost ticks and due timers)
+    STALLED_JOBS_TICKED = "StalledJobsTicked"  # of those, runnable jobs whose tick was lost
+    RETENTION_REPAIRED = "RetentionRepaired"  # finished jobs whose retention pass it redid
+    STUCK_JOBS = "StuckJobs"  # gauge, no dimensions (the stuck-jobs alarm watches it)
+    OLDEST_PENDING_AGE = "OldestPendingAge"  # seconds, gauge, no dimensions
 
 
 class Unit(enum.StrEnum):
     """The CloudWatch units used (Powertools ``MetricUnit`` values)."""
 
     COUNT = "Count"
+    SECONDS = "Seconds"
     MILLISECONDS = "Milliseconds"
 
 
 UNITS: Final[Mapping[Metric, Unit]] = {
+    Metric.OLDEST_PENDING_AGE: Unit.SECONDS,
     Metric.OPERATION_DURATION: Unit.MILLISECONDS,
     Metric.SIGNAL_TO_RESUME_LATENCY: Unit.MILLISECONDS,
 }
 # Which function emits each metric (its ``service`` dimension); None: no dimension at all.
-SERVICES: Final[Mapping[Metric, str | None]] = {
+_NOT_WORKER: Final[dict[Metric, str | None]] = {
     Metric.JOBS_STARTED: "api",
     Metric.JOBS_STARTED_BY_TYPE: "api",
     Metric.SIGNALS_ACCEPTED: "signals",
+    Metric.SWEPT_JOBS_TICKED: "sweeper",
+    Metric.STALLED_JOBS_TICKED: "sweeper",
+    Metric.RETENTION_REPAIRED: "sweeper",
     Metric.STUCK_JOBS: None,
-} | {
-    m: "worker"
-    for m in Metric
-    if m not in (Metric.JOBS_STARTED, Metric.JOBS_STARTED_BY_TYPE, Metric.SIGNALS_ACCEPTED, Metric.STUCK_JOBS)
+    Metric.OLDEST_PENDING_AGE: None,
 }
+SERVICES: Final[Mapping[Metric, str | None]] = {m: _NOT_WORKER.get(m, "worker") for m in Metric}
 # The extra dimension of a broken-down metric.
 BROKEN_DOWN: Final[Mapping[Metric, str]] = {
     Metric.JOBS_STARTED_BY_TYPE: "job_type",
@@ -104,6 +111,8 @@ FROM_ENGINE: Final = frozenset(
         Metric.JOBS_COMPENSATED,
     }
 )
+# Gauges the sweeper publishes (GET /observability/summary's numbers), no dimensions.
+FROM_SWEEPER: Final = frozenset({Metric.STUCK_JOBS, Metric.OLDEST_PENDING_AGE})
 # Tick outcomes (aetheris._engine.worker.TickOutcome values) that count as a lease conflict or as
 # a stale-fence rejection.
 LEASE_CONFLICT_OUTCOMES: Final = frozenset({"busy", "deferred"})
@@ -206,7 +215,10 @@ def publish(metrics: MetricSink, samples: Iterable[Sample], service: str) -> Non
             metrics.add_metric(name=sample.metric.value, unit=unit, value=sample.value)
             continue
         from aws_lambda_powertools.metrics import single_metric
+        from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
+        if is_metrics_disabled():  # single_metric prints regardless (the local stack turns EMF off)
+            continue
         with single_metric(
             name=sample.metric.value,
             unit=unit,  # type: ignore[arg-type]
