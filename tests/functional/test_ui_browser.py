@@ -18,7 +18,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import pytest
 from aetheris import App, JobContext, NonRetryableError, RetryPolicy, StepContext
 from aetheris._engine.faults import SimulatedCrash
 from aetheris.handlers.api import handler as api_handler
+from aetheris_infra.cli_timeline import timeline_rows
 from aetheris_infra.http_bridge import BridgeServer, serve
 from aetheris_infra.local_stack import LocalStack, bind
 
@@ -174,6 +175,20 @@ def test_ui_job_page_shows_crash_takeover_retry_and_moves_after_a_signal_from_it
     effect = page.locator('#effects tr[data-effect="payments.charge"]').inner_text()
     assert recorded["idempotency_key"] in effect and "RECORDED" in effect
     assert page.locator('#causes li[data-kind="attempt"]').count() == 5  # 2 charge, 2 notify, 1 reserve
+
+    # The CLI's `aetheris trace` draws the same rows from the same trace.
+    ui_rows = page.eval_on_selector_all(
+        '#timeline .tl-row[data-kind="attempt"]',
+        "rows => rows.map(r => [+r.dataset.op, r.dataset.outcome, r.dataset.worker, +r.dataset.fence])",
+    )
+    cli_rows = [
+        [r.op, r.outcome, r.worker, r.fence]
+        for r in timeline_rows(trace, datetime.now(UTC))
+        if r.what.startswith("attempt ")
+    ]
+    assert ui_rows == cli_rows and page.locator("#timeline .tl-row").count() == len(
+        timeline_rows(trace, datetime.now(UTC))
+    )
 
     page.fill("#signal-payload", '{"approved": false, "by": "browser"}')
     assert page.input_value("#signal-name") == "approval"
