@@ -74,6 +74,10 @@ def ui_app() -> App:
             raise ConnectionError("mail relay reset the connection")
         return f"told {who}"
 
+    @app.job("ping")
+    def ping(ctx: JobContext, n: int) -> int:
+        return n
+
     @app.job("seat.order")
     def order(ctx: JobContext, seat: str) -> str:
         ctx.step(reserve, seat, compensate=release)
@@ -219,6 +223,79 @@ def test_ui_stuck_and_summary_pages_render_or_say_the_route_is_missing(
 
     assert "Nothing is stuck" in stuck or "no GET /observability/stuck" in stuck or "job_id" in stuck
     assert "no GET /observability/summary" in summary or "jobs" in summary
+
+
+SUMMARY = {
+    "generated_at": "2026-12-01T10:00:00+00:00",
+    "jobs": {"RUNNING": 3, "WAITING": 7},
+    "finished_last_hour": {"COMPLETED": 12},
+    "oldest_age_seconds": {"PENDING": None, "WAITING": 86400},
+    "queues": {"step": {"visible": 4, "in_flight": 1, "delayed": 0}, "step_dlq": {"visible": 2}},
+    "stuck": 1,
+}
+STUCK = {
+    "threshold_seconds": 300,
+    "jobs": [
+        {
+            "job_id": "j-stuck-1",
+            "job_type": "seat.order",
+            "status": "RUNNING",
+            "reason": "lease_expired",
+            "since": "2026-12-01T09:50:00+00:00",
+            "evidence": {"worker_id": "worker-9", "fence": 3},
+        },
+        {"job_id": "j-stuck-2", "reason": "dlq"},  # fields missing: rendered anyway
+    ],
+}
+
+
+def test_ui_summary_and_stuck_pages_render_the_observability_answers_generically(
+    browser: Any, stack: LocalStack, tmp_path: Path
+) -> None:
+    # The routes belong to GET /observability/*; here the browser is handed their documented shape.
+    page = browser.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.route("**/observability/summary", lambda route: route.fulfill(json=SUMMARY))
+    page.route("**/observability/stuck", lambda route: route.fulfill(json=STUCK))
+
+    page.goto(f"{stack.api_url}/ui#/summary")
+    summary = page.wait_for_selector("#summary").inner_text()
+    queues = page.locator("main table").last.inner_text()
+    screenshot(page, tmp_path, "summary-rendered")
+    page.goto(f"{stack.api_url}/ui#/stuck")
+    stuck = page.wait_for_selector("#stuck").inner_text()
+    link = page.locator('#stuck a[href="#/job/j-stuck-1"]').count()
+
+    assert "WAITING" in summary and "86400" in summary and "12" in summary
+    assert "step_dlq" in queues and "in_flight" in queues
+    assert "lease_expired" in stuck and "worker-9" in stuck and "j-stuck-2" in stuck and link == 1
+
+
+def test_ui_job_list_filters_by_status_and_pages_forward_and_back(
+    browser: Any, stack: LocalStack, tmp_path: Path
+) -> None:
+    page = browser.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    pings = []
+    for n in range(3):
+        answer = page.request.post(f"{stack.api_url}/jobs", data={"job_type": "ping", "input": n})
+        pings.append(answer.json()["job_id"])
+    for job_id in pings:
+        until_status(page, stack.api_url, job_id, "COMPLETED")
+
+    page.goto(f"{stack.api_url}/ui#/jobs?status=COMPLETED&limit=1")
+    first = page.wait_for_selector("#jobs tbody tr").get_attribute("data-job")
+    page.click("#next-page")
+    page.wait_for_function(f"() => document.querySelector('#jobs tbody tr')?.dataset.job !== '{first}'")
+    second = page.locator("#jobs tbody tr").get_attribute("data-job")
+    screenshot(page, tmp_path, "jobs-page-2")
+    page.click("text=← Newer")
+    page.wait_for_function(f"() => document.querySelector('#jobs tbody tr')?.dataset.job === '{first}'")
+    statuses = page.locator("#jobs .status").all_inner_texts()
+
+    assert first in pings and second in pings and first != second
+    assert statuses == ["COMPLETED"] and page.locator("#jobs tbody tr").count() == 1
+    assert page.input_value("#status-filter") == "COMPLETED"
 
 
 @pytest.fixture(scope="module")

@@ -164,3 +164,24 @@ def test_publish_with_metrics_disabled_prints_no_broken_down_line(
     obs.publish(Metrics(namespace=obs.NAMESPACE, service="worker"), telemetry.drain(), "worker")
 
     assert capsys.readouterr().out == ""
+
+
+def test_route_engine_logs_on_lambda_only_routes_inside_a_lambda_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source, _ = powertools_logger("route-once")
+    library = logging.getLogger("aetheris")
+    before = (library.handlers[:], library.propagate)
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    try:
+        obs.route_engine_logs_on_lambda(source)
+        untouched = library.propagate
+        monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "aetheris-worker")
+        obs.route_engine_logs_on_lambda(source)
+        routed = (library.propagate, list(library.handlers))
+    finally:
+        library.handlers, library.propagate = before
+        obs._routed.discard("route-once")
+
+    assert untouched is before[1]
+    assert routed == (False, source.handlers)

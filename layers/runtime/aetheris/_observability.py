@@ -299,6 +299,20 @@ class ReplaySafeLogger:
         getattr(self._target, level)(msg, *args, extra=extra, stacklevel=self._stacklevel, **kwargs)
 
 
+_routed: set[str] = set()
+
+
+def route_engine_logs_on_lambda(logger: Any) -> None:
+    """``route_engine_logs(logger)`` once per execution environment, on Lambda only (locally the
+    library's lines stay plain ``logging``, which tests and ``aetheris dev`` capture as usual)."""
+    import os
+
+    if logger.service in _routed or not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        return
+    _routed.add(logger.service)
+    route_engine_logs(logger)
+
+
 def route_engine_logs(logger: Any, names: Iterable[str] = ("aetheris",)) -> None:
     """Send the library's ``logging`` lines (``aetheris.worker``, ...) through the Powertools
     ``logger``: JSON, with the keys the handler appended (job id, seq, worker). Call it once per

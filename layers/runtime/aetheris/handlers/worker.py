@@ -85,6 +85,7 @@ def with_deferred(answer: dict[str, Any], deferred: list[str]) -> dict[str, Any]
 @logger.inject_lambda_context
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    obs.route_engine_logs_on_lambda(logger)
     _deferred.clear()
     answer: dict[str, Any] = process_partial_response(  # type: ignore[assignment]
         event=event, record_handler=record_handler, processor=processor, context=context
