@@ -11,7 +11,7 @@ export AWS_ACCOUNT_ID_ENDPOINT_MODE ?= disabled
 export POWERTOOLS_TRACE_DISABLED ?= true
 export POWERTOOLS_METRICS_NAMESPACE ?= Aetheris
 
-.PHONY: test lint types unit install bench chaos demo clean test-localstack test-e2e tools build
+.PHONY: test lint types unit install bench chaos demo clean test-localstack test-e2e tools build browser
 
 # SAM CLI and cfn-lint pin their own boto3/pydantic: they live in a venv of their own.
 TOOLS := .venv-tools
@@ -45,7 +45,13 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
-test: lint types tools
+# The UI test drives Debian's Chromium (never `playwright install`); where it cannot be installed,
+# that test is skipped and says why.
+browser:
+	@test -x /usr/bin/chromium || apt-get install -y chromium >/dev/null 2>&1 || \
+		echo "chromium could not be installed: tests/functional/test_ui_browser.py will be skipped"
+
+test: lint types tools browser
 	$(BIN)/pytest
 
 # The functional suite against a running LocalStack (endpoint from localstack-client /

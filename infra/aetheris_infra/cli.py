@@ -25,7 +25,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from pydantic import ValidationError
 from rich.console import Console
@@ -48,16 +48,13 @@ from aetheris_infra.cli_api import (
 )
 from aetheris_infra.cli_render import (
     Out,
-    cell,
     show_events,
     show_job,
+    show_jobs,
     show_replay,
     show_stuck,
     show_summary,
     show_trace,
-    status_cell,
-    table_of,
-    when,
 )
 
 DEFAULT_PORT: Final = 8765
@@ -109,21 +106,11 @@ def cmd_status(args: argparse.Namespace, api: Api, out: Out) -> int:
 
 def cmd_jobs(args: argparse.Namespace, api: Api, out: Out) -> int:
     page = api.get("/jobs", status=args.status, limit=args.limit, cursor=args.cursor)
-
-    def render() -> None:
-        table = table_of(
-            "Jobs, newest change first", "job", "type", "version", "status", "created", "updated"
-        )
-        for job in page["jobs"]:
-            row = (job["job_id"], job["job_type"], job["version"])
-            table.add_row(
-                *map(cell, row), status_cell(job["status"]), when(job["created_at"]), when(job["updated_at"])
-            )
-        out.console.print(table)
-        if page.get("next_cursor"):
-            out.console.print(f"more: aetheris jobs --cursor {page['next_cursor']}")
-
-    out.emit(page, render)
+    more = None
+    if page.get("next_cursor"):
+        options = (f"--status {args.status} " if args.status else "") + f"--limit {args.limit} "
+        more = f"aetheris jobs {options}--cursor {page['next_cursor']}"
+    out.emit(page, lambda: show_jobs(out, page, more))
     return EXIT_OK
 
 
@@ -327,7 +314,7 @@ Command = Callable[[argparse.Namespace, Api, Out], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="aetheris",
         description="Aetheris: durable jobs for AI agents. Exit status: 0 ok, 1 the job or history is bad, "
         "2 usage, 3 API unreachable, 4 API error.",
@@ -340,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the local stack's token, or a JWT for a stack deployed with ApiAuth=JWT"
     )
     parser.add_argument("--token", default=os.environ.get("AETHERIS_API_TOKEN") or None, help=token_help)
-    common = argparse.ArgumentParser(add_help=False)  # the same options after the command name
+    common = _Parser(add_help=False)  # the same options after the command name
     common.add_argument("--api", default=argparse.SUPPRESS, help=api_help)
     common.add_argument("--token", default=argparse.SUPPRESS, help=token_help)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine output")
@@ -396,21 +383,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are raised (and shown in ``main``, as JSON with ``--json``), not printed here."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    wide = None if sys.stdout.isatty() else 160
+    errors = Console(stderr=True, width=wide, highlight=False)
     try:
         args = build_parser().parse_args(argv)
-    except SystemExit as done:  # argparse's own: --help (0) or a usage error (2), already printed
+    except SystemExit as done:  # argparse's own --help (0), already printed
         return done.code if isinstance(done.code, int) else EXIT_USAGE
-    wide = None if sys.stdout.isatty() else 160
-    out = Out(
-        args.json, Console(width=wide, highlight=False), Console(stderr=True, width=wide, highlight=False)
-    )
+    except UsageError as error:
+        return _fail(error, "--json" in argv, errors)
+    out = Out(args.json, Console(width=wide, highlight=False), errors)
     try:
         run: Command = args.run
         return run(args, Api(args.api, token=args.token), out)
     except CliError as error:
-        out.errors.print(Text(f"error: {error}", style="red"))
+        return _fail(error, out.json, errors)
+
+
+def _fail(error: CliError, as_json: bool, errors: Console) -> int:
+    """Report ``error`` on stderr — as ``{"error": {"code", "message", "exit_status"}}`` with ``--json``
+    (the API's error shape, plus its HTTP status when it answered) — and return its exit status."""
+    if not as_json:
+        errors.print(Text(f"error: {error}", style="red"))
         return error.exit_code
+    detail: dict[str, Any] = {"code": _code(error), "message": str(error), "exit_status": error.exit_code}
+    if isinstance(error, ApiError):
+        detail |= {"code": error.code, "message": error.message, "http_status": error.status}
+    sys.stderr.write(json.dumps({"error": detail}) + "\n")
+    return error.exit_code
+
+
+def _code(error: CliError) -> str:
+    """``usage``, ``unreachable``, ``missing_input``: the class name in snake case."""
+    names = {"UsageError": "usage", "Unreachable": "unreachable", "MissingInput": "missing_input"}
+    return names.get(type(error).__name__, "error")
 
 
 if __name__ == "__main__":

@@ -101,51 +101,73 @@ def _note(event: dict[str, Any]) -> str:
 
 
 def show_trace(out: Out, trace: dict[str, Any]) -> None:
-    """The trace's operations (attempts, workers, timings, outcome) and the effects of its steps."""
+    """The job, its timeline (the UI's: every attempt, a crash and its takeover included), the
+    effects of its steps with their inputs and outputs, and the totals."""
+    from datetime import UTC, datetime
+
+    from aetheris_infra.cli_timeline import show_timeline
+
     operations = trace.get("operations")
     if not isinstance(operations, list):
         show_any(out, trace, f"Trace of {trace.get('job_id')}")
         return
     header = ("job_id", "job_type", "version", "status", "created_at", "updated_at", "waiting_for", "error")
     show_job(out, {k: v for k, v in trace.items() if k in header})
-    table = table_of("Operations", "op", "kind", "name", "state", "attempts", "workers", "ms", "detail")
+    show_timeline(out, trace, datetime.now(UTC))
     effects = table_of(
-        "Effects (tool calls by idempotency key)", "op", "tool", "key", "state", "claims", "worker"
+        "Effects (tool calls by idempotency key)",
+        "op",
+        "tool",
+        "key",
+        "state",
+        "claims",
+        "worker",
+        "input",
+        "output",
     )
     for op in operations:
-        attempts = op.get("attempts") or []
-        workers = ", ".join(dict.fromkeys(str(a.get("worker_id")) for a in attempts))
-        failed = sum(1 for a in attempts if a.get("outcome") == "failed")
-        tries = f"{len(attempts)}" + (f" ({failed} failed)" if failed else "")
-        table.add_row(
-            *(cell(op.get(k)) for k in ("index", "kind", "name", "state")),
-            cell(tries if attempts else ""),
-            cell(workers),
-            cell(op.get("duration_ms")),
-            cell(_op_detail(op), 70),
-        )
         for effect in op.get("effects") or []:
             row = (op.get("index"), effect.get("name"), effect.get("idempotency_key"), effect.get("state"))
+            output = effect.get("error") or effect.get("result")
             effects.add_row(
-                *(cell(v) for v in row), cell(effect.get("claims")), cell(effect.get("worker_id"))
+                *(cell(v) for v in row),
+                cell(effect.get("claims")),
+                cell(effect.get("worker_id")),
+                cell(effect.get("input"), 40),
+                cell(output, 40),
             )
-    out.console.print(table)
     if effects.row_count:
         out.console.print(effects)
+    if trace.get("open_claim"):
+        show_any(out, trace["open_claim"], "Open claim")
     if isinstance(trace.get("totals"), dict):
         out.console.print("totals: " + ", ".join(f"{k} {v}" for k, v in trace["totals"].items()))
 
 
-def _op_detail(op: dict[str, Any]) -> str:
-    if op.get("error"):
-        return f"{str(op['error'].get('type')).rpartition('.')[2]}: {op['error'].get('message')}"
-    if op.get("signal"):
-        return f"signal {op['signal'].get('name')}: {json.dumps(op['signal'].get('payload'))}"
-    if op.get("wait"):
-        return f"waiting for {op['wait'].get('signal')} until {when(op['wait'].get('deadline')) or 'ever'}"
-    if op.get("timer"):
-        return f"timer fires at {when(op['timer'].get('fire_at'))}"
-    return "" if op.get("result") is None else json.dumps(op["result"], default=str)
+def show_jobs(out: Out, page: dict[str, Any], more: str | None) -> None:
+    """A page of jobs. Job ids are never cut or wrapped, whatever the width (they are what the other
+    commands take): the other columns wrap first, and under 120 columns the table drops ``created``
+    and folds the version into the type. ``more`` is the command for the next page."""
+    narrow = out.console.width < 120
+    table = table_of("Jobs, newest change first")
+    ids = [str(job["job_id"]) for job in page["jobs"]]
+    table.add_column("job", no_wrap=True, min_width=max((len(i) for i in ids), default=3))
+    columns = ("type", "status", "updated") if narrow else ("type", "version", "status", "created", "updated")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for job in page["jobs"]:
+        kind = f"{job['job_type']} v{job['version']}" if narrow else str(job["job_type"])
+        values = {
+            "type": cell(kind),
+            "version": cell(job["version"]),
+            "status": status_cell(job["status"]),
+            "created": Text(when(job["created_at"])[:19]),
+            "updated": Text(when(job["updated_at"])[:19]),
+        }
+        table.add_row(Text(str(job["job_id"])), *(values[c] for c in columns))
+    out.console.print(table)
+    if more:
+        out.console.print(Text(f"more: {more}"), soft_wrap=True)  # one line: a cursor must stay whole
 
 
 def show_any(out: Out, data: Any, title: str) -> None:

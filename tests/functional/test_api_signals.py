@@ -303,10 +303,16 @@ def test_api_trace_of_a_worker_crash_shows_the_takeover_and_the_second_claim() -
         _, _, trace = api.call("GET", f"/jobs/{job_id}/trace")
 
     charge = trace["operations"][0]
-    (attempt,) = charge["attempts"]
+    crashed, attempt = charge["attempts"]
     (effect,) = charge["effects"]
     assert (attempt["outcome"], attempt["fence"]) == ("committed", 2)
     assert attempt["reclaimed_from"] in {"local-worker-1", "local-worker-2"}
+    assert (crashed["outcome"], crashed["fence"], crashed["worker_id"]) == (
+        "crashed",
+        1,
+        attempt["reclaimed_from"],
+    )
+    assert crashed["ended_because"] == f"lease expired, taken over by {attempt['worker_id']}"
     assert (effect["claims"], effect["state"]) == (2, "RECORDED")
     assert trace["totals"]["takeovers"] == 1
     assert calls.effects["charge"] == 2

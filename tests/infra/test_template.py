@@ -417,7 +417,12 @@ def _handler_routes() -> set[tuple[str, str]]:
     from aetheris.handlers.api import _spec
 
     paths = json.loads(_spec())["paths"]
-    routes = {(method.upper(), path) for path, operations in paths.items() for method in operations}
+    routes = {
+        (method.upper(), path)
+        for path, operations in paths.items()
+        for method in operations
+        if path not in UI_PATHS
+    }
     return routes | {("GET", "/openapi.json"), CATCH_ALL}  # openapi.json: served, not in itself
 
 
@@ -451,16 +456,22 @@ def _route_securities(template: Template, parameters: dict[str, str] | None = No
         f"{_method(method)} {path}": template.resolve(operation.get("security"), {}, parameters=parameters)
         for path, methods in body["paths"].items()
         for method, operation in methods.items()
+        if path not in UI_PATHS  # the operator UI's static files: always open, checked on their own
     }
+
+
+UI_PATHS = ("/ui", "/ui/{asset}")
 
 
 def test_repo_template_api_every_route_requires_iam_auth_by_default(repo_template: Template) -> None:
     body = repo_template.resources["Api"].properties["DefinitionBody"]
     securities = _route_securities(repo_template)
+    static = [body["paths"][path]["get"]["security"] for path in UI_PATHS]
     scheme = body["components"]["securitySchemes"]["AWS_IAM"]
 
     assert {tuple(route.split(" ")) for route in securities} == _handler_routes()
     assert set(map(str, securities.values())) == {str([{"AWS_IAM": []}])}
+    assert static == [[], []]  # the UI's files hold no data; a browser cannot sign SigV4
     assert scheme["x-amazon-apigateway-authtype"] == "awsSigv4"
     assert "ApiIsOpen" not in _deployed_outputs(repo_template)
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from aetheris import App, JobContext, NonRetryableError, hosting
+from aetheris import _observability as obs
 from aetheris._engine.worker import TickOutcome
 from aetheris.config import Settings
 from aetheris.testing import LocalRuntime
@@ -231,13 +232,28 @@ def dashboard() -> dict[str, Any]:
     return parsed
 
 
+# A broken-down metric is plotted with a SEARCH over its dimension: (name, "service", service).
+SEARCH = re.compile(r"SEARCH\('\{(\w+),[^}]*\} service=\"(\w+)\" MetricName=\"(\w+)\"")
+
+
 def plotted(namespace: str) -> set[tuple[str, ...]]:
-    return {
-        tuple(str(part) for part in metric if not isinstance(part, dict))[1:]
-        for widget in dashboard()["widgets"]
-        for metric in widget["properties"]["metrics"]
-        if metric[0] == namespace
-    }
+    found = set()
+    for widget in dashboard()["widgets"]:
+        for metric in widget["properties"]["metrics"]:
+            if metric[0] == namespace:
+                found.add(tuple(str(part) for part in metric if not isinstance(part, dict))[1:])
+            elif isinstance(metric[0], dict) and "expression" in metric[0]:
+                search = SEARCH.search(metric[0]["expression"])
+                assert search is not None, metric  # only SEARCH expressions are used
+                if search.group(1) == namespace:
+                    found.add((search.group(3), "service", search.group(2)))
+    return found
+
+
+def expected_series(metric: obs.Metric) -> tuple[str, ...]:
+    """How the dashboard names ``metric``: with its service dimension, or bare (a gauge)."""
+    service = obs.SERVICES[metric]
+    return (metric.value,) if service is None else (metric.value, "service", service)
 
 
 def emitted_metrics(out: str) -> set[tuple[str, ...]]:
@@ -297,6 +313,10 @@ def test_dashboard_body_is_json_and_plots_only_metrics_the_handlers_emit(
     emitted = emitted_metrics(capsys.readouterr().out)
     # The worker emits Tick_<outcome> for every outcome; the rare ones are not provoked here.
     emitted |= {(f"Tick_{outcome.value}", "service", "worker") for outcome in TickOutcome}
+    # Engine and sweeper metrics are checked by tests/infra/test_observability_ops.py.
+    emitted |= {expected_series(m) for m in obs.FROM_ENGINE | obs.FROM_SWEEPER}
+    # Lease conflicts and stale fences are not provoked here (see test_worker_handler_batches.py).
+    emitted |= {expected_series(m) for m in (obs.Metric.LEASE_CONFLICTS, obs.Metric.STALE_FENCE_REJECTIONS)}
 
     assert {
         ("JobsStarted", "service", "api"),

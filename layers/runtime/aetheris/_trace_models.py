@@ -37,16 +37,27 @@ class TraceError(BaseModel):
 
 
 class Attempt(BaseModel):
-    """One run of a step's body that reached the log (committed or failed)."""
+    """One claim of a log slot that ran (or was running) an operation: one row of the timeline.
 
-    attempt: int
-    seq: int = Field(description="the log slot its outcome was committed into")
+    ``committed`` / ``failed``: its outcome is in the log. ``crashed``: its worker claimed the slot
+    and vanished (or was paused past its lease) without committing; the worker that took the slot
+    over says who it was (``reclaimed_from``), its fence is the one before the takeover's. ``running``:
+    the open claim on the slot after the last event, with no outcome yet.
+    """
+
+    attempt: int = Field(description="the retry policy's attempt number (a crash does not use one up)")
+    seq: int = Field(description="the log slot it claimed (and committed into, unless it crashed)")
     worker_id: str
     fence: int = Field(description="claims of that slot, this one included: above 1, a worker died or let go")
     started_at: datetime | None
     ended_at: datetime | None
     duration_ms: int | None
-    outcome: Literal["committed", "failed"]
+    outcome: Literal["committed", "failed", "crashed", "running"]
+    ended_because: str = Field(default="", description="why it ended, in words (for people)")
+    claimed_at: datetime | None = Field(default=None, description="when its worker claimed the slot")
+    lease_until: datetime | None = Field(default=None, description="a crashed or running claim's lease end")
+    taken_over_by: str | None = Field(default=None, description="crashed: the worker that took the slot")
+    taken_over_at: datetime | None = None
     error: TraceError | None = None
     next_attempt_at: datetime | None = Field(default=None, description="set when a retry was scheduled")
     reclaimed_from: str | None = Field(default=None, description="the worker that held the slot before")
@@ -69,8 +80,14 @@ class Effect(BaseModel):
     worker_id: str | None
     claimed_at: datetime | None
     recorded_at: datetime | None
+    input: Any = Field(
+        default=None, description="the tool's arguments {args, kwargs} as claimed: redacted, bounded"
+    )
     result: Any = None
     error: TraceError | None = None
+    claim_seq: int | None = Field(default=None, description="slot of the attempt holding the claim")
+    claim_fence: int | None = Field(default=None, description="fence of the attempt holding the claim")
+    claimed_by: str | None = Field(default=None, description="UNKNOWN: the superseded claimer")
 
 
 class SignalUse(BaseModel):
@@ -116,6 +133,11 @@ class Operation(BaseModel):
     recorded_values: list[Any] = Field(default=[], description="ctx.now/uuid/random recorded just before")
     result: Any = None
     error: TraceError | None = None
+    unseen_claims: int = Field(
+        default=0,
+        description="claims of its slots that neither committed nor were given back, besides "
+        "the crashed attempts shown (their workers are not recorded)",
+    )
 
 
 class SlotClaim(BaseModel):
@@ -127,6 +149,10 @@ class SlotClaim(BaseModel):
     claimed_at: datetime | None
     lease_until: datetime | None
     released: bool = Field(description="given back unfilled (an early or idle tick)")
+    expired: bool | None = Field(
+        default=None,
+        description="its lease ran out without a commit: the worker died or hangs (null: unknown)",
+    )
 
 
 class Totals(BaseModel):
@@ -139,6 +165,27 @@ class Totals(BaseModel):
     effect_claims: int
     signals: int
     compensations: int
+
+
+class CauseLink(BaseModel):
+    rel: Literal["released", "undoes", "took_over", "retries"] = Field(
+        description="released: the signal ended this wait; undoes: this compensation reverses that "
+        "step; took_over: this attempt took the slot of that crashed one; retries: it follows that "
+        "failed attempt"
+    )
+    to: str = Field(description="the id of the node it points at")
+
+
+class CauseNode(BaseModel):
+    """One node of the causal tree: job → operation → attempt → effect, signal → its wait."""
+
+    id: str
+    parent: str | None
+    kind: Literal["job", "operation", "attempt", "effect", "signal"]
+    label: str
+    state: str
+    at: datetime | None
+    links: list[CauseLink] = []
 
 
 class Trace(BaseModel):
@@ -158,3 +205,9 @@ class Trace(BaseModel):
     unmatched_effects: list[Effect] = Field(description="ledger entries whose key names no operation")
     totals: Totals
     last_seq: int
+    causes: list[CauseNode] = Field(
+        default=[], description="the causal tree, depth first (a node's parent comes before it)"
+    )
+    filtered_by: dict[str, str] = Field(
+        default={}, description="the filters applied (operation, effect); totals are the whole job's"
+    )

@@ -7,9 +7,12 @@ builds its runtime (lazily, on the first event), and tests build ``Settings`` di
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from aetheris._previews import DEFAULT_REDACT_KEYS
 
 
 class Settings(BaseSettings):
@@ -30,6 +33,10 @@ class Settings(BaseSettings):
     app: str = Field(default="", description="import path 'module:attribute' of the App to host")
     endpoint_url: str | None = Field(default=None, description="DynamoDB/SQS endpoint (moto, LocalStack)")
     region: str | None = None
+    # Mapping keys whose values traces and tool-input previews show as "[redacted]" (a key matches
+    # when its name ends with one of these, see aetheris/_previews.py). The environment's
+    # AETHERIS_REDACT_KEYS is a comma-separated list and replaces the default.
+    redact_keys: Annotated[tuple[str, ...], NoDecode] = DEFAULT_REDACT_KEYS
 
     lease: timedelta = Field(default=timedelta(seconds=60), validation_alias="AETHERIS_LEASE_SECONDS")
     # A tool call is only started while at least this much lease is left; less, and the lease is
@@ -65,6 +72,13 @@ class Settings(BaseSettings):
         # A bare number is days (pydantic would read it as seconds): AETHERIS_RETENTION_DAYS=30.
         if isinstance(value, int | float) or (isinstance(value, str) and value.strip().isdigit()):
             return timedelta(days=float(value))
+        return value
+
+    @field_validator("redact_keys", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(key.strip() for key in value.split(",") if key.strip())
         return value
 
     @classmethod

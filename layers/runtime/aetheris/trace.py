@@ -6,25 +6,45 @@ its attempts (worker, fence, timings, outcome, error, next retry, slot takeover,
 ledger entries of its calls (idempotency key, semantics, state, claims, result or error), the
 signal it consumed, its wait or timer and, for a compensation, the step it undid.
 
-What the log cannot show, the trace does not invent: an attempt whose worker died before
-committing left no event. It shows as the ``fence`` of the attempt that followed (every claim of a
-log slot grows it), that attempt's ``reclaimed_from``, and extra ``claims`` on the effects it had
-claimed. An operation known only from ledger entries is one whose attempt is under way (or died)
-with no outcome yet: its state is ``running``.
+Every claim of a log slot that ran the operation is its own ``Attempt`` row. An attempt whose
+worker died before committing left no event of its own; the slot item that took it over says who it
+was (``reclaimed_from``), under which fence (the takeover's minus one) and, where the store keeps
+them (``reclaimed_claimed_at``, ``reclaimed_lease_until`` on the slot item), when it claimed and
+when its lease ran out. It becomes a ``crashed`` row, "lease expired, taken over by worker-2".
+Claims the log cannot attribute (their worker is not recorded) are counted in ``unseen_claims``;
+what the log cannot show, the trace does not invent. An operation known only from ledger entries
+is one whose attempt is under way (or died) with no outcome yet: its state is ``running``, and the
+open slot claim is its ``running`` attempt.
+
+Values (results, payloads, tool inputs from the ledger's ``args_preview``) are redacted by key name
+and cut to a preview (``aetheris._previews``). ``causes`` is the causal tree (``_trace_tree``):
+job → operation → attempt → effect, the signal under the wait it released, links from a
+compensation to the step it undoes and from a takeover to the crashed attempt.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aetheris._clock import from_millis
 from aetheris._engine.history import step_id
+from aetheris._previews import DEFAULT_REDACT_KEYS, Values
 from aetheris._store import schema
+from aetheris._store.jobs import JobStore
+from aetheris._trace_attempts import (
+    attach_open_claim,
+    crashed_attempt,
+    millis,
+    slot_claim,
+    unseen_claims,
+    why_ended,
+)
 from aetheris._trace_models import (
     Attempt,
+    CauseLink,
+    CauseNode,
     Effect,
     Operation,
     OpState,
@@ -36,13 +56,19 @@ from aetheris._trace_models import (
     TraceError,
     Wait,
 )
+from aetheris._trace_tree import causes_of, filter_trace
 from aetheris.errors import ErrorInfo
 from aetheris.events import Event, EventType, JobStatus, OpKind
 from aetheris.policy import EffectSemantics
 from aetheris.runtime import JobView
 
+if TYPE_CHECKING:
+    from aetheris.runtime import Runtime
+
 __all__ = [
     "Attempt",
+    "CauseLink",
+    "CauseNode",
     "Effect",
     "OpState",
     "Operation",
@@ -54,11 +80,45 @@ __all__ = [
     "TraceError",
     "Wait",
     "build_trace",
+    "filter_trace",
+    "load_trace",
 ]
 
 # Events that are one attempt of a step or compensation.
 _ATTEMPTS = (EventType.STEP_COMMITTED, EventType.STEP_FAILED, EventType.COMPENSATION_COMMITTED)
-_PREVIEW_CHARS = 200
+
+
+def load_trace(
+    runtime: Runtime,
+    job_id: str,
+    *,
+    max_value_bytes: int | None = None,
+    operation: str | None = None,
+    effect: str | None = None,
+) -> Trace | None:
+    """The trace of job ``job_id`` as stored now (None if there is no such job): one consistent
+    Query for the job, its whole log and the open claim, then its ledger.
+
+    The log is read past the runtime's cache of committed events: the cache holds events as their
+    worker wrote them, while the stored slot items also say when each claim was made and how many
+    claims were given back, which the attempts need."""
+    services = runtime.services
+    snapshot = JobStore(services.jobs.table).load(job_id)
+    if snapshot is None:
+        return None
+    resolve = services.payloads.resolve
+    slots = [resolve(item) for item in snapshot.events]
+    trace = build_trace(
+        JobView.from_item(resolve(snapshot.job)),
+        [Event.from_item(item) for item in slots],
+        runtime.effects(job_id),
+        claim=snapshot.claim,
+        max_value_bytes=max_value_bytes,
+        slots=slots,
+        now=services.clock.now(),
+        redact_keys=getattr(runtime.settings, "redact_keys", DEFAULT_REDACT_KEYS),
+    )
+    return filter_trace(trace, operation=operation, effect=effect)
 
 
 def build_trace(
@@ -68,21 +128,30 @@ def build_trace(
     *,
     claim: Mapping[str, Any] | None = None,
     max_value_bytes: int | None = None,
+    slots: Sequence[Mapping[str, Any]] = (),
+    now: datetime | None = None,
+    redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
 ) -> Trace:
     """The trace of ``job`` from its events (in seq order), its ledger items and the open slot claim.
 
-    With ``max_value_bytes``, a value (result, payload, effect result) whose JSON is longer is
+    ``slots`` are the stored items of those events (claim times, claims given back, the claim taken
+    over); without them a crashed attempt shows its worker and fence only. With ``now``, an open
+    claim whose lease ran out is marked ``expired``. Values of keys named like secrets
+    (``redact_keys``) are redacted; with ``max_value_bytes``, a value whose JSON is longer is
     replaced by ``{"truncated": true, "bytes": n, "preview": "..."}``.
     """
-    values = _Values(max_value_bytes)
+    values = Values(max_value_bytes, redact_keys)
+    by_seq = {int(item["seq"]): item for item in slots if "seq" in item}
     ops: dict[int, Operation] = {}
     for event in events:
         if event.op is not None and event.op_kind is not None:
             op = ops.get(event.op) or ops.setdefault(event.op, _new_op(event.op, event.op_kind, event.name))
-            _apply(op, event, values)
+            _apply(op, event, values, by_seq.get(event.seq, {}))
     unmatched = _attach_effects(ops, ledger, job.status, values)
     operations = [ops[index] for index in sorted(ops)]
     _pair_compensations(operations)
+    open_claim = slot_claim(claim, now)
+    attach_open_claim(operations, open_claim)
     end = events[-1] if events and events[-1].op_kind is OpKind.END else None
     attempts = [a for op in operations for a in op.attempts]
     tools = [e for op in operations for e in op.effects if e.kind == "tool"]
@@ -99,11 +168,11 @@ def build_trace(
         error=TraceError.of(job.error),
         compensated=[str(name) for name in end.detail.get("compensated", [])] if end else [],
         operations=operations,
-        open_claim=_slot_claim(claim),
+        open_claim=open_claim,
         unmatched_effects=unmatched,
         totals=Totals(
             operations=len(operations),
-            attempts=len(attempts),
+            attempts=sum(1 for a in attempts if a.outcome in ("committed", "failed")),
             failed_attempts=sum(1 for a in attempts if a.outcome == "failed"),
             retries=sum(1 for a in attempts if a.next_attempt_at is not None),
             takeovers=sum(1 for e in events if e.reclaimed_from is not None),
@@ -113,6 +182,7 @@ def build_trace(
             compensations=sum(1 for op in operations if op.kind is OpKind.COMPENSATE),
         ),
         last_seq=events[-1].seq if events else 0,
+        causes=causes_of(job, operations),
     )
 
 
@@ -132,12 +202,17 @@ def _new_op(index: int, kind: OpKind, name: str | None) -> Operation:
     )
 
 
-def _apply(op: Operation, event: Event, values: _Values) -> None:
-    """Fold one event of ``op`` into it (events come in seq order)."""
+def _apply(op: Operation, event: Event, values: Values, slot: Mapping[str, Any]) -> None:
+    """Fold one event of ``op`` into it (events come in seq order); ``slot`` is its stored item."""
     if not op.seqs:
         op.started_at = event.started_at or event.at
         op.recorded_values = [values.keep(v) for v in event.values]
     op.seqs.append(event.seq)
+    claimed_at = millis(slot.get("claimed_at"))
+    crashed = crashed_attempt(event, slot, claimed_at)
+    if crashed is not None:
+        op.attempts.append(crashed)
+    op.unseen_claims += unseen_claims(event, slot)
     settled = True
     kind = event.type
     if kind in _ATTEMPTS:
@@ -152,6 +227,8 @@ def _apply(op: Operation, event: Event, values: _Values) -> None:
                 ended_at=event.ended_at,
                 duration_ms=event.duration_ms,
                 outcome="failed" if failed else "committed",
+                ended_because=why_ended(event),
+                claimed_at=claimed_at,
                 error=TraceError.of(event.error),
                 next_attempt_at=event.next_attempt_at,
                 reclaimed_from=event.reclaimed_from,
@@ -205,7 +282,7 @@ def _apply(op: Operation, event: Event, values: _Values) -> None:
 
 
 def _attach_effects(
-    ops: dict[int, Operation], ledger: Sequence[Mapping[str, Any]], status: JobStatus, values: _Values
+    ops: dict[int, Operation], ledger: Sequence[Mapping[str, Any]], status: JobStatus, values: Values
 ) -> list[Effect]:
     """Give each ledger entry to the operation its key names; return the ones that name none."""
     unmatched: list[Effect] = []
@@ -247,7 +324,7 @@ def _parse_effect_key(sk: str) -> tuple[int, str, str, int] | None:
     return int(index), op_name, name, int(call)
 
 
-def _effect(item: Mapping[str, Any], name: str, call: int, values: _Values) -> Effect:
+def _effect(item: Mapping[str, Any], name: str, call: int, values: Values) -> Effect:
     error = item.get("error")
     semantics = item.get("semantics")
     claimed_at, recorded_at = item.get("claimed_at"), item.get("recorded_at")
@@ -262,9 +339,17 @@ def _effect(item: Mapping[str, Any], name: str, call: int, values: _Values) -> E
         worker_id=item.get("worker_id"),
         claimed_at=from_millis(int(claimed_at)) if claimed_at is not None else None,
         recorded_at=from_millis(int(recorded_at)) if recorded_at is not None else None,
+        input=values.load(item.get("args_preview")),
         result=values.load(item.get("result")),
         error=TraceError.of(ErrorInfo.model_validate_json(error)) if error else None,
+        claim_seq=_int(item.get("claim_seq")),
+        claim_fence=_int(item.get("claim_fence")),
+        claimed_by=item.get("claimed_by"),
     )
+
+
+def _int(raw: Any) -> int | None:
+    return None if raw is None else int(raw)
 
 
 def _pair_compensations(operations: list[Operation]) -> None:
@@ -282,44 +367,5 @@ def _pair_compensations(operations: list[Operation]) -> None:
                 break
 
 
-def _slot_claim(claim: Mapping[str, Any] | None) -> SlotClaim | None:
-    if not claim:
-        return None
-    lease_until = int(claim.get("lease_until", 0))
-    claimed_at = claim.get("claimed_at")
-    return SlotClaim(
-        seq=int(claim["seq"]),
-        worker_id=str(claim.get("worker_id", "")),
-        fence=int(claim.get("fence", 0)),
-        claimed_at=from_millis(int(claimed_at)) if claimed_at is not None else None,
-        lease_until=from_millis(lease_until) if lease_until else None,
-        released=lease_until == 0,
-    )
-
-
 def _moment(raw: Any) -> datetime | None:
     return datetime.fromisoformat(str(raw)) if raw else None
-
-
-class _Values:
-    """Recorded JSON values, cut to a preview when longer than ``limit`` bytes."""
-
-    def __init__(self, limit: int | None) -> None:
-        self.limit = limit
-
-    def load(self, text: str | None) -> Any:
-        if text is None:
-            return None
-        if self.limit is not None and len(text.encode()) > self.limit:
-            return self._preview(text)
-        return json.loads(text)
-
-    def keep(self, value: Any) -> Any:
-        if self.limit is None or value is None:
-            return value
-        text = json.dumps(value, default=str)
-        return self._preview(text) if len(text.encode()) > self.limit else value
-
-    @staticmethod
-    def _preview(text: str) -> dict[str, Any]:
-        return {"truncated": True, "bytes": len(text.encode()), "preview": text[:_PREVIEW_CHARS]}

@@ -48,6 +48,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
+from aetheris import _observability as obs
 from aetheris import hosting
 from aetheris._store.idempotency import KeyContended
 from aetheris._store.inbox import SignalIdConflict
@@ -63,7 +64,7 @@ from aetheris.errors import (
     UnknownJobType,
 )
 from aetheris.events import Event, JobStatus
-from aetheris.handlers import api_commands, api_http, api_observability, api_openapi, api_trace
+from aetheris.handlers import api_commands, api_http, api_observability, api_openapi, api_trace, api_ui
 from aetheris.handlers.api_commands import InvalidSignalName
 from aetheris.handlers.api_http import UnsupportedMediaType
 from aetheris.handlers.api_models import (
@@ -175,6 +176,8 @@ def start_job(request: Annotated[StartJobRequest, Body()]) -> Response[JobStarte
         raise InvalidJobInput(request.job_type, invalid) from None
     if started.created:  # a repeated idempotency key starts nothing
         metrics.add_metric(name="JobsStarted", unit=MetricUnit.Count, value=1)
+        # By type too (bounded: only the app's registered types get this far).
+        obs.publish(metrics, [obs.Sample(obs.Metric.JOBS_STARTED_BY_TYPE, 1, request.job_type)], "api")
     return Response(
         status_code=HTTPStatus.CREATED if started.created else HTTPStatus.OK,
         content_type=content_types.APPLICATION_JSON,
@@ -225,6 +228,7 @@ def list_events(
 app.include_router(api_commands.router)
 app.include_router(api_trace.router)
 app.include_router(api_observability.router)
+app.include_router(api_ui.router)
 
 
 @app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)

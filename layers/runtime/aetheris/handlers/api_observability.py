@@ -2,7 +2,7 @@
 at first — how many jobs are where, how deep the queues and dead-letter queues are, and which jobs
 are not moving and why (with the evidence).
 
-Both are bounded reads whatever the number of jobs kept (``aetheris/_observability.py`` states the
+Both are bounded reads whatever the number of jobs kept (``aetheris/_operator_views.py`` states the
 requests per call); stuck jobs are found by the sweeper's own diagnosis (``aetheris/_diagnosis.py``).
 """
 
@@ -15,7 +15,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel, Field
 
-from aetheris import _observability, hosting
+from aetheris import _operator_views, hosting
 from aetheris._diagnosis import Reason
 from aetheris.events import JobStatus
 from aetheris.handlers.api_models import answers
@@ -96,7 +96,7 @@ class StuckReport(BaseModel):
 def get_summary() -> Summary:
     runtime = hosting.runtime()
     services = runtime.services
-    return Summary.model_validate(_observability.summary(services, services.queue.client))
+    return Summary.model_validate(_operator_views.summary(services, services.queue.client))
 
 
 @router.get(
@@ -117,7 +117,7 @@ def get_stuck(
     threshold = (
         services.settings.stall_after if threshold_seconds is None else timedelta(seconds=threshold_seconds)
     )
-    jobs = _observability.stuck_jobs(services, services.queue.client, threshold)
+    jobs = _operator_views.stuck_jobs(services, services.queue.client, threshold)
     return StuckReport(
         threshold_seconds=threshold.total_seconds(),
         jobs=[

@@ -1,11 +1,12 @@
-"""HTTP API route ``GET /jobs/{job_id}/trace``: a job's operations with their attempts, effects,
-signals, waits, timers and compensations, as ``aetheris.trace.build_trace`` reads them from the log
-and the effect ledger.
+"""HTTP API route ``GET /jobs/{job_id}/trace``: a job's operations with their attempts (crashed ones
+too), effects (inputs and outputs), signals, waits, timers, compensations and its causal tree, as
+``aetheris.trace.load_trace`` reads them from the log and the effect ledger.
 
 Two reads: one consistent Query for the job item, its log and the open slot claim, then the
 ledger. An effect claimed after the first read shows up on an operation with no outcome yet
-(``running``), which is what it is. Recorded values are cut to a preview past ``max_value_bytes``,
-and a trace that would not fit in a Lambda answer is refused with a pointer to the paginated log.
+(``running``), which is what it is. Values are redacted by key name and cut to a preview past
+``max_value_bytes``; a trace that would not fit in a Lambda answer is refused with a pointer to the
+paginated log. ``operation`` and ``effect`` narrow the answer to what matches.
 """
 
 from __future__ import annotations
@@ -17,10 +18,8 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from aetheris import hosting
 from aetheris.errors import AetherisError, JobNotFound
-from aetheris.events import Event
 from aetheris.handlers.api_models import JobId, answers
-from aetheris.runtime import JobView
-from aetheris.trace import Trace, build_trace
+from aetheris.trace import Trace, load_trace
 
 # A Lambda's answer is capped at 6 MB; leave room for the envelope.
 MAX_TRACE_BYTES = 5 * 1024 * 1024
@@ -37,7 +36,8 @@ class TraceTooLarge(AetherisError):
         self.job_id, self.size, self.limit = job_id, size, limit
         super().__init__(
             f"the trace of job {job_id} is {size} bytes, over the {limit} bytes one answer may carry; "
-            f"ask again with a smaller max_value_bytes, or page through GET /jobs/{job_id}/events"
+            f"ask again with a smaller max_value_bytes or an operation= filter, or page through "
+            f"GET /jobs/{job_id}/events"
         )
 
 
@@ -45,8 +45,10 @@ class TraceTooLarge(AetherisError):
     "/jobs/<job_id>/trace",
     summary="A job's trace: operations, attempts, workers, timings, effects, signals, timers",
     description=(
-        "Built from the log and the effect ledger. Values (results, payloads) longer than "
-        "`max_value_bytes` as JSON are replaced by `{truncated, bytes, preview}`."
+        "Built from the log and the effect ledger. Every claim of a log slot is an attempt row, a "
+        "crashed one included (`outcome: crashed`, `ended_because`). Values (results, payloads, tool "
+        "inputs) are redacted by key name and, past `max_value_bytes` as JSON, replaced by "
+        "`{truncated, bytes, preview}`. `causes` is the causal tree."
     ),
     responses=answers(Trace, 400, 404),
 )
@@ -55,19 +57,20 @@ def get_trace(
     max_value_bytes: Annotated[
         int, Query(ge=0, le=256 * 1024, description="longer values are replaced by a preview")
     ] = DEFAULT_VALUE_BYTES,
+    operation: Annotated[
+        str | None,
+        Query(max_length=200, description="only this operation: its index, name or step id"),
+    ] = None,
+    effect: Annotated[
+        str | None,
+        Query(max_length=400, description="only operations with this effect: its name or idempotency key"),
+    ] = None,
 ) -> Trace:
-    runtime = hosting.runtime()
-    snapshot = runtime.services.jobs.load(job_id)
-    if snapshot is None:
-        raise JobNotFound(job_id)
-    resolve = runtime.services.payloads.resolve
-    trace = build_trace(
-        JobView.from_item(resolve(snapshot.job)),
-        [Event.from_item(resolve(item)) for item in snapshot.events],
-        runtime.effects(job_id),
-        claim=snapshot.claim,
-        max_value_bytes=max_value_bytes,
+    trace = load_trace(
+        hosting.runtime(), job_id, max_value_bytes=max_value_bytes, operation=operation, effect=effect
     )
+    if trace is None:
+        raise JobNotFound(job_id)
     size = len(trace.model_dump_json().encode())
     if size > MAX_TRACE_BYTES:
         raise TraceTooLarge(job_id, size, MAX_TRACE_BYTES)

@@ -14,13 +14,16 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aetheris import _observability, hosting
+from aetheris import _observability as obs
+from aetheris import _operator_views, hosting
+from aetheris.events import JobStatus
 
 logger = Logger(service="aetheris-sweeper")
 metrics = Metrics(namespace="Aetheris", service="sweeper")
 
 # Gauges (no dimensions): name -> (queue, depth field).
-STUCK_JOBS = "StuckJobs"
+STUCK_JOBS = obs.Metric.STUCK_JOBS.value
+OLDEST_PENDING_AGE = obs.Metric.OLDEST_PENDING_AGE.value
 BACKLOG_GAUGES = {
     "StepQueueVisible": ("step", "visible"),
     "StepQueueInFlight": ("step", "in_flight"),
@@ -49,15 +52,19 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if report.due:
         logger.info("ticked parked jobs that are due", extra={"jobs": report.due})
     services = runtime.services
-    depths = _observability.queue_depths(services.queue.client, _observability.queues(services))
-    publish_gauges(len(report.stuck), depths)
+    depths = _operator_views.queue_depths(services.queue.client, _operator_views.queues(services))
+    oldest = _operator_views.oldest_age(services.jobs.table, JobStatus.PENDING, services.clock.now())
+    publish_gauges(len(report.stuck), depths, oldest)
     return report.as_dict()
 
 
-def publish_gauges(stuck: int, depths: dict[str, dict[str, int]]) -> None:
+def publish_gauges(
+    stuck: int, depths: dict[str, dict[str, int]], oldest_pending: float | None = None
+) -> None:
     """One EMF line, namespace ``Aetheris``, no dimensions."""
     gauges = EphemeralMetrics(namespace="Aetheris", service="")
     gauges.add_metric(name=STUCK_JOBS, unit=MetricUnit.Count, value=stuck)
+    gauges.add_metric(name=OLDEST_PENDING_AGE, unit=MetricUnit.Seconds, value=oldest_pending or 0.0)
     for name, (queue, field) in BACKLOG_GAUGES.items():
         if queue in depths:
             gauges.add_metric(name=name, unit=MetricUnit.Count, value=depths[queue][field])
