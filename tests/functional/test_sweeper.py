@@ -169,7 +169,8 @@ def test_sweeper_job_parked_on_a_signal_without_deadline_is_never_ticked_nor_rea
     assert status is JobStatus.WAITING and events_after == events_before
     assert [(s["examined"], s["ticked"]) for s in sweeps] == [(0, [])] * 5
     assert calls["SendMessage"] == 0 and calls["GetItem"] == 0
-    assert calls["Query"] == 5 * local.settings.sweep_shards, "one Query per shard, nothing per job"
+    # One Query per shard and the oldest-pending gauge's one: nothing per job.
+    assert calls["Query"] == 5 * (local.settings.sweep_shards + 1), "one Query per shard, nothing per job"
 
 
 def test_sweeper_due_timer_is_ticked_at_its_time_not_before() -> None:
@@ -208,7 +209,8 @@ def test_sweeper_healthy_long_running_job_costs_nothing_per_step() -> None:
                 per_sweep.append(sweeper["Query"] + sweeper["GetItem"] + sweeper["UpdateItem"])
         shards = local.settings.sweep_shards
 
-    assert per_sweep == [shards] * len(per_sweep), "each sweep: one Query per shard, none per job"
+    # One Query per shard plus the oldest-pending gauge's: none per job.
+    assert per_sweep == [shards + 1] * len(per_sweep), "each sweep: one Query per shard, none per job"
     # The worker refreshes the job's deadline when it gets stale: once per stall_after / 2 at most.
     stall = local.settings.stall_after
     refreshes = worker["job item updates"]  # status changes go in the commit's transaction instead

@@ -131,7 +131,9 @@ class Values:
         value = redact(value, self.keys)
         if self.limit is None:
             return value
-        return self._shown(json.dumps(value, default=str), value)
+        # Compact, as the value is stored: the preview and its byte count match the recorded text.
+        compact = json.dumps(value, default=str, separators=(",", ":"), ensure_ascii=False)
+        return self._shown(compact, value)
 
     def _shown(self, text: str, value: Any = None) -> Any:
         preview = cut(text, self.limit)
