@@ -4,16 +4,17 @@ and trace jobs.
 A Powertools ``APIGatewayHttpResolver`` with validation on: request bodies and query parameters are
 checked against the pydantic models of ``api_models`` and the OpenAPI document is generated from the
 routes. The routes here read jobs; ``api_commands`` (signal, cancel) and ``api_trace`` add theirs as
-routers. Routes only adapt HTTP to runtime calls; errors become answers in one place, the exception
+routers, and ``api_values`` the routes that serve one big value whole (answers are bounded, see
+``api_bounds``). Routes only adapt HTTP to runtime calls; errors become answers in one place, the exception
 handlers below, always as ``{"error": {"code", "message"}}``:
 
 * 400 ``malformed_json`` (body is not JSON), ``invalid_parameter`` (a query or path parameter is
   wrong, e.g. an unknown ``status``, ``limit`` out of range, a signal name a job cannot wait for),
   ``invalid_cursor``, ``unknown_job_type``, ``trace_too_large``;
-* 404 ``job_not_found``, ``not_found`` (no such route); 409 ``idempotency_conflict``, ``job_finished``
-  (a signal or cancel for a job that has ended), ``signal_id_conflict`` (the signal id was used for
-  a signal with another name or payload), ``idempotency_key_busy`` (concurrent starts with the key
-  kept racing: start again);
+* 404 ``job_not_found``, ``event_not_found``, ``not_found`` (no such route);
+* 409 ``idempotency_conflict``, ``job_finished`` (a signal or cancel for a job that has ended),
+  ``signal_id_conflict`` (the signal id was used for a signal with another name or payload),
+  ``idempotency_key_busy`` (concurrent starts with the key kept racing: start again);
 * 413 ``payload_too_large`` (the body, or the job input once serialized); 415 ``unsupported_media_type``;
 * 422 ``validation_error`` (the body does not match the request model), ``invalid_input`` (the job
   function's input type refused ``input``), ``invalid_value`` (a value the runtime cannot store and
@@ -46,9 +47,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from aetheris import hosting
+from aetheris._store import schema
 from aetheris._store.idempotency import KeyContended
 from aetheris._store.inbox import SignalIdConflict
-from aetheris._store.listing import InvalidCursor, Listing
+from aetheris._store.listing import InvalidCursor, Listing, encode_cursor
 from aetheris._values import MAX_DEPTH, MAX_INT_DIGITS, UnstorableValue, check_storable
 from aetheris.errors import (
     AetherisError,
@@ -58,14 +60,16 @@ from aetheris.errors import (
     PayloadTooLarge,
     UnknownJobType,
 )
-from aetheris.events import Event, JobStatus
-from aetheris.handlers import api_commands, api_trace
+from aetheris.events import JobStatus
+from aetheris.handlers import api_commands, api_trace, api_values
+from aetheris.handlers.api_bounds import MAX_ANSWER_BYTES, answer_bytes, shown
 from aetheris.handlers.api_commands import InvalidSignalName
 from aetheris.handlers.api_models import (
     Cursor,
     ErrorDetail,
     ErrorResponse,
     EventPage,
+    EventView,
     JobDetail,
     JobId,
     JobPage,
@@ -75,6 +79,7 @@ from aetheris.handlers.api_models import (
     answers,
 )
 from aetheris.handlers.api_trace import TraceTooLarge
+from aetheris.handlers.api_values import EventNotFound
 
 API_VERSION = "2.0"
 MAX_BODY_BYTES = 256 * 1024
@@ -204,16 +209,33 @@ def list_events(
 ) -> EventPage:
     services = hosting.runtime().services
     listing = Listing(services.jobs.table)
-    page = listing.events(
-        job_id, limit, cursor, max_bytes=MAX_EVENT_PAGE_BYTES, resolve=services.payloads.resolve
-    )
+
+    def shown_item(item: dict[str, Any]) -> dict[str, Any]:
+        # Only what the page shows is fetched; a big offloaded result becomes a preview unread.
+        href = f"/jobs/{job_id}/events/{item['seq']}/result"
+        return {**item, "result": shown(services.payloads, item.get("result"), href)}
+
+    page = listing.events(job_id, limit, cursor, max_bytes=MAX_EVENT_PAGE_BYTES, resolve=shown_item)
     if page is None:
         raise JobNotFound(job_id)
-    return EventPage(events=[Event.from_item(item) for item in page.items], next_cursor=page.next_cursor)
+    return bounded_page([EventView.from_item(item) for item in page.items], page.next_cursor)
+
+
+def bounded_page(events: list[EventView], next_cursor: str | None) -> EventPage:
+    """The page cut where its answer would pass ``MAX_ANSWER_BYTES`` (never before its first event)."""
+    total = answer_bytes({"events": [], "next_cursor": next_cursor or "x" * 200})
+    for shown_count, event in enumerate(events):
+        total += answer_bytes(event.model_dump(mode="json")) + 1
+        if total > MAX_ANSWER_BYTES and shown_count > 0:
+            last = events[shown_count - 1]
+            cursor = encode_cursor({schema.PK: last.job_id, schema.SK: schema.event_sk(last.seq)})
+            return EventPage(events=events[:shown_count], next_cursor=cursor)
+    return EventPage(events=events, next_cursor=next_cursor)
 
 
 app.include_router(api_commands.router)
 app.include_router(api_trace.router)
+app.include_router(api_values.router)
 
 
 @app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
@@ -320,6 +342,11 @@ def _no_route(_: Exception) -> Response[str]:
 @_handles(InvalidSignalName)
 def _invalid_signal_name(error: InvalidSignalName) -> Response[str]:
     return error_response(HTTPStatus.BAD_REQUEST, "invalid_parameter", f"path.name: {error}")
+
+
+@_handles(EventNotFound)
+def _event_not_found(error: EventNotFound) -> Response[str]:
+    return error_response(HTTPStatus.NOT_FOUND, "event_not_found", str(error))
 
 
 @_handles(TraceTooLarge)
