@@ -62,9 +62,8 @@ class UnstorableValue(NonRetryableError):
         self.what, self.path, self.problem = what, path, problem
         super().__init__(
             f"{path}: {problem}. The {what} cannot be stored: the runtime keeps values as JSON and "
-            f"reads them back; send a value that JSON holds exactly (finite numbers of at most "
-            f"{MAX_INT_DIGITS} digits, valid Unicode text, at most {MAX_DEPTH} levels of nesting), "
-            f"e.g. a string for a huge number"
+            f"reads them back, so a value must be finite numbers of at most {MAX_INT_DIGITS} digits, "
+            f"valid Unicode text and at most {MAX_DEPTH} levels of nesting"
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -124,10 +123,13 @@ class _Refused(Exception):
 def _walk(value: object, depth: int) -> None:
     # ``type(x) is`` first: one comparison per leaf for the JSON types, subclasses in _walk_other.
     if type(value) is str:
-        _check_text(value, "a string holding a lone surrogate (not valid Unicode)")
+        _check_text(value, "a string holding a lone surrogate (not valid Unicode): fix the text's encoding")
     elif type(value) is float:
         if not math.isfinite(value):
-            raise _Refused(f"{value} is not a finite number (JSON has no inf or nan; 1e400 is inf)")
+            raise _Refused(
+                f"{value} is not a finite number (JSON has none; a literal like 1e400 reads as inf): "
+                f"send null, or the number as a string"
+            )
     elif type(value) is int:
         if value.bit_length() > _SAFE_BITS:
             _check_int(value)
@@ -164,11 +166,13 @@ def _walk_other(value: object, depth: int) -> None:
 
 def _walk_children(children: Iterable[tuple[object, object]], depth: int) -> None:
     if depth >= MAX_DEPTH:
-        raise _Refused(f"nested deeper than {MAX_DEPTH} levels")
+        raise _Refused(
+            f"nested deeper than {MAX_DEPTH} levels: flatten it, or send the deep part as a string"
+        )
     for key, child in children:
         try:
             if isinstance(key, str):
-                _check_text(key, "a key holding a lone surrogate (not valid Unicode)")
+                _check_text(key, "a key holding a lone surrogate (not valid Unicode): fix the key's encoding")
             _walk(child, depth + 1)
         except _Refused as refused:
             refused.keys.append(key)
@@ -194,7 +198,10 @@ def _step(key: object) -> str:
 def _check_int(value: int) -> None:
     digits = _digit_count(value)
     if digits > MAX_INT_DIGITS:
-        raise _Refused(f"an integer of {digits} digits, over the {MAX_INT_DIGITS} digits JSON readers take")
+        raise _Refused(
+            f"an integer of {digits} digits, over the {MAX_INT_DIGITS} digits JSON readers take: "
+            f"send it as a string"
+        )
 
 
 def _digit_count(value: int) -> int:

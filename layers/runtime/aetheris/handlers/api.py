@@ -111,7 +111,8 @@ def _load_body(text: str) -> Any:
     try:
         body = json.loads(text, parse_constant=_no_constant, parse_int=_bounded_int)
     except RecursionError:  # nesting deep enough to exhaust the parser's stack
-        raise UnstorableValue("request body", "body", f"nested deeper than {MAX_DEPTH} levels") from None
+        problem = f"nested deeper than {MAX_DEPTH} levels: flatten it, or send the deep part as a string"
+        raise UnstorableValue("request body", "body", problem) from None
     _check_body(body)
     return body
 
@@ -120,7 +121,9 @@ def _bounded_int(digits: str) -> int:
     # Python refuses to convert more than 4,300 digits (a ValueError, not a JSON error): refuse first.
     count = len(digits.lstrip("-"))
     if count > MAX_INT_DIGITS:
-        problem = f"an integer of {count} digits, over the {MAX_INT_DIGITS} digits JSON readers take"
+        problem = (
+            f"an integer of {count} digits, over the {MAX_INT_DIGITS} JSON readers take: send it as a string"
+        )
         raise UnstorableValue("request body", "body", problem)
     return int(digits)
 
