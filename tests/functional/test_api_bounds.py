@@ -40,6 +40,13 @@ def bounds_app() -> App:
     def produce_job(ctx: JobContext, size: int) -> str:
         return ctx.step(produce, size)
 
+    def quoted(sctx: StepContext, units: int) -> str:
+        return 'ppp"' * units
+
+    @app.job("three")
+    def three(ctx: JobContext, units: int) -> int:
+        return sum(len(ctx.step(quoted, units, name=f"q{n}")) for n in range(3))
+
     @app.job("echo")
     def echo(ctx: JobContext, value: Any) -> Any:
         return value
@@ -135,6 +142,25 @@ def test_api_events_of_a_7_mb_result_page_under_6_mb_each_big_result_a_preview_w
         assert event["result"]["href"] == f"/jobs/{seven_mb}/events/{event['seq']}/result"
         assert event["result"]["bytes"] == 7 * MB + 2
         assert fetch(api.url + event["result"]["href"], follow=False)[0] == 303
+
+
+def test_api_events_of_big_results_shown_whole_are_paged_under_the_limit_with_the_cursor(api: Api) -> None:
+    # Each result is 0.85 MB stored, 1.9 MB in the answer (its quotes escaped twice): shown whole,
+    # but three on one page (as a 4 MB page measured unescaped would hold) pass the answer budget.
+    job_id = api.local.start("three", 170_000)
+    api.local.wait(job_id, timeout=120)
+    path, pages, results = f"/jobs/{job_id}/events", [], []
+    while path:
+        status, _, body = fetch(api.url + path)
+        page = json.loads(body)
+        assert status == 200 and lambda_answer_bytes(body) <= MAX_ANSWER_BYTES
+        pages.append([e["seq"] for e in page["events"]])
+        results += [e["result"] for e in page["events"] if e["type"] == "StepCommitted"]
+        path = f"/jobs/{job_id}/events?cursor={page['next_cursor']}" if page["next_cursor"] else ""
+
+    assert [seq for page in pages for seq in page] == list(range(5))
+    assert len(pages) >= 2
+    assert results == [json.dumps('ppp"' * 170_000)] * 3
 
 
 def test_api_value_between_the_shown_size_and_the_answer_limit_comes_whole_from_its_href(api: Api) -> None:

@@ -47,10 +47,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from aetheris import hosting
-from aetheris._store import schema
 from aetheris._store.idempotency import KeyContended
 from aetheris._store.inbox import SignalIdConflict
-from aetheris._store.listing import InvalidCursor, Listing, encode_cursor
+from aetheris._store.listing import InvalidCursor, Listing
 from aetheris._values import MAX_DEPTH, MAX_INT_DIGITS, UnstorableValue, check_storable
 from aetheris.errors import (
     AetherisError,
@@ -62,7 +61,7 @@ from aetheris.errors import (
 )
 from aetheris.events import JobStatus
 from aetheris.handlers import api_commands, api_trace, api_values
-from aetheris.handlers.api_bounds import MAX_ANSWER_BYTES, answer_bytes, shown
+from aetheris.handlers.api_bounds import EVENT_PAGE_BYTES, shown
 from aetheris.handlers.api_commands import InvalidSignalName
 from aetheris.handlers.api_models import (
     Cursor,
@@ -83,8 +82,6 @@ from aetheris.handlers.api_values import EventNotFound
 
 API_VERSION = "2.0"
 MAX_BODY_BYTES = 256 * 1024
-# A Lambda's answer is capped at 6 MB: a page of events stops growing well before that.
-MAX_EVENT_PAGE_BYTES = 4 * 1024 * 1024
 
 logger = Logger(service="aetheris-api")
 metrics = Metrics(namespace="Aetheris", service="api")
@@ -216,24 +213,14 @@ def list_events(
     def shown_item(item: dict[str, Any]) -> dict[str, Any]:
         # Only what the page shows is fetched; a big offloaded result becomes a preview unread.
         href = f"/jobs/{job_id}/events/{item['seq']}/result"
-        return {**item, "result": shown(services.payloads, item.get("result"), href)}
+        return {**item, "result": shown(services.payloads, item.get("result"), href, as_text=True)}
 
-    page = listing.events(job_id, limit, cursor, max_bytes=MAX_EVENT_PAGE_BYTES, resolve=shown_item)
+    # Each shown event costs at most SHOWN_VALUE_BYTES in the answer, and the page is cut at half
+    # the answer budget as the listing measures it: the answer stays under MAX_ANSWER_BYTES.
+    page = listing.events(job_id, limit, cursor, max_bytes=EVENT_PAGE_BYTES, resolve=shown_item)
     if page is None:
         raise JobNotFound(job_id)
-    return bounded_page([EventView.from_item(item) for item in page.items], page.next_cursor)
-
-
-def bounded_page(events: list[EventView], next_cursor: str | None) -> EventPage:
-    """The page cut where its answer would pass ``MAX_ANSWER_BYTES`` (never before its first event)."""
-    total = answer_bytes({"events": [], "next_cursor": next_cursor or "x" * 200})
-    for shown_count, event in enumerate(events):
-        total += answer_bytes(event.model_dump(mode="json")) + 1
-        if total > MAX_ANSWER_BYTES and shown_count > 0:
-            last = events[shown_count - 1]
-            cursor = encode_cursor({schema.PK: last.job_id, schema.SK: schema.event_sk(last.seq)})
-            return EventPage(events=events[:shown_count], next_cursor=cursor)
-    return EventPage(events=events, next_cursor=next_cursor)
+    return EventPage(events=[EventView.from_item(item) for item in page.items], next_cursor=page.next_cursor)
 
 
 app.include_router(api_commands.router)

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 # Under the 6 MB Lambda limit, with room for the status line, headers and the envelope.
 MAX_ANSWER_BYTES = 5 * 1024 * 1024
 SHOWN_VALUE_BYTES = 2 * 1024 * 1024
+# A page of events is measured by the listing on its items' JSON (escaped once); the answer escapes
+# it once more, which at most doubles it: half the answer budget keeps a page under it.
+EVENT_PAGE_BYTES = MAX_ANSWER_BYTES // 2
 PREVIEW_CHARS = 200
 
 
@@ -64,10 +67,19 @@ def preview(payloads: Payloads, stored: str, href: str) -> ValuePreview:
     return ValuePreview(bytes=stored_bytes(stored), preview=head[:PREVIEW_CHARS], href=href)
 
 
-def shown(payloads: Payloads, stored: str | None, href: str) -> str | ValuePreview | None:
-    """The JSON text of a stored value if it may be shown whole, else its preview."""
+def shown(
+    payloads: Payloads, stored: str | None, href: str, *, as_text: bool = False
+) -> str | ValuePreview | None:
+    """The JSON text of a stored value if it may be shown whole, else its preview.
+
+    ``as_text``: the answer carries the JSON text as a string (an event's ``result``), so its cost
+    there — escaped twice — must be at most ``SHOWN_VALUE_BYTES`` too.
+    """
     if stored is None:
         return None
     if stored_bytes(stored) > SHOWN_VALUE_BYTES:
         return preview(payloads, stored, href)
-    return payloads.text(stored)
+    text = payloads.text(stored)
+    if as_text and text is not None and answer_bytes(text) > SHOWN_VALUE_BYTES:
+        return preview(payloads, stored, href)
+    return text
