@@ -263,3 +263,17 @@ def test_signal_ingest_drops_a_message_whose_id_another_signal_holds(api: Api) -
 
     assert outcome == "conflict"
     assert consumed == ["s-1"]
+
+
+def test_signal_payload_under_the_cap_whose_message_passes_sqs_classic_limit_is_refused_before_sending(
+    api_without_bucket: Api,
+) -> None:
+    api = api_without_bucket
+    job_id = parked(api, "reply")
+    payload = "x" * (256 * 1024 - 10)  # its JSON fits the 256 KiB value cap; with the envelope it does not
+
+    with pytest.raises(PayloadTooLarge, match="signal message"):
+        api.local.signal(job_id, "reply", payload)
+
+    assert signal_messages(api) == 0
+    assert api.call("GET", f"/jobs/{job_id}")[2]["status"] == "WAITING"

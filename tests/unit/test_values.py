@@ -169,9 +169,12 @@ def test_check_storable_integer_digits_are_bounded_at_max_int_digits(sign: int) 
         check_storable(sign * 10**MAX_INT_DIGITS, "input")
 
 
-def test_check_storable_surrogate_in_a_key_is_refused_naming_the_container() -> None:
-    with pytest.raises(UnstorableValue, match=r"input\.meta: a key holding a lone surrogate"):
+def test_check_storable_surrogate_in_a_key_is_refused_naming_the_key_escaped() -> None:
+    with pytest.raises(UnstorableValue) as refused:
         check_storable({"meta": {"\ud83d": 1}}, "input")
+    assert refused.value.path == "input.meta['\\ud83d']"
+    assert refused.value.problem.startswith("a key holding a lone surrogate")
+    str(refused.value).encode()  # the message itself is valid UTF-8: it can be answered and stored
 
 
 def test_check_storable_model_fields_are_checked_through_the_models_serializer() -> None:
@@ -201,3 +204,10 @@ def test_unstorable_value_is_terminal_and_survives_being_stored_and_rebuilt() ->
     assert isinstance(error, NonRetryableError)
     assert type(rebuilt) is UnstorableValue and str(rebuilt) == str(error)
     assert str(pickle.loads(pickle.dumps(error))) == str(error)
+
+
+def test_storable_json_names_the_value_in_the_message_and_starts_the_path_at_root() -> None:
+    with pytest.raises(UnstorableValue) as refused:
+        storable_json({"total": math.inf}, "result of step 'charge'", root="result")
+    assert refused.value.path == "result.total"
+    assert "The result of step 'charge' cannot be stored" in str(refused.value)

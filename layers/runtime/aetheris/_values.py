@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -46,10 +46,9 @@ MAX_DEPTH = 64
 MAX_INT_DIGITS = 640
 
 _ANY: TypeAdapter[Any] = TypeAdapter(Any)
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _KEY_CHARS = 60
 _PATH_CHARS = 240
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Bits that hold MAX_INT_DIGITS decimal digits; ints under this need no digit count.
 _SAFE_BITS = int(MAX_INT_DIGITS * math.log2(10)) - 1
 
@@ -63,37 +62,48 @@ class UnstorableValue(NonRetryableError):
         self.what, self.path, self.problem = what, path, problem
         super().__init__(
             f"{path}: {problem}. The {what} cannot be stored: the runtime keeps values as JSON and "
-            f"reads them back; send a value that JSON holds exactly (finite numbers of at most "
-            f"{MAX_INT_DIGITS} digits, valid Unicode text, at most {MAX_DEPTH} levels of nesting), "
-            f"e.g. a string for a huge number"
+            f"reads them back, so a value must be finite numbers of at most {MAX_INT_DIGITS} digits, "
+            f"valid Unicode text and at most {MAX_DEPTH} levels of nesting"
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.what, self.path, self.problem))
 
 
-def check_storable(value: object, what: str) -> None:
-    """Raise ``UnstorableValue`` if ``value`` cannot be stored and read back; ``what`` starts the path.
+def check_storable(value: object, what: str, *, root: str | None = None) -> None:
+    """Raise ``UnstorableValue`` if ``value`` cannot be stored and read back.
 
-    Containers are dicts, lists, tuples, sets and pydantic models (read through their own
-    serializer); anything else is a leaf that pydantic turns into JSON (dates, UUIDs, enums).
+    ``what`` names the value in the message (``input``, ``result of step 'charge'``); the path
+    starts with ``root`` (``what`` by default), e.g. ``result.items[3].price``. Containers are
+    dicts, lists, tuples, sets and pydantic models (read through their own serializer); anything
+    else is a leaf that pydantic turns into JSON (dates, UUIDs, enums).
     """
-    _walk(value, what, 0, what)
+    try:
+        _walk(value, 0)
+    except _Refused as refused:
+        path = (what if root is None else root) + "".join(_step(key) for key in reversed(refused.keys))
+        raise UnstorableValue(what, path, refused.problem) from None
 
 
 def storable_json(
-    value: object, what: str, *, via: TypeAdapter[Any] | None = None, limit: int | None = None
+    value: object,
+    what: str,
+    *,
+    via: TypeAdapter[Any] | None = None,
+    limit: int | None = None,
+    root: str | None = None,
 ) -> str:
     """``value`` as the JSON text the runtime stores, once it passed ``check_storable`` and ``limit``.
 
     ``via`` is the adapter of the value's declared type (``Any`` by default); ``limit`` is checked
     on the UTF-8 bytes of the returned text (``PayloadTooLarge`` past it).
     """
-    check_storable(value, what)
+    check_storable(value, what, root=root)
     try:
         text = (via or _ANY).dump_json(value).decode()
     except PydanticSerializationError as error:
-        raise UnstorableValue(what, what, f"not JSON-representable ({error})") from None
+        path = what if root is None else root
+        raise UnstorableValue(what, path, f"not JSON-representable ({error})") from None
     if limit is not None:
         size = len(text.encode())
         if size > limit:
@@ -101,63 +111,96 @@ def storable_json(
     return text
 
 
-def _walk(value: object, path: str, depth: int, what: str) -> None:
-    if isinstance(value, str):
-        if not value.isascii() and _SURROGATE.search(value):
-            raise UnstorableValue(what, path, "a string holding a lone surrogate (not valid Unicode)")
-        return
-    if isinstance(value, bool) or value is None:
-        return
-    if isinstance(value, float):
+class _Refused(Exception):
+    """Raised at the unstorable leaf; each container on the way up adds its key (no path is built
+    for values that pass: the walk stays one type check per leaf)."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        self.keys: list[object] = []
+
+
+def _walk(value: object, depth: int) -> None:
+    # ``type(x) is`` first: one comparison per leaf for the JSON types, subclasses in _walk_other.
+    if type(value) is str:
+        _check_text(value, "a string holding a lone surrogate (not valid Unicode): fix the text's encoding")
+    elif type(value) is float:
         if not math.isfinite(value):
-            raise UnstorableValue(
-                what, path, f"{value} is not a finite number (JSON has no inf or nan; 1e400 is inf)"
+            raise _Refused(
+                f"{value} is not a finite number (JSON has none; a literal like 1e400 reads as inf): "
+                f"send null, or the number as a string"
             )
+    elif type(value) is int:
+        if value.bit_length() > _SAFE_BITS:
+            _check_int(value)
+    elif value is None or type(value) is bool:
         return
-    if isinstance(value, int):
-        _check_int(value, path, what)
+    elif type(value) is list or type(value) is tuple:
+        _walk_children(enumerate(value), depth)
+    elif type(value) is dict:
+        _walk_children(value.items(), depth)
+    else:
+        _walk_other(value, depth)
+
+
+def _walk_other(value: object, depth: int) -> None:
+    """Subclasses of the JSON types, sets, mappings and models: the rare, slower path."""
+    if isinstance(value, str):
+        _walk(str(value), depth)
+    elif isinstance(value, bool):
         return
-    children = _children(value)
-    if children is None:
-        return
+    elif isinstance(value, float):
+        _walk(float(value), depth)
+    elif isinstance(value, int):
+        _walk(int(value), depth)
+    elif isinstance(value, Mapping):
+        _walk_children(value.items(), depth)
+    elif isinstance(value, list | tuple | set | frozenset):
+        _walk_children(enumerate(value), depth)
+    elif hasattr(type(value), "__pydantic_serializer__") or hasattr(value, "__dataclass_fields__"):
+        # A model (or dataclass) is what its serializer makes of it: walk that, at the same depth.
+        dumped = _ANY.dump_python(value, mode="python")
+        if dumped is not value:
+            _walk(dumped, depth)
+
+
+def _walk_children(children: Iterable[tuple[object, object]], depth: int) -> None:
     if depth >= MAX_DEPTH:
-        raise UnstorableValue(what, path, f"nested deeper than {MAX_DEPTH} levels")
+        raise _Refused(
+            f"nested deeper than {MAX_DEPTH} levels: flatten it, or send the deep part as a string"
+        )
     for key, child in children:
-        if isinstance(key, str):
-            if not key.isascii() and _SURROGATE.search(key):
-                raise UnstorableValue(what, path, f"a key holding a lone surrogate ({key!r})")
-            step = f".{key}" if _IDENTIFIER.match(key) and len(key) <= _KEY_CHARS else _index(key)
-        else:
-            step = _index(key)
-        _walk(child, path + step, depth + 1, what)
+        try:
+            if isinstance(key, str):
+                _check_text(key, "a key holding a lone surrogate (not valid Unicode): fix the key's encoding")
+            _walk(child, depth + 1)
+        except _Refused as refused:
+            refused.keys.append(key)
+            raise
 
 
-def _index(key: object) -> str:
+def _check_text(text: str, problem: str) -> None:
+    if not text.isascii():
+        try:
+            text.encode("utf-8")  # in C: a lone surrogate is the one thing UTF-8 cannot encode
+        except UnicodeEncodeError:
+            raise _Refused(problem) from None
+
+
+def _step(key: object) -> str:
+    if isinstance(key, str) and _IDENTIFIER.fullmatch(key) and len(key) <= _KEY_CHARS:
+        return f".{key}"
     # A path is for reading: a huge key is cut, so an error about it stays small.
     shown = repr(key)
     return f"[{shown[:_KEY_CHARS]}…]" if len(shown) > _KEY_CHARS else f"[{shown}]"
 
 
-def _children(value: object) -> list[tuple[object, object]] | None:
-    """A container's (key or index, child) pairs; ``None`` for a leaf."""
-    if isinstance(value, Mapping):
-        return list(value.items())
-    if isinstance(value, list | tuple | set | frozenset):
-        return list(enumerate(value))
-    if hasattr(type(value), "__pydantic_serializer__") or hasattr(value, "__dataclass_fields__"):
-        # A model (or dataclass) is what its serializer makes of it: walk that.
-        dumped = _ANY.dump_python(value, mode="python")
-        return _children(dumped) if dumped is not value else None
-    return None
-
-
-def _check_int(value: int, path: str, what: str) -> None:
-    if value.bit_length() <= _SAFE_BITS:
-        return
+def _check_int(value: int) -> None:
     digits = _digit_count(value)
     if digits > MAX_INT_DIGITS:
-        raise UnstorableValue(
-            what, path, f"an integer of {digits} digits, over the {MAX_INT_DIGITS} digits JSON readers take"
+        raise _Refused(
+            f"an integer of {digits} digits, over the {MAX_INT_DIGITS} digits JSON readers take: "
+            f"send it as a string"
         )
 
 

@@ -4,17 +4,18 @@ and trace jobs.
 A Powertools ``APIGatewayHttpResolver`` with validation on: request bodies and query parameters are
 checked against the pydantic models of ``api_models`` and the OpenAPI document is generated from the
 routes. The routes here read jobs; ``api_commands`` (signal, cancel) and ``api_trace`` add theirs as
-routers. Routes only adapt HTTP to runtime calls; errors become answers in one place, the exception
+routers, and ``api_values`` the routes that serve one big value whole (answers are bounded, see
+``api_bounds``). Routes only adapt HTTP to runtime calls; errors become answers in one place, the exception
 handlers below, always as ``{"error": {"code", "message"}}``:
 
 * 400 ``malformed_json`` (body is not JSON), ``invalid_parameter`` (a query or path parameter is
   wrong, e.g. an unknown ``status``, ``limit`` out of range, a signal name a job cannot wait for),
   ``invalid_cursor``, ``unknown_job_type``, ``trace_too_large``;
-* 404 ``job_not_found``, ``not_found`` (no such path); 405 ``method_not_allowed`` (the path is served
-  for other methods, listed in ``Allow``); 409 ``idempotency_conflict``, ``job_finished`` (a signal
-  or cancel for a job that has ended), ``signal_id_conflict`` (the signal id was used for a signal
-  with another name or payload), ``idempotency_key_busy`` (concurrent starts with the key kept
-  racing: start again);
+* 404 ``job_not_found``, ``event_not_found``, ``not_found`` (no such path); 405 ``method_not_allowed``
+  (the path is served for other methods, listed in ``Allow``); 409 ``idempotency_conflict``,
+  ``job_finished`` (a signal or cancel for a job that has ended), ``signal_id_conflict`` (the signal
+  id was used for a signal with another name or payload), ``idempotency_key_busy`` (concurrent starts
+  with the key kept racing: start again);
 * 413 ``payload_too_large`` (the body, or the job input once serialized); 415 ``unsupported_media_type``
   (a body that is not ``application/json``, in any capitalisation: form-encoded bodies are refused,
   never read);
@@ -63,8 +64,17 @@ from aetheris.errors import (
     PayloadTooLarge,
     UnknownJobType,
 )
-from aetheris.events import Event, JobStatus
-from aetheris.handlers import api_commands, api_http, api_observability, api_openapi, api_trace, api_ui
+from aetheris.events import JobStatus
+from aetheris.handlers import (
+    api_commands,
+    api_http,
+    api_observability,
+    api_openapi,
+    api_trace,
+    api_ui,
+    api_values,
+)
+from aetheris.handlers.api_bounds import EVENT_PAGE_BYTES, shown
 from aetheris.handlers.api_commands import InvalidSignalName
 from aetheris.handlers.api_http import UnsupportedMediaType
 from aetheris.handlers.api_models import (
@@ -73,6 +83,7 @@ from aetheris.handlers.api_models import (
     ErrorResponse,
     EventCursor,
     EventPage,
+    EventView,
     JobDetail,
     JobId,
     JobPage,
@@ -82,11 +93,10 @@ from aetheris.handlers.api_models import (
     answers,
 )
 from aetheris.handlers.api_trace import TraceTooLarge
+from aetheris.handlers.api_values import EventNotFound
 
 API_VERSION = "2.0"
 MAX_BODY_BYTES = 256 * 1024
-# A Lambda's answer is capped at 6 MB: a page of events stops growing well before that.
-MAX_EVENT_PAGE_BYTES = 4 * 1024 * 1024
 
 logger = Logger(service="aetheris-api")
 metrics = Metrics(namespace="Aetheris", service="api")
@@ -113,7 +123,8 @@ def _load_body(text: str) -> Any:
     try:
         body = json.loads(text, parse_constant=_no_constant, parse_int=_bounded_int)
     except RecursionError:  # nesting deep enough to exhaust the parser's stack
-        raise UnstorableValue("request body", "body", f"nested deeper than {MAX_DEPTH} levels") from None
+        problem = f"nested deeper than {MAX_DEPTH} levels: flatten it, or send the deep part as a string"
+        raise UnstorableValue("request body", "body", problem) from None
     _check_body(body)
     return body
 
@@ -122,7 +133,9 @@ def _bounded_int(digits: str) -> int:
     # Python refuses to convert more than 4,300 digits (a ValueError, not a JSON error): refuse first.
     count = len(digits.lstrip("-"))
     if count > MAX_INT_DIGITS:
-        problem = f"an integer of {count} digits, over the {MAX_INT_DIGITS} digits JSON readers take"
+        problem = (
+            f"an integer of {count} digits, over the {MAX_INT_DIGITS} JSON readers take: send it as a string"
+        )
         raise UnstorableValue("request body", "body", problem)
     return int(digits)
 
@@ -217,18 +230,25 @@ def list_events(
 ) -> EventPage:
     services = hosting.runtime().services
     listing = Listing(services.jobs.table)
-    page = listing.events(
-        job_id, limit, cursor, max_bytes=MAX_EVENT_PAGE_BYTES, resolve=services.payloads.resolve
-    )
+
+    def shown_item(item: dict[str, Any]) -> dict[str, Any]:
+        # Only what the page shows is fetched; a big offloaded result becomes a preview unread.
+        href = f"/jobs/{job_id}/events/{item['seq']}/result"
+        return {**item, "result": shown(services.payloads, item.get("result"), href, as_text=True)}
+
+    # Each shown event costs at most SHOWN_VALUE_BYTES in the answer, and the page is cut at half
+    # the answer budget as the listing measures it: the answer stays under MAX_ANSWER_BYTES.
+    page = listing.events(job_id, limit, cursor, max_bytes=EVENT_PAGE_BYTES, resolve=shown_item)
     if page is None:
         raise JobNotFound(job_id)
-    return EventPage(events=[Event.from_item(item) for item in page.items], next_cursor=page.next_cursor)
+    return EventPage(events=[EventView.from_item(item) for item in page.items], next_cursor=page.next_cursor)
 
 
 app.include_router(api_commands.router)
 app.include_router(api_trace.router)
 app.include_router(api_observability.router)
 app.include_router(api_ui.router)
+app.include_router(api_values.router)
 
 
 @app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
@@ -359,6 +379,11 @@ def _no_route(_: Exception) -> Response[str]:
 @_handles(InvalidSignalName)
 def _invalid_signal_name(error: InvalidSignalName) -> Response[str]:
     return error_response(HTTPStatus.BAD_REQUEST, "invalid_parameter", f"path.name: {error}")
+
+
+@_handles(EventNotFound)
+def _event_not_found(error: EventNotFound) -> Response[str]:
+    return error_response(HTTPStatus.NOT_FOUND, "event_not_found", str(error))
 
 
 @_handles(TraceTooLarge)

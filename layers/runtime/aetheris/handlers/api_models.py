@@ -21,6 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from aetheris._store.listing import EVENT_CURSOR_PATTERN, JOB_CURSOR_PATTERN
 from aetheris.errors import ErrorInfo, JobNotFound
 from aetheris.events import Event, EventType, JobStatus, OpKind
+from aetheris.handlers.api_bounds import (
+    MAX_ANSWER_BYTES,
+    ValuePreview,
+    answer_bytes,
+    preview,
+    shown,
+    stored_bytes,
+)
 from aetheris.handlers.api_http import JOB_ID_PATTERN, SIGNAL_ID_PATTERN
 from aetheris.runtime import JobView, Runtime
 
@@ -88,19 +96,41 @@ class JobDetail(JobSummary):
     cancel_requested_at: datetime | None = Field(
         default=None, description="when a cancel was asked for; the job stops at its next operation"
     )
+    truncated: list[str] = Field(
+        default_factory=list,
+        description="the fields (input, result) too big for this answer: each is a ValuePreview "
+        "{truncated, bytes, preview, href}; GET its href for the whole value",
+    )
 
     @classmethod
     def read(cls, runtime: Runtime, job_id: str) -> JobDetail:
-        """The job as one consistent read of its item and log shows it; ``JobNotFound`` if none."""
+        """The job as one consistent read of its item and log shows it; ``JobNotFound`` if none.
+
+        The answer stays under ``MAX_ANSWER_BYTES``: a value over ``SHOWN_VALUE_BYTES``, or the
+        bigger ones while the answer would still pass the budget, are shown as previews.
+        """
         snapshot = runtime.services.jobs.load(job_id)
         if snapshot is None:
             raise JobNotFound(job_id)
-        resolve = runtime.services.payloads.resolve  # offloaded values are fetched from S3
-        job = resolve(snapshot.job)
+        payloads = runtime.services.payloads
+        job = snapshot.job
+        stored = {name: job.get(name) for name in ("input", "result")}
+        texts = {name: shown(payloads, value, f"/jobs/{job_id}/{name}") for name, value in stored.items()}
+        plain = {name: text if isinstance(text, str) else None for name, text in texts.items()}
+        # The progress fields need no recorded values: the log's are never fetched here.
         detail = cls.build(
-            JobView.from_item(job), [Event.from_item(resolve(item)) for item in snapshot.events]
+            JobView.from_item({**job, **plain}), [Event.from_item(item) for item in snapshot.events]
         )
-        return detail.model_copy(update={"input": json.loads(job["input"])})
+        values = {name: _parsed(text) for name, text in texts.items()}
+        detail = detail.model_copy(update={**values, "truncated": [n for n, t in texts.items() if _cut(t)]})
+        for name in sorted(stored, key=lambda n: stored_bytes(stored[n]), reverse=True):
+            if answer_bytes(detail.model_dump(mode="json")) <= MAX_ANSWER_BYTES:
+                break
+            if name not in detail.truncated and stored[name] is not None:
+                cut = preview(payloads, str(stored[name]), f"/jobs/{job_id}/{name}")
+                update = {name: cut.model_dump(), "truncated": [*detail.truncated, name]}
+                detail = detail.model_copy(update=update)
+        return detail
 
     @classmethod
     def build(cls, view: JobView, events: list[Event]) -> JobDetail:
@@ -129,10 +159,23 @@ class JobPage(BaseModel):
     next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last page")
 
 
+class EventView(Event):
+    """An event as the API shows it: ``result`` is the recorded JSON text, or a preview if too big."""
+
+    # Pydantic re-declares the field; widening it for previews is the point of this view.
+    result: str | ValuePreview | None = None  # type: ignore[assignment]
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> EventView:
+        view = super().from_item(item)  # built as cls: an EventView
+        assert isinstance(view, EventView)
+        return view
+
+
 class EventPage(BaseModel):
     """A page of the raw log, in sequence order (``result`` is the recorded JSON text)."""
 
-    events: list[Event]
+    events: list[EventView]
     next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last page")
 
 
@@ -164,6 +207,16 @@ class ErrorResponse(BaseModel):
     """The body of every 4xx and 5xx answer."""
 
     error: ErrorDetail
+
+
+def _parsed(text: str | ValuePreview | None) -> Any:
+    if isinstance(text, ValuePreview):
+        return text.model_dump()
+    return None if text is None else json.loads(text)
+
+
+def _cut(text: str | ValuePreview | None) -> bool:
+    return isinstance(text, ValuePreview)
 
 
 def answers(ok: type[BaseModel], *errors: int, status: int = HTTPStatus.OK) -> dict[int, Any]:
