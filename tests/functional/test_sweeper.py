@@ -261,3 +261,20 @@ def test_sweeper_leaves_a_job_with_a_live_claim_alone() -> None:
 
     assert swept["ticked"] == [] and swept["stuck"] == [] and swept["moved"] == 1
     assert again["examined"] == 0, "its entry moved past the live lease"
+
+
+def test_sweeper_cancel_of_a_parked_job_whose_tick_was_lost_is_carried_out() -> None:
+    with LocalRuntime(sweep_app(Calls())) as local:
+        job_id = local.start("approval", None)
+        local.run_until_idle()
+        local.cancel(job_id)
+        purge_step_queue(local)  # the cancel's tick is lost: the job would wait for ever
+        local.run_until_idle()
+        still = local.get(job_id).status
+        local.clock.advance(local.settings.stall_after + timedelta(seconds=1))
+        swept = local.sweep()
+        view = local.wait(job_id)
+
+    assert still is JobStatus.WAITING
+    assert swept["stalled"] == [job_id] and swept["ticked"] == [job_id]
+    assert view.status is JobStatus.CANCELLED
