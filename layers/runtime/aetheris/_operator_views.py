@@ -7,12 +7,13 @@ status index's sort key, which starts with the ISO time of the last status chang
 job older than an hour is never read); the oldest job of PENDING / RUNNING / WAITING / SLEEPING by
 one ``Limit=1`` Query each; one ``GetQueueAttributes`` per queue; the stuck count as ``stuck_jobs``.
 
-Requests per call, with 1M jobs (any mix of finished and live): 5 live statuses x at most 10 COUNT
-pages (one page reads ≤ 1 MB: ≈ 1,000-4,000 job items, so counts over that are lower bounds) + 3
-finished statuses x (1 + jobs finished in the last hour / ≈ 2,000) + 4 oldest-age Queries + 4
+Requests per call, with 1M jobs (any mix of finished and live): 5 live statuses x 1-10 COUNT pages
+(a page reads ≤ 1 MB, ≈ 1,000-4,000 job items: counts past 10 pages are lower bounds) + 3 finished
+statuses x 1-10 pages (only jobs finished in the last hour are read) + 4 oldest-age Queries + 4
 GetQueueAttributes + the stuck reads: ``sweep_shards`` (32) index Queries + 1 Query per due entry
-(≤ ``max_due``, normally a handful) + 2 DLQ receives. So ≈ 95 requests at most for the counts,
-≈ 45 when nothing is due, and nothing that grows with the number of finished jobs. Exact counts of
+(≤ ``max_due``, normally a handful) + 2 DLQ receives. So 50 requests with small counts and nothing
+due (measured: ``tests/functional/test_observability.py``), at most 82 + 32 + the due entries with
+a million live jobs, and nothing that grows with the number of finished jobs. Exact counts of
 millions of live jobs need counters maintained on status change (one more item in the status-change
 transaction); rejected for now: it adds a write to the commit path, which is the lead's.
 

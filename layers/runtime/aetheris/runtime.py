@@ -322,7 +322,7 @@ class Runtime:
         return JobView.from_item(item)
 
     def sweep(self) -> SweepReport:
-        """Tick every runnable job whose next tick is overdue (lost enqueue, dead worker)."""
+        """One sweep: tick every job that should be moving and is not, and fire due timers."""
         return Sweeper(self.services).sweep()
 
     def get(self, job_id: str) -> JobView | None:
