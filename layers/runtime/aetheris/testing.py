@@ -1,7 +1,8 @@
 """``LocalRuntime``: the embedded stack in-process, for users' tests and ours.
 
 Real DynamoDB and SQS APIs (moto in-process by default, or any endpoint), tables and queues made
-from ``template.yaml``, and local workers that receive SQS batches and call the same worker
+from ``template.yaml``'s definitions (shipped in the package: ``aetheris._local``, which needs the
+``local`` extra for moto), and local workers that receive SQS batches and call the same worker
 handler SAM deploys, with real Lambda event shapes and partial-batch-failure semantics. Time is a
 ``FakeClock``: leases, retries and timers move only when the test (or ``wait``) moves it.
 
@@ -112,11 +113,11 @@ class LocalRuntime:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def __enter__(self) -> LocalRuntime:
+        from aetheris._local.backends import LOCALSTACK_ACCOUNT_ID, chosen_backend, localstack_endpoint
+        from aetheris._local.bootstrap import bootstrap
+        from aetheris._local.sqs_source import SqsEventSource
         from aetheris.handlers.signals import handler as signals_handler
         from aetheris.handlers.worker import handler
-        from aetheris_infra.backends import LOCALSTACK_ACCOUNT_ID, chosen_backend, localstack_endpoint
-        from aetheris_infra.bootstrap import bootstrap
-        from aetheris_infra.sqs_source import SqsEventSource
 
         account_id = "123456789012"
         if self._endpoint_url is None and not self._server and chosen_backend() != "moto":
@@ -127,7 +128,7 @@ class LocalRuntime:
             else:
                 self._server = True
         if self._server and self._endpoint_url is None:
-            from aetheris_infra.moto_server import SerialMotoServer
+            from aetheris._local.moto_server import SerialMotoServer
 
             self._endpoint_url = self._exit.enter_context(SerialMotoServer()).url
         elif self._endpoint_url is None:
@@ -282,8 +283,8 @@ class LocalRuntime:
 
     def sweep(self) -> dict[str, Any]:
         """Run the real sweeper handler once, as its EventBridge schedule would."""
+        from aetheris._local.lambda_events import LocalLambdaContext, scheduled_event
         from aetheris.handlers.sweeper import handler
-        from aetheris_infra.lambda_events import LocalLambdaContext, scheduled_event
 
         with hosting.bound(self.runtimes[0]):
             answer: dict[str, Any] = handler(scheduled_event(self.clock.now()), LocalLambdaContext())
