@@ -114,7 +114,8 @@ def test_wheel_fresh_venv_local_runtime_loads_no_infra_and_import_no_moto(
     user_venv: UserVenv, tmp_path: Path
 ) -> None:
     probe = (
-        "import sys, aetheris.testing, aetheris.handlers.worker\n"
+        "import sys, aetheris.testing, aetheris.handlers.worker, aetheris.llm\n"
+        "assert aetheris.llm.price_table().price('us.anthropic.claude-3-5-haiku-20241022-v1:0')\n"
         "imported = {m.split('.')[0] for m in sys.modules}\n"
         "with aetheris.testing.LocalRuntime(aetheris.App('empty')):\n"
         "    pass\n"
