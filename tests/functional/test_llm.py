@@ -62,6 +62,21 @@ def test_converse_records_request_response_usage_stop_reason_latency_and_cost() 
     assert view.result["tokens"] == usage["total_tokens"] and view.result["cost"] == record["cost_usd"]
 
 
+def test_converse_emits_tokens_and_cost_metrics_by_model_once_per_call_made(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with LocalRuntime(app) as local:
+        local.crash_at("after_record")  # the replayed step makes no call: no second line
+        view = local.wait(local.start("ask", "Weather?"))
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"LlmCalls"' in line]
+
+    (line,) = lines
+    assert line["model"] == HAIKU and line["service"] == "worker" and line["LlmCalls"] == [1.0]
+    assert line["LlmInputTokens"][0] + line["LlmOutputTokens"][0] == view.result["tokens"]
+    assert line["LlmCostUsd"] == [view.result["cost"]]
+    assert ["model", "service"] in line["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+
+
 def test_converse_crash_after_record_asks_once_and_counts_once() -> None:
     with LocalRuntime(app) as local:
         local.crash_at("after_record")

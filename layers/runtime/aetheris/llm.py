@@ -19,6 +19,12 @@ Which client: ``client=`` for one call, else the one ``use_client`` installed, e
 ``bedrock-runtime`` client for ``AETHERIS_BEDROCK_REGION`` (built on first use). Offline,
 ``ScriptedConverse(respond)`` answers in the same shapes, usage included.
 
+Metrics: every call Bedrock answered emits one EMF line (namespace ``POWERTOOLS_METRICS_NAMESPACE``,
+dimensions ``model`` and ``service=worker``): ``LlmCalls``, ``LlmInputTokens``, ``LlmOutputTokens``,
+``LlmCacheReadTokens``, ``LlmCacheWriteTokens`` and, for a priced model, ``LlmCostUsd``. They
+count calls made (what is billed, including an answer refused by ``check`` or lost to a crash
+before its record); the ledger holds what was recorded. A replay makes no call and emits nothing.
+
 Budgets: before the call, ``converse`` asks the job's budget (``aetheris.budget``) whether the
 call may be made; one that would exceed it is not made (``BudgetExceeded``, terminal).
 """
@@ -215,9 +221,27 @@ def _call(
         cost_usd=None if price is None else price.cost(usage),
         prices_as_of=None if price is None else table.as_of,
     )
+    _emit_metrics(result)
     if check is not None:
         check(result)
     return result
+
+
+def _emit_metrics(result: LlmResult) -> None:
+    # An isolated metric set: the handlers' shared one must not get a per-model dimension.
+    from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+    metrics = EphemeralMetrics(service="worker")
+    metrics.add_dimension(name="model", value=result.model_id)
+    usage = result.usage
+    metrics.add_metric(name="LlmCalls", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="LlmInputTokens", unit=MetricUnit.Count, value=usage.input_tokens)
+    metrics.add_metric(name="LlmOutputTokens", unit=MetricUnit.Count, value=usage.output_tokens)
+    metrics.add_metric(name="LlmCacheReadTokens", unit=MetricUnit.Count, value=usage.cache_read_tokens)
+    metrics.add_metric(name="LlmCacheWriteTokens", unit=MetricUnit.Count, value=usage.cache_write_tokens)
+    if result.cost_usd is not None:
+        metrics.add_metric(name="LlmCostUsd", unit=MetricUnit.NoUnit, value=result.cost_usd)
+    metrics.flush_metrics()
 
 
 def _messages(messages: str | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
