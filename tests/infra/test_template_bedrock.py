@@ -14,15 +14,11 @@ from aetheris_infra.template import NO_VALUE, Template, load_template
 
 TEMPLATE = load_template()
 HAIKU = "anthropic.claude-3-5-haiku-20241022-v1:0"
+# Every resource's Ref and the attributes policies use, as placeholders: only Bedrock's are asserted.
 REFS = {
-    "JobsTable": "jobs",
-    "InboxTable": "inbox",
-    "StepQueue": "https://sqs/step",
-    "SignalQueue": "https://sqs/signal",
-    "StepQueue.QueueName": "step",
-    "SignalQueue.QueueName": "signal",
-    "PayloadBucket": "payloads",
-    "PayloadBucket.Arn": "arn:aws:s3:::payloads",
+    f"{logical_id}{attribute}": f"{logical_id}{attribute}-value"
+    for logical_id in TEMPLATE.resources
+    for attribute in ("", ".Arn", ".QueueName", ".QueueUrl", ".StreamArn")
 }
 
 
