@@ -24,7 +24,6 @@ import os
 import signal
 import sys
 import threading
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -41,7 +40,6 @@ from aetheris.runtime import JobView
 from aetheris_infra.cli_api import (
     EXIT_BAD,
     EXIT_OK,
-    EXIT_RUNNING,
     EXIT_USAGE,
     Api,
     ApiError,
@@ -62,6 +60,7 @@ from aetheris_infra.cli_render import (
     table_of,
     when,
 )
+from aetheris_infra.cli_wait import wait_and_show
 
 DEFAULT_PORT: Final = 8765
 DEFAULT_API: Final = f"http://127.0.0.1:{DEFAULT_PORT}"
@@ -87,47 +86,12 @@ def cmd_start(args: argparse.Namespace, api: Api, out: Out) -> int:
         return EXIT_OK
     if not out.json:
         out.console.print(f"job {started['job_id']} started; waiting for it to finish…")
-    return _wait_and_show(api, out, started["job_id"], args.timeout, until_parked=True)
-
-
-def _wait_and_show(api: Api, out: Out, job_id: str, timeout: float, *, until_parked: bool) -> int:
-    """Wait for the end (with ``until_parked``, or a signal wait), show the job, say why if it is
-    not finished."""
-    job = _wait(api, job_id, timeout, until_parked)
-    out.emit(job, lambda: show_job(out, job))
-    status = JobStatus(job["status"])
-    if status.is_terminal:
-        return EXIT_OK if status is JobStatus.COMPLETED else EXIT_BAD
-    if until_parked and job.get("waiting_for"):
-        name = job["waiting_for"]
-        out.errors.print(
-            f"job {job_id} is WAITING for signal {name!r}: only a signal moves it. Send it with "
-            f"`aetheris signal {job_id} {name} --payload JSON`, then `aetheris status {job_id} --wait`."
-        )
-    else:
-        waits = f" (waiting for signal {job['waiting_for']!r})" if job.get("waiting_for") else ""
-        out.errors.print(
-            f"gave up waiting after {timeout:g} s: job {job_id} is still {status.value}{waits}. "
-            f"Wait longer with `aetheris status {job_id} --wait --timeout SECONDS`."
-        )
-    return EXIT_RUNNING
-
-
-def _wait(api: Api, job_id: str, timeout: float, until_parked: bool) -> dict[str, Any]:
-    """Poll until the job ends, ``timeout`` seconds pass, or (``until_parked``) it parks on a signal."""
-    deadline, pause = time.monotonic() + timeout, 0.05
-    while True:
-        job: dict[str, Any] = api.get(job_path(job_id))
-        parked = until_parked and job["status"] == JobStatus.WAITING and job.get("waiting_for")
-        if JobStatus(job["status"]).is_terminal or parked or time.monotonic() >= deadline:
-            return job
-        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-        pause = min(1.0, pause * 2)
+    return wait_and_show(api, out, started["job_id"], args.timeout, until_parked=True)
 
 
 def cmd_status(args: argparse.Namespace, api: Api, out: Out) -> int:
     if args.wait:  # after a signal the job may still show WAITING for a moment: wait for the end
-        return _wait_and_show(api, out, args.id, args.timeout, until_parked=False)
+        return wait_and_show(api, out, args.id, args.timeout, until_parked=False)
     job = api.get(job_path(args.id))
     out.emit(job, lambda: show_job(out, job))
     return EXIT_OK
