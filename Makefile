@@ -11,7 +11,7 @@ export AWS_ACCOUNT_ID_ENDPOINT_MODE ?= disabled
 export POWERTOOLS_TRACE_DISABLED ?= true
 export POWERTOOLS_METRICS_NAMESPACE ?= Aetheris
 
-.PHONY: test lint types unit install bench chaos demo clean test-localstack test-e2e tools build browser
+.PHONY: test lint types unit install bench chaos demo clean test-localstack test-e2e tools build browser wheel resources
 
 # SAM CLI and cfn-lint pin their own boto3/pydantic: they live in a venv of their own.
 TOOLS := .venv-tools
@@ -37,6 +37,14 @@ tools: $(TOOLS_STAMP)
 # sam build needs the functions' Python (3.12) on PATH; no Docker.
 build: $(TOOLS_STAMP)
 	PATH="$(PY312):$$PATH" $(TOOLS)/bin/sam build
+
+# The package users install: `pip install "dist/aetheris-<version>-py3-none-any.whl[local]"`.
+wheel: $(STAMP)
+	$(BIN)/pip wheel --no-deps -q -w dist .
+
+# template.yaml's tables, queues and bucket as the library ships them (a test fails while they differ).
+resources: $(STAMP)
+	$(BIN)/python -m aetheris_infra.template
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

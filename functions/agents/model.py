@@ -1,13 +1,19 @@
-"""The support agent's language model, behind a two-call ``Model`` protocol with structured answers.
+"""The support agent's language model: two questions, each one recorded Converse call (``aetheris.llm``).
 
-``plan`` reads a ticket and returns a ``Plan``; ``decide`` weighs the order and the refund policy's
-verdict and returns a ``Decision``. ``ScriptedModel`` answers from fixed rules — deterministic and
-offline, the default, what the tests and the demo use. ``BedrockModel`` asks Amazon Bedrock's
-Converse API for a JSON object and validates it into the same pydantic models; a malformed answer
-raises ``ModelAnswerInvalid``, a retryable error, so the step's retry policy asks again.
-``current_model()`` is the one ``use_model`` installed, else the one ``ModelSettings`` configures
-(``AETHERIS_MODEL=bedrock`` and ``AETHERIS_BEDROCK_MODEL_ID``), read on first use and cached;
-``reset_model()`` forgets both.
+``ConverseModel.plan`` reads a ticket and returns a ``Plan``; ``ConverseModel.decide`` weighs the
+order and the refund policy's verdict and returns a ``Decision``. Both ask through
+``aetheris.llm.converse`` inside the calling step, so the request, the answer, the token usage and
+the cost are recorded in the effect ledger and a replay never asks again. The answer must be one
+JSON object valid for the pydantic model; one that is not raises ``ModelAnswerInvalid`` before it
+is recorded, and the call's retry policy asks again.
+
+The same class serves both models: Amazon Bedrock (a ``bedrock-runtime`` client) and the scripted
+model (``ScriptedModel()``: ``ScriptedConverse`` answering from ``ScriptedRules``, fixed keyword
+rules, deterministic and offline) — so the offline path exercises Converse's shapes, usage
+included. ``current_model()`` is the one ``use_model`` installed, else the configured one:
+Bedrock when ``AETHERIS_BEDROCK_MODEL_ID`` is set (the template's ``ModelId``, in
+``AETHERIS_BEDROCK_REGION``), the scripted model otherwise; it says which in the log when it is
+first built. ``reset_model()`` forgets both.
 """
 
 from __future__ import annotations
@@ -15,16 +21,21 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any, Literal, Protocol, TypeVar, cast
+from typing import Any, Literal, TypeVar
 
 import boto3
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from aws_lambda_powertools import Logger
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .tools import Order, PolicyVerdict
+from aetheris import StepContext, llm
+
+from .tools import Order, PolicyVerdict, registry
 
 Answer = TypeVar("Answer", bound=BaseModel)
 Reason = Literal["damaged", "not_as_described", "late", "changed_mind", "other"]
+SCRIPTED_MODEL_ID = "aetheris.scripted"
+logger = Logger(service="agents")
 
 
 class Plan(BaseModel):
@@ -51,12 +62,6 @@ class Decision(BaseModel):
         return self.decision == "approve"
 
 
-class Model(Protocol):
-    def plan(self, message: str, order_id: str) -> Plan: ...
-
-    def decide(self, plan: Plan, order: Order, verdict: PolicyVerdict) -> Decision: ...
-
-
 class ModelAnswerInvalid(ValueError):
     """The model's answer was not the JSON object asked for (retryable: a new sample may be)."""
 
@@ -79,7 +84,7 @@ _REASON_WORDS: tuple[tuple[Reason, tuple[str, ...]], ...] = (
 _REFUND_WORDS = ("refund", "money back", "reimburse", "return it")
 
 
-class ScriptedModel:
+class ScriptedRules:
     """Keyword rules standing in for an LLM: the same ticket always gets the same plan and decision."""
 
     def plan(self, message: str, order_id: str) -> Plan:
@@ -126,14 +131,7 @@ class ScriptedModel:
         )
 
 
-# -- Amazon Bedrock -------------------------------------------------------------------------------
-
-
-class ConverseClient(Protocol):
-    """The one ``bedrock-runtime`` client method the agent uses."""
-
-    def converse(self, **request: Any) -> Mapping[str, Any]: ...
-
+# -- the model behind Converse ---------------------------------------------------------------------
 
 _ANSWER_RULES = "Answer with one JSON object and nothing else. It must match this JSON schema: {schema}"
 PLAN_SYSTEM = (
@@ -148,22 +146,37 @@ DECIDE_SYSTEM = (
 )
 
 
-class BedrockModel:
-    """An LLM on Amazon Bedrock, through the Converse API, answering in validated JSON."""
+class _Counted:
+    """The model as one more outside service: every call is counted at the fakes' call log."""
+
+    def __init__(self, inner: llm.ConverseClient, name: str, key: str) -> None:
+        self._inner, self._name, self._key = inner, name, key
+
+    def converse(self, **request: Any) -> Mapping[str, Any]:
+        registry.calls.record(self._name, self._key)
+        return self._inner.converse(**request)
+
+
+class ConverseModel:
+    """An LLM behind the Converse API (Bedrock, or a scripted client), answering in validated JSON."""
 
     def __init__(
-        self, client: ConverseClient, model_id: str, *, max_tokens: int = 1024, temperature: float = 0.0
+        self,
+        client: llm.ConverseClient,
+        model_id: str,
+        *,
+        max_tokens: int = 1024,
+        temperature: float = 0.0,
     ) -> None:
-        self._client = client
+        self.client = client
         self.model_id = model_id
         self.max_tokens = max_tokens
         self.temperature = temperature
 
-    def plan(self, message: str, order_id: str) -> Plan:
-        prompt = f"Order id: {order_id}\nTicket:\n{message}"
-        return self._ask(PLAN_SYSTEM, prompt, Plan)
+    def plan(self, sctx: StepContext, message: str, order_id: str) -> Plan:
+        return self._ask(sctx, "llm.plan", PLAN_SYSTEM, f"Order id: {order_id}\nTicket:\n{message}", Plan)
 
-    def decide(self, plan: Plan, order: Order, verdict: PolicyVerdict) -> Decision:
+    def decide(self, sctx: StepContext, plan: Plan, order: Order, verdict: PolicyVerdict) -> Decision:
         prompt = "\n".join(
             (
                 f"Plan: {plan.model_dump_json()}",
@@ -171,21 +184,22 @@ class BedrockModel:
                 f"Policy verdict: {verdict.model_dump_json()}",
             )
         )
-        return self._ask(DECIDE_SYSTEM, prompt, Decision)
+        return self._ask(sctx, "llm.decide", DECIDE_SYSTEM, prompt, Decision)
 
-    def request(self, system: str, prompt: str, answer: type[BaseModel]) -> dict[str, Any]:
-        """The Converse request for one question; ``{schema}`` in ``system`` becomes the answer's schema."""
-        return {
-            "modelId": self.model_id,
-            "system": [{"text": system.format(schema=json.dumps(answer.model_json_schema()))}],
-            "messages": [{"role": "user", "content": [{"text": prompt}]}],
-            "inferenceConfig": {"maxTokens": self.max_tokens, "temperature": self.temperature},
-        }
-
-    def _ask(self, system: str, prompt: str, answer: type[Answer]) -> Answer:
-        response = self._client.converse(**self.request(system, prompt, answer))
-        blocks = response["output"]["message"]["content"]
-        return parse_answer("".join(str(block.get("text", "")) for block in blocks), answer)
+    def _ask(self, sctx: StepContext, name: str, system: str, prompt: str, answer: type[Answer]) -> Answer:
+        client = _Counted(self.client, name, sctx.idempotency_key(name))
+        result = llm.converse(
+            sctx,
+            self.model_id,
+            prompt,
+            system=system.format(schema=json.dumps(answer.model_json_schema())),
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            name=name,
+            client=client,
+            check=lambda recorded: parse_answer(recorded.text, answer),  # refuse a malformed answer
+        )
+        return parse_answer(result.text, answer)
 
 
 def parse_answer(text: str, answer: type[Answer]) -> Answer:
@@ -199,6 +213,27 @@ def parse_answer(text: str, answer: type[Answer]) -> Answer:
         raise ModelAnswerInvalid(text, f"{answer.__name__} ({invalid.error_count()} errors)") from invalid
 
 
+def scripted_answer(request: Mapping[str, Any]) -> str:
+    """What ``ScriptedRules`` answers to a ``ConverseModel`` request, as the model's JSON text."""
+    system = str(request["system"][0]["text"])
+    prompt = str(request["messages"][-1]["content"][0]["text"])
+    rules = ScriptedRules()
+    if system.startswith(PLAN_SYSTEM.split("{", 1)[0][:60]):
+        header, _, message = prompt.partition("\nTicket:\n")
+        return rules.plan(message, header.removeprefix("Order id: ")).model_dump_json()
+    lines = dict(line.split(": ", 1) for line in prompt.splitlines())
+    return rules.decide(
+        Plan.model_validate_json(lines["Plan"]),
+        Order.model_validate_json(lines["Order"]),
+        PolicyVerdict.model_validate_json(lines["Policy verdict"]),
+    ).model_dump_json()
+
+
+def ScriptedModel() -> ConverseModel:
+    """The offline model: ``ScriptedRules`` behind ``ScriptedConverse``, in Converse's shapes."""
+    return ConverseModel(llm.ScriptedConverse(scripted_answer), SCRIPTED_MODEL_ID)
+
+
 # -- selection ------------------------------------------------------------------------------------
 
 
@@ -207,40 +242,38 @@ class ModelSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="AETHERIS_", frozen=True, extra="ignore")
 
-    model: Literal["scripted", "bedrock"] = "scripted"
-    bedrock_model_id: str | None = None
+    bedrock_model_id: str | None = None  # empty or unset: the scripted model
     bedrock_region: str | None = None
     bedrock_max_tokens: int = Field(default=1024, ge=1)
 
-    @model_validator(mode="after")
-    def _bedrock_needs_a_model_id(self) -> ModelSettings:
-        if self.model == "bedrock" and not self.bedrock_model_id:
-            raise ValueError("AETHERIS_MODEL=bedrock needs AETHERIS_BEDROCK_MODEL_ID (a Bedrock model id)")
-        return self
 
-
-def build_model(settings: ModelSettings) -> Model:
-    if settings.model == "scripted" or settings.bedrock_model_id is None:
+def build_model(settings: ModelSettings) -> ConverseModel:
+    if not settings.bedrock_model_id:
+        logger.info("support agent model: scripted (offline rules); set ModelId to use Amazon Bedrock")
         return ScriptedModel()
-    client = cast(ConverseClient, boto3.client("bedrock-runtime", region_name=settings.bedrock_region))
-    return BedrockModel(client, settings.bedrock_model_id, max_tokens=settings.bedrock_max_tokens)
+    logger.info(
+        f"support agent model: Amazon Bedrock {settings.bedrock_model_id} in {settings.bedrock_region}",
+        model_id=settings.bedrock_model_id,
+    )
+    client: llm.ConverseClient = boto3.client("bedrock-runtime", region_name=settings.bedrock_region)
+    return ConverseModel(client, settings.bedrock_model_id, max_tokens=settings.bedrock_max_tokens)
 
 
-_chosen: list[Model] = []  # a model installed with ``use_model``, ahead of the configured one
+_chosen: list[ConverseModel] = []  # a model installed with ``use_model``, ahead of the configured one
 
 
-def use_model(model: Model | None) -> None:
+def use_model(model: ConverseModel | None) -> None:
     """Install ``model`` for every step of this process (``None`` goes back to the configured one)."""
     _chosen[:] = [] if model is None else [model]
 
 
-def current_model() -> Model:
+def current_model() -> ConverseModel:
     """The installed model if any, else the configured one, built on first use (not at import)."""
     return _chosen[0] if _chosen else _configured_model()
 
 
 @lru_cache(maxsize=1)
-def _configured_model() -> Model:
+def _configured_model() -> ConverseModel:
     return build_model(ModelSettings())
 
 

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from aetheris import App, EffectSemantics, JobContext, RetryPolicy, StepContext, WaitTimeout
 
-from .model import Decision, Model, Plan, current_model
+from .model import Decision, Plan, current_model
 from .tools import MailReceipt, MailRejected, Order, PolicyVerdict, Refund, Reversal, registry
 
 app = App("support")
@@ -161,8 +161,8 @@ def await_review(ctx: JobContext, order: Order, decision: Decision) -> Review:
 
 
 def plan_ticket(sctx: StepContext, req: RefundRequest) -> Plan:
-    key = sctx.idempotency_key("llm.plan")
-    return sctx.tool("llm.plan", _ask_plan, current_model(), req, key)
+    # A recorded model call (aetheris.llm): its tokens and cost are in the ledger with its answer.
+    return current_model().plan(sctx, req.message, req.order_id)
 
 
 def lookup_order(sctx: StepContext, order_id: str) -> Order:
@@ -176,8 +176,7 @@ def check_policy(sctx: StepContext, order: Order, customer_id: str) -> PolicyVer
 
 
 def decide(sctx: StepContext, plan: Plan, order: Order, verdict: PolicyVerdict) -> Decision:
-    key = sctx.idempotency_key("llm.decide")
-    proposed = sctx.tool("llm.decide", _ask_decision, current_model(), plan, order, verdict, key)
+    proposed = current_model().decide(sctx, plan, order, verdict)
     return bounded(proposed, verdict)
 
 
@@ -238,16 +237,6 @@ def bounded(proposed: Decision, verdict: PolicyVerdict) -> Decision:
 
 
 # -- tool bodies: the only code that reaches the model or the services ----------------------------
-
-
-def _ask_plan(model: Model, req: RefundRequest, key: str) -> Plan:
-    registry.calls.record("llm.plan", key)
-    return model.plan(req.message, req.order_id)
-
-
-def _ask_decision(model: Model, plan: Plan, order: Order, verdict: PolicyVerdict, key: str) -> Decision:
-    registry.calls.record("llm.decide", key)
-    return model.decide(plan, order, verdict)
 
 
 def _get_order(order_id: str, key: str) -> Order:

@@ -9,8 +9,11 @@ an API that does not return it is answered with exit status 4, unless ``--input`
 input the job was started with. ``replay ID`` exports the same way and replays in this process.
 
 Exit status: 0 done; 1 the job or history asked about is bad (``replay`` found a divergence,
-``start --wait`` ended ``FAILED`` or ``CANCELLED`` or timed out); 2 usage (a bad argument, an app
-that cannot be imported); 3 the API cannot be reached; 4 the API answered with an error.
+``--wait`` saw the job end ``FAILED`` or ``CANCELLED``); 2 usage (a bad argument, an app that cannot
+be imported); 3 the API cannot be reached; 4 the API answered with an error; 5 ``--wait`` gave up
+on a job that is still running: ``--timeout`` passed, or (``start --wait``) the job parked on a
+signal, which only a signal moves. Either way it says which on stderr; ``status ID --wait`` then
+waits for the end (a job just signalled may still show ``WAITING`` for a moment).
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import os
 import signal
 import sys
 import threading
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -56,6 +58,7 @@ from aetheris_infra.cli_render import (
     show_summary,
     show_trace,
 )
+from aetheris_infra.cli_wait import wait_and_show
 
 DEFAULT_PORT: Final = 8765
 DEFAULT_API: Final = f"http://127.0.0.1:{DEFAULT_PORT}"
@@ -81,24 +84,12 @@ def cmd_start(args: argparse.Namespace, api: Api, out: Out) -> int:
         return EXIT_OK
     if not out.json:
         out.console.print(f"job {started['job_id']} started; waiting for it to finish…")
-    job = _wait(api, started["job_id"], args.timeout)
-    out.emit(job, lambda: show_job(out, job))
-    if not JobStatus(job["status"]).is_terminal:
-        out.errors.print(f"job {job['job_id']} is still {job['status']} after {args.timeout:g} s")
-    return EXIT_OK if job["status"] == JobStatus.COMPLETED else EXIT_BAD
-
-
-def _wait(api: Api, job_id: str, timeout: float) -> dict[str, Any]:
-    deadline, pause = time.monotonic() + timeout, 0.05
-    while True:
-        job: dict[str, Any] = api.get(job_path(job_id))
-        if JobStatus(job["status"]).is_terminal or time.monotonic() >= deadline:
-            return job
-        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-        pause = min(1.0, pause * 2)
+    return wait_and_show(api, out, started["job_id"], args.timeout, until_parked=True)
 
 
 def cmd_status(args: argparse.Namespace, api: Api, out: Out) -> int:
+    if args.wait:  # after a signal the job may still show WAITING for a moment: wait for the end
+        return wait_and_show(api, out, args.id, args.timeout, until_parked=False)
     job = api.get(job_path(args.id))
     out.emit(job, lambda: show_job(out, job))
     return EXIT_OK
@@ -288,6 +279,30 @@ def cmd_dev(args: argparse.Namespace, api: Api, out: Out) -> int:
     return EXIT_OK
 
 
+def cmd_init(args: argparse.Namespace, api: Api, out: Out) -> int:
+    from aetheris_infra.scaffold import InitError, scaffold
+
+    try:
+        project = scaffold(args.dir, args.package, force=args.force)
+    except InitError as error:
+        raise UsageError(str(error)) from None
+    data = {
+        "directory": str(project.directory),
+        "package": project.package,
+        "app": project.app,
+        "files": [str(path.relative_to(project.directory)) for path in project.files],
+    }
+
+    def render() -> None:
+        out.console.print(f"created {project.directory} (App {project.app}):")
+        for name in data["files"]:
+            out.console.print(f"  {name}")
+        out.console.print(f"next: cd {project.directory} && make test   (then make dev, make deploy)")
+
+    out.emit(data, render)
+    return EXIT_OK
+
+
 def _show_dev(out: Out, url: str, args: argparse.Namespace) -> None:
     out.console.print(
         f"[bold]Aetheris dev stack[/] up: API on [bold]{url}[/] ({args.app}, {args.workers} workers)"
@@ -317,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="aetheris",
         description="Aetheris: durable jobs for AI agents. Exit status: 0 ok, 1 the job or history is bad, "
-        "2 usage, 3 API unreachable, 4 API error.",
+        "2 usage, 3 API unreachable, 4 API error, 5 --wait gave up on a job still running.",
     )
     api_help = f"the HTTP API (default $AETHERIS_API, else {DEFAULT_API})"
     parser.add_argument("--api", default=os.environ.get("AETHERIS_API", DEFAULT_API), help=api_help)
@@ -349,11 +364,15 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("type", metavar="TYPE")
     start.add_argument("--input", required=True, help="the job's input as JSON, or @file")
     start.add_argument("--idempotency-key")
-    start.add_argument("--wait", action="store_true", help="wait for the end; exit 1 unless COMPLETED")
-    start.add_argument("--timeout", type=float, default=300.0, help="seconds --wait waits")
-    command("status", cmd_status, "a job's status, progress, result or error").add_argument(
-        "id", metavar="ID"
+    wait_help = "wait for the end: exit 0 COMPLETED, 1 FAILED/CANCELLED, 5 still running after --timeout"
+    start.add_argument(
+        "--wait", action="store_true", help=wait_help.replace("the end", "the end or a signal wait (exit 5)")
     )
+    start.add_argument("--timeout", type=float, default=300.0, help="seconds --wait waits at most")
+    status = command("status", cmd_status, "a job's status, progress, result or error")
+    status.add_argument("id", metavar="ID")
+    status.add_argument("--wait", action="store_true", help=wait_help)
+    status.add_argument("--timeout", type=float, default=300.0, help="seconds --wait waits at most")
     jobs = command("jobs", cmd_jobs, "list jobs, newest change first")
     jobs.add_argument("--status", type=str.upper, choices=[s.value for s in JobStatus])
     jobs.add_argument("--limit", type=int, default=20)
@@ -380,6 +399,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--file", type=Path, help="a history written by `aetheris export`")
     replay.add_argument("--app", default=default_app, help=app_help)
     replay.add_argument("--input", help="the job's input, for an API that does not return it")
+    init = command("init", cmd_init, "scaffold a project of your own: jobs, tests, Makefile, SAM template")
+    init.add_argument("dir", metavar="DIR", type=Path)
+    init.add_argument("--package", help="the Python package to create (default: from DIR's name)")
+    init.add_argument("--force", action="store_true", help="write into a non-empty DIR")
     return parser
 
 

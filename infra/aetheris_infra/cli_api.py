@@ -9,6 +9,8 @@ from typing import Any, Final
 from urllib.parse import quote, urlencode
 
 EXIT_OK, EXIT_BAD, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_API_ERROR = 0, 1, 2, 3, 4
+# `--wait` gave up on a job that is not finished: parked on a signal, or past --timeout.
+EXIT_RUNNING: Final = 5
 PAGE: Final = 100
 
 

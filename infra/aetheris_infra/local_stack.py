@@ -37,11 +37,11 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from aetheris import App, Runtime, Settings, hosting
-from aetheris_infra.bootstrap import StackResources, bootstrap
+from aetheris._local.bootstrap import StackResources, bootstrap
+from aetheris._local.lambda_events import LocalLambdaContext, scheduled_event
+from aetheris._local.moto_server import SerialMotoServer
+from aetheris._local.sqs_source import SqsEventSource
 from aetheris_infra.http_bridge import BridgeServer, serve
-from aetheris_infra.lambda_events import LocalLambdaContext, scheduled_event
-from aetheris_infra.moto_server import SerialMotoServer
-from aetheris_infra.sqs_source import SqsEventSource
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -60,6 +60,11 @@ def fail(ctx: JobContext, reason: str) -> None:
 @app.job("cli.approval")
 def approval(ctx: JobContext, ticket: str) -> Any:
     return ctx.wait_for_signal("approval", timeout=timedelta(days=1))
+
+
+@app.job("cli.nap")
+def nap(ctx: JobContext, hours: int) -> None:
+    ctx.sleep(timedelta(hours=hours))
 """
 DEADLINE = 20.0
 
@@ -144,6 +149,34 @@ def test_start_wait_failed_exits_1(run: Run) -> None:
     code, out, _ = run("start", "cli.fail", "--input", '"no stock"', "--wait")
     assert code == 1
     assert "FAILED" in out and "no stock" in out
+
+
+def test_start_wait_parked_on_a_signal_exits_5_naming_the_signal(run: Run) -> None:
+    code, out, err = run("start", "cli.approval", "--input", '"t-9"', "--wait", "--timeout", str(DEADLINE))
+
+    assert code == 5, err
+    assert "WAITING" in out
+    assert "WAITING for signal 'approval'" in err and "aetheris signal" in err
+
+
+def test_status_wait_past_timeout_exits_5_saying_it_gave_up(run: Run) -> None:
+    job_id = start(run, "cli.nap", 2)
+    until(run, job_id, "SLEEPING")
+
+    code, out, err = run("status", job_id, "--wait", "--timeout", "0.2")
+
+    assert code == 5
+    assert "SLEEPING" in out
+    assert "gave up waiting after 0.2 s" in err and "still SLEEPING" in err
+
+
+def test_status_wait_completed_exits_0(run: Run) -> None:
+    job_id = start(run, "cli.greet", "uma")
+
+    code, out, err = run("status", job_id, "--wait", "--timeout", str(DEADLINE))
+
+    assert code == 0, err
+    assert "COMPLETED" in out and "HELLO UMA" in out
 
 
 def test_start_same_idempotency_key_answers_the_same_job(run: Run) -> None:

@@ -17,22 +17,24 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from aetheris import Event, EventType, JobStatus, JobView
+from aetheris.budget import spend_of
 from aetheris.testing import LocalRuntime
 from aetheris_infra import demo
 from aetheris_infra.demo import settle
 from agents import support
 from agents.model import (
-    BedrockModel,
+    SCRIPTED_MODEL_ID,
+    ConverseModel,
     Decision,
     ModelAnswerInvalid,
-    ModelSettings,
     Plan,
-    ScriptedModel,
+    ScriptedRules,
     current_model,
+    parse_answer,
     reset_model,
     use_model,
 )
-from agents.tools import SEED_ORDERS, PolicyVerdict, registry
+from agents.tools import PolicyVerdict, registry
 
 BROKEN_HEADPHONES = {  # $129.00: over the approval threshold
     "ticket_id": "T-1",
@@ -198,7 +200,7 @@ def test_support_refund_replay_of_its_log_is_consistent_and_calls_no_service() -
 
 
 def test_scripted_model_question_without_refund_plans_no_refund() -> None:
-    plan = ScriptedModel().plan("Where is my parcel? It never arrived.", "ord-1003")
+    plan = ScriptedRules().plan("Where is my parcel? It never arrived.", "ord-1003")
 
     assert plan.intent == "other" and plan.reason == "late"
     assert "payments.refund" not in plan.actions
@@ -514,79 +516,104 @@ PLAN_ANSWER = {
 }
 
 
-def test_bedrock_model_plan_sends_converse_request_and_parses_fenced_json(bedrock: Any) -> None:
+DECIDE_ANSWER = {
+    "decision": "approve",
+    "reason": "ok",
+    "amount_cents": 12900,
+    "customer_message": "Refunded.",
+}
+
+
+def test_support_refund_with_bedrock_model_sends_converse_requests_and_completes(bedrock: Any) -> None:
     client, stubber, sent = bedrock
-    answer = f"Here is the plan:\n```json\n{json.dumps(PLAN_ANSWER)}\n```"
-    stubber.add_response("converse", converse_response(answer), CONVERSE_REQUEST)
+    fenced = f"Here is the plan:\n```json\n{json.dumps(PLAN_ANSWER)}\n```"
+    stubber.add_response("converse", converse_response(fenced), CONVERSE_REQUEST)
+    stubber.add_response("converse", converse_response(json.dumps(DECIDE_ANSWER)), CONVERSE_REQUEST)
+    use_model(ConverseModel(client, "anthropic.test-model-v1:0"))
 
-    plan = BedrockModel(client, "anthropic.test-model-v1:0").plan("My headphones arrived broken.", "ord-1001")
-
-    assert plan == Plan.model_validate(PLAN_ANSWER)
-    (request,) = sent
-    prompt = request["messages"][0]["content"][0]["text"]
-    assert "My headphones arrived broken." in prompt and "ord-1001" in prompt
-    system = request["system"][0]["text"]
-    assert "JSON" in system and '"intent"' in system and "{schema}" not in system
-
-
-def test_bedrock_model_decide_sends_order_and_verdict_and_parses_decision(bedrock: Any) -> None:
-    client, stubber, sent = bedrock
-    answer = {"decision": "approve", "reason": "eligible", "amount_cents": 12900, "customer_message": "Done."}
-    stubber.add_response("converse", converse_response(json.dumps(answer)), CONVERSE_REQUEST)
-    verdict = PolicyVerdict(eligible=True, rule="standard_return", max_refund_cents=12_900, explanation="ok")
-
-    decision = BedrockModel(client, "anthropic.test-model-v1:0").decide(
-        Plan.model_validate(PLAN_ANSWER), SEED_ORDERS[0], verdict
-    )
-
-    assert decision == Decision.model_validate(answer)
-    prompt = sent[0]["messages"][0]["content"][0]["text"]
-    assert '"max_refund_cents":12900' in prompt and '"order_id":"ord-1001"' in prompt
-
-
-def test_bedrock_model_answer_without_json_raises_model_answer_invalid(bedrock: Any) -> None:
-    client, stubber, _ = bedrock
-    stubber.add_response("converse", converse_response("I cannot help with that."), CONVERSE_REQUEST)
-
-    with pytest.raises(ModelAnswerInvalid, match="Plan JSON object"):
-        BedrockModel(client, "anthropic.test-model-v1:0").plan("Refund please", "ord-1001")
-
-
-def test_support_refund_with_bedrock_model_completes_from_model_answers(bedrock: Any) -> None:
-    client, stubber, sent = bedrock
-    decision = {"decision": "approve", "reason": "ok", "amount_cents": 12900, "customer_message": "Refunded."}
-    stubber.add_response("converse", converse_response(json.dumps(PLAN_ANSWER)), CONVERSE_REQUEST)
-    stubber.add_response("converse", converse_response(json.dumps(decision)), CONVERSE_REQUEST)
-    use_model(BedrockModel(client, "anthropic.test-model-v1:0"))
-
-    outcome = run_ticket(BROKEN_HEADPHONES)
+    outcome = run_ticket({**BROKEN_HEADPHONES, "message": "The charging cable arrived damaged, refund it."})
 
     assert outcome.view.status is JobStatus.COMPLETED
     assert outcome.view.result["reply"] == "Refunded. Refund reference: re_0001."
-    assert len(sent) == 2
+    plan_request, decide_request = sent
+    prompt = plan_request["messages"][0]["content"][0]["text"]
+    assert "charging cable arrived damaged" in prompt and "ord-1001" in prompt
+    system = plan_request["system"][0]["text"]
+    assert "JSON" in system and '"intent"' in system and "{schema}" not in system
+    decided = decide_request["messages"][0]["content"][0]["text"]
+    assert '"max_refund_cents":12900' in decided and '"order_id":"ord-1001"' in decided
 
 
-def test_current_model_bedrock_env_selects_bedrock_with_model_id(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AETHERIS_MODEL", "bedrock")
+def test_support_refund_model_usage_and_cost_are_recorded_per_call(bedrock: Any) -> None:
+    client, stubber, _ = bedrock
+    stubber.add_response("converse", converse_response(json.dumps(PLAN_ANSWER)), CONVERSE_REQUEST)
+    stubber.add_response("converse", converse_response(json.dumps(DECIDE_ANSWER)), CONVERSE_REQUEST)
+    use_model(ConverseModel(client, "anthropic.test-model-v1:0"))
+
+    with LocalRuntime(support.app) as local:
+        job_id = local.start("support.refund", BROKEN_HEADPHONES)
+        drive(local, job_id)
+        spend = spend_of(local.runtimes[0].effects(job_id))
+
+    assert spend.calls == 2 and spend.tokens == 2 * 366
+    assert spend.by_model["anthropic.test-model-v1:0"].input_tokens == 2 * 321
+    assert spend.unpriced_calls == 2  # a test model id is not in the price table: tokens, no cost
+
+
+def test_support_refund_malformed_model_answer_is_asked_again_and_not_recorded(bedrock: Any) -> None:
+    client, stubber, sent = bedrock
+    stubber.add_response("converse", converse_response("I cannot help with that."), CONVERSE_REQUEST)
+    stubber.add_response("converse", converse_response(json.dumps(PLAN_ANSWER)), CONVERSE_REQUEST)
+    stubber.add_response("converse", converse_response(json.dumps(DECIDE_ANSWER)), CONVERSE_REQUEST)
+    use_model(ConverseModel(client, "anthropic.test-model-v1:0"))
+
+    with LocalRuntime(support.app) as local:
+        job_id = local.start("support.refund", BROKEN_HEADPHONES)
+        view, _ = drive(local, job_id)
+        recorded = [e for e in local.runtimes[0].effects(job_id) if e.get("effect") == "llm.plan"]
+
+    assert view.status is JobStatus.COMPLETED and len(sent) == 3
+    assert [
+        json.loads(e["result"])["response"]["output"]["message"]["content"][0]["text"] for e in recorded
+    ] == [json.dumps(PLAN_ANSWER)]
+
+
+def test_parse_answer_without_json_raises_model_answer_invalid() -> None:
+    with pytest.raises(ModelAnswerInvalid, match="Plan JSON object"):
+        parse_answer("I cannot help with that.", Plan)
+
+
+def test_scripted_model_records_converse_shapes_with_usage_and_zero_cost() -> None:
+    with LocalRuntime(support.app) as local:
+        job_id = local.start("support.refund", DAMAGED_CABLE)
+        drive(local, job_id)
+        spend = spend_of(local.runtimes[0].effects(job_id))
+
+    assert spend.calls == 2 and spend.tokens > 0
+    assert spend.cost_usd == 0.0 and spend.unpriced_calls == 0
+    assert set(spend.by_model) == {SCRIPTED_MODEL_ID}
+
+
+def test_current_model_with_bedrock_model_id_is_bedrock(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AETHERIS_BEDROCK_MODEL_ID", "anthropic.test-model-v1:0")
+    monkeypatch.setenv("AETHERIS_BEDROCK_REGION", "eu-west-1")
 
     model = current_model()
 
-    assert isinstance(model, BedrockModel) and model.model_id == "anthropic.test-model-v1:0"
+    assert model.model_id == "anthropic.test-model-v1:0"
+    assert model.client.meta.region_name == "eu-west-1"  # type: ignore[attr-defined]
 
 
-def test_current_model_without_env_is_scripted(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("AETHERIS_MODEL", raising=False)
+@pytest.mark.parametrize("value", [None, ""])
+def test_current_model_without_bedrock_model_id_is_scripted(
+    monkeypatch: pytest.MonkeyPatch, value: str | None
+) -> None:
+    if value is None:
+        monkeypatch.delenv("AETHERIS_BEDROCK_MODEL_ID", raising=False)
+    else:
+        monkeypatch.setenv("AETHERIS_BEDROCK_MODEL_ID", value)
 
-    assert isinstance(current_model(), ScriptedModel)
-
-
-def test_model_settings_bedrock_without_model_id_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AETHERIS_MODEL", "bedrock")
-    monkeypatch.delenv("AETHERIS_BEDROCK_MODEL_ID", raising=False)
-
-    with pytest.raises(ValueError, match="AETHERIS_BEDROCK_MODEL_ID"):
-        ModelSettings()
+    assert current_model().model_id == SCRIPTED_MODEL_ID
 
 
 # -- demo -----------------------------------------------------------------------------------------
@@ -618,3 +645,25 @@ def test_demo_check_duplicate_refund_approval_survey_or_extra_call_is_reported()
     assert problem.startswith("the approval wait started 1 times and consumed 2 signals")
     (problem,) = demo.check(dataclasses.replace(run, mails_delivered=[*run.mails_delivered, survey]))
     assert problem == "the customer received 2 satisfaction surveys; exactly one was expected"
+
+
+def test_build_model_says_which_model_it_uses(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from aws_lambda_powertools import Logger
+
+    from agents import model
+    from agents.model import ModelSettings, build_model
+
+    printed = io.StringIO()
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "INFO")  # the suite's is WARNING; Lambda's is the template's
+    monkeypatch.setattr(model, "logger", Logger(service="agents-model-test", stream=printed))
+    monkeypatch.delenv("AETHERIS_BEDROCK_MODEL_ID", raising=False)
+    build_model(ModelSettings())
+    monkeypatch.setenv("AETHERIS_BEDROCK_MODEL_ID", "anthropic.test-model-v1:0")
+    monkeypatch.setenv("AETHERIS_BEDROCK_REGION", "eu-west-1")
+    build_model(ModelSettings())
+
+    scripted, bedrock = (json.loads(line)["message"] for line in printed.getvalue().splitlines())
+    assert scripted.startswith("support agent model: scripted")
+    assert bedrock == "support agent model: Amazon Bedrock anthropic.test-model-v1:0 in eu-west-1"

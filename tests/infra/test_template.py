@@ -204,6 +204,36 @@ def test_references_sub_and_getatt_named_without_pseudo_parameters(tmp_path: Pat
 
 
 # Objects of the payload bucket only: its one wildcard is the object key under that bucket's ARN.
+# Bedrock only with a model id, on exactly that model (tests/infra/test_template_bedrock.py resolves it).
+BEDROCK_MODEL = {
+    "Fn::If": [
+        "UseBedrock",
+        {
+            "Statement": [
+                {
+                    "Sid": "InvokeConfiguredModel",
+                    "Effect": "Allow",
+                    "Action": ["bedrock:InvokeModel"],
+                    "Resource": {
+                        "Fn::Sub": [
+                            "arn:${AWS::Partition}:bedrock:${Region}::foundation-model/${ModelId}",
+                            {
+                                "Region": {
+                                    "Fn::If": [
+                                        "HasBedrockRegion",
+                                        {"Ref": "BedrockRegion"},
+                                        {"Ref": "AWS::Region"},
+                                    ]
+                                }
+                            },
+                        ]
+                    },
+                }
+            ]
+        },
+        {"Ref": "AWS::NoValue"},
+    ]
+}
 PAYLOAD_OBJECTS = {
     "Statement": [
         {
@@ -235,6 +265,8 @@ def test_repo_template_parameters_have_contract_defaults(repo_template: Template
         "ApiAuth": "AWS_IAM",
         "JwtIssuer": "",
         "JwtAudience": "",
+        "ModelId": "",
+        "BedrockRegion": "",
         "AlarmTopicArn": "",
     }
 
@@ -341,8 +373,9 @@ def test_repo_template_worker_policies_are_scoped_templates(repo_template: Templ
         {"DynamoDBCrudPolicy": {"TableName": {"Ref": "InboxTable"}}},
         {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["StepQueue", "QueueName"]}}},
         PAYLOAD_OBJECTS,
+        BEDROCK_MODEL,
     ]
-    assert "*" not in repr(policies[:-1])
+    assert "*" not in repr(policies[:-2])
 
 
 def test_function_environment_worker_merges_globals_unresolved(repo_template: Template) -> None:
@@ -356,6 +389,10 @@ def test_function_environment_worker_merges_globals_unresolved(repo_template: Te
         "AETHERIS_LEASE_SECONDS": {"Ref": "LeaseSeconds"},
         "AETHERIS_RETENTION_DAYS": {"Ref": "RetentionDays"},
         "AETHERIS_PAYLOAD_BUCKET": {"Ref": "PayloadBucket"},
+        "AETHERIS_BEDROCK_MODEL_ID": {"Ref": "ModelId"},
+        "AETHERIS_BEDROCK_REGION": {
+            "Fn::If": ["HasBedrockRegion", {"Ref": "BedrockRegion"}, {"Ref": "AWS::Region"}]
+        },
         "AETHERIS_APP": "agents.support:app",
         "POWERTOOLS_SERVICE_NAME": "aetheris",
         "POWERTOOLS_METRICS_NAMESPACE": "Aetheris",

@@ -15,6 +15,7 @@ from aetheris.errors import UnknownJobType
 
 if TYPE_CHECKING:
     from aetheris._engine.job_context import JobContext
+    from aetheris.budget import Budget
 
 JobFn = TypeVar("JobFn", bound=Callable[..., Any])
 
@@ -26,6 +27,7 @@ class JobDefinition:
     fn: Callable[[JobContext, Any], Any]
     input: TypeAdapter[Any]
     output: TypeAdapter[Any]
+    budget: Budget | None = None  # limits of each job's model calls (aetheris.budget)
 
 
 class App:
@@ -39,7 +41,9 @@ class App:
         self._jobs: dict[tuple[str, str], JobDefinition] = {}
         self._latest: dict[str, str] = {}
 
-    def job(self, name: str | None = None, *, version: str = "1") -> Callable[[JobFn], JobFn]:
+    def job(
+        self, name: str | None = None, *, version: str = "1", budget: Budget | None = None
+    ) -> Callable[[JobFn], JobFn]:
         def register(fn: JobFn) -> JobFn:
             if (
                 inspect.isgeneratorfunction(fn)
@@ -55,7 +59,7 @@ class App:
             if (job_name, version) in self._jobs:
                 raise ValueError(f"job {job_name!r} version {version!r} is already registered in {self.name}")
             self._jobs[(job_name, version)] = JobDefinition(
-                job_name, version, fn, _serde.input_adapter(fn), _serde.return_adapter(fn)
+                job_name, version, fn, _serde.input_adapter(fn), _serde.return_adapter(fn), budget
             )
             self._latest[job_name] = version
             return fn

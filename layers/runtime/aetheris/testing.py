@@ -1,7 +1,8 @@
 """``LocalRuntime``: the embedded stack in-process, for users' tests and ours.
 
 Real DynamoDB and SQS APIs (moto in-process by default, or any endpoint), tables and queues made
-from ``template.yaml``, and local workers that receive SQS batches and call the same worker
+from ``template.yaml``'s definitions (shipped in the package: ``aetheris._local``, which needs the
+``local`` extra for moto), and local workers that receive SQS batches and call the same worker
 handler SAM deploys, with real Lambda event shapes and partial-batch-failure semantics. Time is a
 ``FakeClock``: leases, retries and timers move only when the test (or ``wait``) moves it.
 
@@ -15,10 +16,11 @@ clock reaches their due time, then sent to the queue (``advance`` or ``wait`` ge
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from pydantic_core import to_json
 
 from aetheris import hosting
 from aetheris._clock import FakeClock, IdSource
@@ -34,7 +37,7 @@ from aetheris._engine.replayer import ReplayReport, replay_events
 from aetheris._store.queue import StepQueue, Tick
 from aetheris.app import App
 from aetheris.config import Settings
-from aetheris.events import Event
+from aetheris.events import Event, EventType
 from aetheris.history import JobHistory
 from aetheris.runtime import JobView, Runtime, s3_client
 from aetheris.trace import Trace, build_trace
@@ -112,11 +115,11 @@ class LocalRuntime:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def __enter__(self) -> LocalRuntime:
+        from aetheris._local.backends import LOCALSTACK_ACCOUNT_ID, chosen_backend, localstack_endpoint
+        from aetheris._local.bootstrap import bootstrap
+        from aetheris._local.sqs_source import SqsEventSource
         from aetheris.handlers.signals import handler as signals_handler
         from aetheris.handlers.worker import handler
-        from aetheris_infra.backends import LOCALSTACK_ACCOUNT_ID, chosen_backend, localstack_endpoint
-        from aetheris_infra.bootstrap import bootstrap
-        from aetheris_infra.sqs_source import SqsEventSource
 
         account_id = "123456789012"
         if self._endpoint_url is None and not self._server and chosen_backend() != "moto":
@@ -127,7 +130,7 @@ class LocalRuntime:
             else:
                 self._server = True
         if self._server and self._endpoint_url is None:
-            from aetheris_infra.moto_server import SerialMotoServer
+            from aetheris._local.moto_server import SerialMotoServer
 
             self._endpoint_url = self._exit.enter_context(SerialMotoServer()).url
         elif self._endpoint_url is None:
@@ -288,8 +291,8 @@ class LocalRuntime:
 
     def sweep(self) -> dict[str, Any]:
         """Run the real sweeper handler once, as its EventBridge schedule would."""
+        from aetheris._local.lambda_events import LocalLambdaContext, scheduled_event
         from aetheris.handlers.sweeper import handler
-        from aetheris_infra.lambda_events import LocalLambdaContext, scheduled_event
 
         with hosting.bound(self.runtimes[0]):
             answer: dict[str, Any] = handler(scheduled_event(self.clock.now()), LocalLambdaContext())
@@ -309,9 +312,37 @@ class LocalRuntime:
         return any(source.in_flight for source in self.sources)
 
 
-def replay(app: App, history: JobHistory | dict[str, Any] | str | Path) -> ReplayReport:
-    """Replay a recorded history (a ``JobHistory``, its dict, or a file written by ``aetheris export``)
-    against ``app``'s current code: no tool, clock, network or store is touched."""
-    recorded = history if isinstance(history, JobHistory) else JobHistory.load(history)
-    definition = app.get(recorded.job.job_type, recorded.job.version)
-    return replay_events(definition, recorded.input_json, recorded.events)
+_NO_INPUT: Any = object()
+History = JobHistory | Mapping[str, Any] | str | os.PathLike[str] | Sequence[Event | Mapping[str, Any]]
+
+
+def replay(app: App, history: History, *, input: Any = _NO_INPUT) -> ReplayReport:
+    """Replay a recorded job against ``app``'s current code: no tool, clock, network or store is touched.
+
+    ``history`` is a ``JobHistory``, its dict, a path to a file written by ``aetheris export``, or
+    a job's event list as ``LocalRuntime.events(job_id)`` returns it (``Event`` objects, or their
+    JSON dicts as ``GET /jobs/{id}/events`` serves them). An event list names the job's type and
+    version (its ``JobCreated`` event) but not its input: pass that as ``input=`` (a value or a
+    pydantic model, as given to ``start``); a history carries its own, so ``input=`` is refused.
+    """
+    if isinstance(history, JobHistory | Mapping | str | os.PathLike):
+        if input is not _NO_INPUT:
+            raise TypeError("input= is only for an event list: a history carries the job's input")
+        recorded = history if isinstance(history, JobHistory) else JobHistory.load(_as_source(history))
+        definition = app.get(recorded.job.job_type, recorded.job.version)
+        return replay_events(definition, recorded.input_json, recorded.events)
+    events = [event if isinstance(event, Event) else Event.model_validate(event) for event in history]
+    created = next((event for event in events if event.type is EventType.JOB_CREATED), None)
+    if created is None:
+        raise ValueError("the event list has no JobCreated event: pass a job's whole log (from seq 0)")
+    if input is _NO_INPUT:
+        raise TypeError(
+            f"replaying job {created.job_id} from its events needs the job's input: pass input=... "
+            "(or replay local.export(job_id), which carries it)"
+        )
+    definition = app.get(str(created.detail["job_type"]), str(created.detail["version"]))
+    return replay_events(definition, to_json(input).decode(), events)
+
+
+def _as_source(history: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, Any] | Path:
+    return dict(history) if isinstance(history, Mapping) else Path(history)
