@@ -194,7 +194,13 @@ class Telemetry:
 
     def _add(self, metric: Metric, value: float, dimension: str | None = None) -> None:
         with self._lock:
+            if len(self._samples) >= MAX_SAMPLES:  # nobody drains (a runtime driven without handlers)
+                del self._samples[: MAX_SAMPLES // 2]
             self._samples.append(Sample(metric, value, dimension))
+
+
+# Bounds the buffer of a runtime whose samples nobody publishes: memory, not a metric, is at stake.
+MAX_SAMPLES = 10_000
 
 
 class MetricSink(Protocol):
@@ -260,7 +266,9 @@ class ReplaySafeLogger:
     returns a logger with more keys (a step's name and attempt), replaying as this one does.
     """
 
-    def __init__(self, target: LogTarget, is_replaying: Callable[[], bool], **keys: object) -> None:
+    def __init__(
+        self, target: LogTarget | logging.Logger, is_replaying: Callable[[], bool], **keys: object
+    ) -> None:
         self._target = target
         self._is_replaying = is_replaying
         self.keys: dict[str, object] = {k: v for k, v in keys.items() if v is not None}

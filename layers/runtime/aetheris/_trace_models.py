@@ -23,6 +23,7 @@ OpState = Literal[
     "fired",
     "completed",
     "cancelled",
+    "aborted",
 ]
 
 

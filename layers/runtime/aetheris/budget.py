@@ -62,6 +62,12 @@ class BudgetExceeded(NonRetryableError):
     def __init__(self, job_id: str, limit: str, allowed: float, spent: float, needed: float) -> None:
         self.job_id, self.limit = job_id, limit
         self.allowed, self.spent, self.needed = allowed, spent, needed
+        if limit == "steps":
+            super().__init__(
+                f"job {job_id}: its Budget allows {allowed:g} steps and {spent:g} have run; the next step "
+                "was not run. Raise the job's Budget (max_steps), or catch BudgetExceeded to end early."
+            )
+            return
         super().__init__(
             f"job {job_id}: the next model call could need {needed:g} {limit} but only "
             f"{max(0.0, allowed - spent):g} of its {allowed:g} are left ({spent:g} spent); the call was not "
@@ -122,14 +128,11 @@ def _worst_case(model_id: str, request: dict[str, Any]) -> tuple[int, float | No
 
 def before_call(sctx: StepContext, model_id: str, request: dict[str, Any], name: str) -> None:
     """Refuse the model call ``name`` of this step if the job's budget cannot pay for its worst case."""
-    # The job's definition and stores are the engine's (StepContext exposes neither yet).
-    inv = sctx._inv
-    limits: Budget | None = getattr(inv.definition, "budget", None)
+    limits = sctx.job_budget
     if limits is None or (limits.max_tokens is None and limits.max_cost_usd is None):
         return
     key = sctx.idempotency_key(name)
-    services = inv.services
-    entries = [services.payloads.resolve(item) for item in services.ledger.list(sctx.job_id)]
+    entries = sctx.ledger_entries()
     if any(e.get("idempotency_key") == key and e.get("state") == "RECORDED" for e in entries):
         return  # this very call is recorded: the ledger answers it, nothing is spent
     spent = spend_of(entries)

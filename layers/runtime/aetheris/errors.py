@@ -287,10 +287,7 @@ class ErrorInfo(BaseModel):
         retryable = not isinstance(exc, NonRetryableError)
         reduced = exc.__reduce__()
         args = list(reduced[1]) if isinstance(reduced, tuple) and len(reduced) > 1 else list(exc.args)
-        try:
-            args_json = json.dumps(args, allow_nan=False)
-        except (TypeError, ValueError, RecursionError):
-            args_json = None
+        args_json = _storable_args(args)
         if args_json is None or len(args_json) > MAX_ARGS_CHARS or len(message) > MAX_MESSAGE_CHARS:
             return cls(type=type_name, message=truncate(message), retryable=retryable)
         return cls(type=type_name, message=message, retryable=retryable, args=args)
@@ -310,6 +307,17 @@ def truncate(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     if len(text) <= limit:
         return text
     return text[:limit] + TRUNCATED.format(total=len(text))
+
+
+def _storable_args(args: list[Any]) -> str | None:
+    """The arguments as JSON if they can be stored and read back (``_values``), else ``None``."""
+    from aetheris._values import UnstorableValue, check_storable
+
+    try:
+        check_storable(args, "error.args")
+        return json.dumps(args, allow_nan=False)
+    except (UnstorableValue, TypeError, ValueError, RecursionError):
+        return None
 
 
 def _message_of(exc: BaseException) -> str:

@@ -40,7 +40,7 @@ from aetheris.config import Settings
 from aetheris.events import Event, EventType
 from aetheris.history import JobHistory
 from aetheris.runtime import JobView, Runtime, s3_client
-from aetheris.trace import Trace, build_trace
+from aetheris.trace import Trace, load_trace
 
 
 @dataclass
@@ -230,15 +230,10 @@ class LocalRuntime:
 
     def trace(self, job_id: str) -> Trace:
         """Steps with attempts, workers, effects, signals, timers and compensations (as the API serves it)."""
-        runtime = self.runtimes[0]
-        snapshot = runtime.services.jobs.load(job_id)
-        if snapshot is None:
+        trace = load_trace(self.runtimes[0], job_id)
+        if trace is None:
             raise KeyError(f"no job {job_id}")
-        resolve = runtime.services.payloads.resolve
-        events = [Event.from_item(resolve(item)) for item in snapshot.events]
-        return build_trace(
-            JobView.from_item(resolve(snapshot.job)), events, runtime.effects(job_id), claim=snapshot.claim
-        )
+        return trace
 
     def crash_at(self, point: CrashPoint, times: int = 1) -> None:
         self.faults.crash_at(point, times)

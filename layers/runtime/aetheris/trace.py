@@ -267,8 +267,10 @@ def _apply(op: Operation, event: Event, values: Values, slot: Mapping[str, Any])
         op.state = "fired"
     elif kind is EventType.JOB_COMPLETED:
         op.state = "completed"
-    elif kind is EventType.JOB_CANCELLED:
-        op.state = "cancelled"
+    elif kind in (EventType.JOB_CANCELLED, EventType.CANCEL_REQUESTED):
+        op.state = "cancelled"  # CancelRequested: the cancel took effect here; the operation never ran
+    elif kind is EventType.OPERATION_ABORTED:
+        op.state = "aborted"  # its ticks kept dying or failing: the job stopped here
     else:  # JobFailed
         op.state = "failed"
     if kind in _ATTEMPTS or kind is EventType.JOB_COMPLETED:

@@ -57,6 +57,8 @@ def build_event(
         "values": json.dumps(values) if values else None,
         "next_attempt_at": next_attempt_at.isoformat() if next_attempt_at else None,
         "reclaimed_from": inv.lease.reclaimed_from,
+        "reclaimed_claimed_at": inv.lease.reclaimed_claimed_at,
+        "reclaimed_lease_until": inv.lease.reclaimed_lease_until,
         "detail": json.dumps(detail) if detail else None,
         "schema_version": SCHEMA_VERSION,
     }

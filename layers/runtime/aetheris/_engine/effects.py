@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from pydantic_core import to_jsonable_python
 from aetheris import _serde
 from aetheris._clock import to_millis
 from aetheris._engine.store_io import runtime_io
+from aetheris._previews import DEFAULT_REDACT_KEYS, preview_args
 from aetheris._store.ledger import AlreadyRecorded, Attempt, Claimant, EffectRef, Exhausted, Identity
 from aetheris.errors import NonRetryableError, rebuild_error
 from aetheris.policy import NO_RETRY, EffectSemantics, RetryPolicy
@@ -34,8 +35,8 @@ from aetheris.policy import NO_RETRY, EffectSemantics, RetryPolicy
 if TYPE_CHECKING:
     from aetheris._engine.invocation import Invocation
 
-PREVIEW_CHARS = 1024
-_SECRET_WORDS = ("secret", "password", "passwd", "token", "api_key", "apikey", "authorization", "credential")
+# A claim carries its arguments' preview: kept well inside one write unit with the rest of the claim.
+PREVIEW_BYTES = 512
 
 
 @dataclass(frozen=True)
@@ -56,17 +57,22 @@ class _Call:
 _CALL = _Call()
 
 
-def identity(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Identity:
-    """The call's identity: the tool name and its arguments as JSON (objects by their type name)."""
+def identity(
+    name: str, args: tuple[Any, ...], kwargs: dict[str, Any], redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS
+) -> Identity:
+    """The call's identity: the tool name and its arguments as JSON (objects by their type name),
+    and a bounded, redacted preview of the arguments for the trace (``_previews.preview_args``)."""
     plain = {"args": _plain(list(args)), "kwargs": _plain(kwargs)}
     canonical = json.dumps([name, plain], sort_keys=True, separators=(",", ":"), default=str)
     digest = hashlib.sha256(canonical.encode("utf-8", "backslashreplace")).hexdigest()
-    preview = json.dumps(_redacted(plain), separators=(",", ":"), default=str, ensure_ascii=False)
-    if len(preview) > PREVIEW_CHARS:
-        preview = preview[:PREVIEW_CHARS] + f"... [{len(preview)} characters]"
+    preview = preview_args(args, kwargs, redact_keys, PREVIEW_BYTES)
     shown = canonical[len(name) + 3 : -1]
     describe = f"{name}({shown[:200]}{'...' if len(shown) > 200 else ''})"
-    return Identity(digest=digest, describe=describe, preview=preview.encode("utf-8", "replace").decode())
+    return Identity(
+        digest=digest,
+        describe=describe.encode("utf-8", "backslashreplace").decode(),
+        preview=preview.encode("utf-8", "backslashreplace").decode(),
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -76,18 +82,6 @@ def _plain(value: Any) -> Any:
         return f"<{type(value).__qualname__}>"
 
 
-def _redacted(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: "***" if _secret(k) else _redacted(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redacted(v) for v in value]
-    return value
-
-
-def _secret(key: object) -> bool:
-    return any(word in str(key).lower() for word in _SECRET_WORDS)
-
-
 def _loop(inv: Invocation, call: ToolCall) -> Generator[_Call, Any, Any]:
     services = inv.services
     ledger, clock, faults = services.ledger, services.clock, services.faults
@@ -95,7 +89,7 @@ def _loop(inv: Invocation, call: ToolCall) -> Generator[_Call, Any, Any]:
     policy = call.retry or NO_RETRY
     lease = inv.lease
     claimant = Claimant(seq=lease.seq, fence=lease.fence, worker_id=lease.worker_id)
-    who = identity(call.ref.name, call.args, call.kwargs)
+    who = identity(call.ref.name, call.args, call.kwargs, services.settings.redact_keys)
     budget = Attempt(step_attempt=call.step_attempt, max_failures=policy.max_attempts)
     while True:
         faults.reach("before_effect")
@@ -105,12 +99,14 @@ def _loop(inv: Invocation, call: ToolCall) -> Generator[_Call, Any, Any]:
                 call.ref, claimant, call.semantics, to_millis(clock.now()), lease.lease_until_ms, who, budget
             )
         if isinstance(claim, AlreadyRecorded):
+            services.telemetry.effect_deduplicated()
             with runtime_io():
                 return _serde.load(services.payloads.text(claim.result), adapter)
         if isinstance(claim, Exhausted):
             raise rebuild_error(claim.error)  # as the last call raised it; not called again
         attempt = claim.failures + 1
         try:
+            services.telemetry.effect_executed()
             value = yield _CALL
             text = _serde.dump(value, adapter, f"result of tool {call.ref.name}", services.payloads.limit)
         except Exception as error:

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
-from aetheris._clock import Clock, IdSource
+from aetheris._clock import Clock, IdSource, from_millis
 from aetheris._engine import guard
 from aetheris._engine.come_back import ComeBack
 from aetheris._engine.commit import build_event, job_projection, refreshed_attention
@@ -86,6 +86,7 @@ class Invocation:
         self.halted: BaseException | None = None  # the control flow that ended this invocation
         self.swallowed: str | None = None  # where the job function went on after it was halted
         self.committed: Event | None = None
+        self._counted = False
         self.time_budget = time_budget or services.settings.step_timeout
 
     @property
@@ -132,6 +133,9 @@ class Invocation:
 
     def _finish(self, conclude: Callable[..., NoReturn], *args: Any) -> ComeBack:
         """Run what ends the invocation: every path ends in the ``Suspend`` that carries its result."""
+        if not self._counted:
+            self._counted = True  # operations answered from the log this tick, counted once
+            self.services.telemetry.effect_replayed(min(self.replay.position, len(self.history.ops)))
         try:
             conclude(*args)
         except Suspend as suspended:
@@ -293,6 +297,7 @@ class Invocation:
                 raise StoreFailure(RuntimeError("the job item changed under the commit")) from None
             self._commit_stop(_Placeholder(op), EventType.CANCEL_REQUESTED, None)
         self.services.faults.reach("after_commit")
+        self._measure(event_type, op, started, now, detail)
         if update is None:  # the job item stays: move the sweeper's deadline only if it is stale
             fresh = refreshed_attention(self, now, next_attempt_at)
             if fresh is not None:
@@ -303,6 +308,26 @@ class Invocation:
         self.services.jobs.note_commit(self.job_id, stored)
         self.committed = Event.from_item(stored)
         return self.committed
+
+    def _measure(
+        self,
+        event_type: EventType,
+        op: OpRecord | None,
+        started: datetime | None,
+        now: datetime,
+        detail: dict[str, Any] | None,
+    ) -> None:
+        telemetry = self.services.telemetry
+        if op is not None:
+            telemetry.operation(op.kind.value, now - (started or now))
+        if event_type is EventType.SIGNAL_CONSUMED and detail and detail.get("arrived_at_ms") is not None:
+            telemetry.signal_consumed(now - from_millis(int(detail["arrived_at_ms"])))
+        if event_type in _ENDS:
+            status = _STATUS_AFTER[event_type].value
+            telemetry.job_ended(self.definition.name, status, compensated=bool(self.compensations))
+
+
+_ENDS = (EventType.JOB_COMPLETED, EventType.JOB_FAILED, EventType.JOB_CANCELLED)
 
 
 class _Placeholder(Operation[Any]):

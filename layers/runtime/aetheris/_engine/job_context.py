@@ -9,6 +9,7 @@ operation even if the job function caught it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -23,6 +24,7 @@ from aetheris._engine.operations.step import StepOp
 from aetheris._engine.saga import Compensation
 from aetheris._engine.step_context import check_name
 from aetheris._engine.store_io import StoreFailure
+from aetheris._observability import ReplaySafeLogger
 from aetheris.errors import LeaseLost, NondeterminismError, Suspend
 from aetheris.events import OpKind
 from aetheris.policy import RetryPolicy
@@ -47,9 +49,14 @@ def step_name(fn: Callable[..., Any], position: int) -> str:
     return f"step-{position}"
 
 
+_JOB_LOG = logging.getLogger("aetheris.job")
+
+
 class JobContext:
     def __init__(self, host: OperationHost) -> None:
         self._host = host
+        # Replay-safe: a line is written once, when the code that logs it runs live, not on replay.
+        self.logger = ReplaySafeLogger(_JOB_LOG, lambda: host.replay.is_replaying, job_id=host.job_id)
 
     @property
     def job_id(self) -> str:

@@ -1,5 +1,5 @@
 """What an invocation needs from the outside: stores, queues, payload bucket, clock, ids, settings,
-fault points."""
+fault points, telemetry."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from aetheris._clock import Clock, IdSource
 from aetheris._engine.faults import Faults
+from aetheris._observability import Telemetry
 from aetheris._store.inbox import Inbox
 from aetheris._store.jobs import JobStore
 from aetheris._store.ledger import EffectLedger
@@ -31,3 +32,6 @@ class Services:
     retention: Retention
     payloads: Payloads
     faults: Faults = field(default_factory=Faults)
+    # What the engine measured this tick (operations, effects, signals, job ends); the handler
+    # publishes it as EMF once the batch is done.
+    telemetry: Telemetry = field(default_factory=Telemetry)

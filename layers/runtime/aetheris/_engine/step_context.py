@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import logging
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aetheris._engine import guard
 from aetheris._engine.effects import ToolCall, run_tool, run_tool_async
 from aetheris._engine.store_io import runtime_io
+from aetheris._observability import ReplaySafeLogger
 from aetheris._store import schema
 from aetheris._store.ledger import EffectRef
 from aetheris.errors import LeaseLost, StepContextClosed
@@ -32,13 +34,15 @@ from aetheris.policy import EffectSemantics, RetryPolicy
 if TYPE_CHECKING:
     from aetheris._engine.history import OpRecord
     from aetheris._engine.invocation import Invocation
+    from aetheris.budget import Budget
 
 T = TypeVar("T")
+_STEP_LOG = logging.getLogger("aetheris.step")
 _NAME = re.compile(r"^[A-Za-z0-9_.\-/]{1,100}$")
 
 
 def check_name(kind: str, name: str) -> str:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ValueError(f"{kind} name {name!r} must be 1-100 characters of letters, digits and _ . - /")
     return name
 
@@ -60,6 +64,27 @@ class StepContext:
         self.closed = False  # the attempt ended (returned, raised, timed out): no more calls
         self.abandoned = False  # it timed out: a call from its still-running body is refused
         self.warnings: list[str] = []  # effects that bypassed sctx.tool (reported in the trace)
+        # A step body runs only live, so its lines are never replayed; they carry where they ran.
+        self.logger = ReplaySafeLogger(
+            _STEP_LOG,
+            lambda: False,
+            job_id=self.job_id,
+            step=self.name,
+            attempt=attempt,
+            worker_id=invocation.lease.worker_id,
+            fence=invocation.lease.fence,
+        )
+
+    @property
+    def job_budget(self) -> Budget | None:
+        """The job's ``Budget`` (``@app.job(budget=...)``), if it has one."""
+        return self._inv.definition.budget
+
+    def ledger_entries(self) -> list[dict[str, Any]]:
+        """The job's effect-ledger entries as one consistent read sees them (values resolved)."""
+        services = self._inv.services
+        with runtime_io():
+            return [services.payloads.resolve(item) for item in services.ledger.list(self.job_id)]
 
     def close(self, abandoned: bool = False) -> None:
         self.closed = True

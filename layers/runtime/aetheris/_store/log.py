@@ -43,6 +43,9 @@ class SlotLease:
     # itself kills its ticks.
     abandoned_claims: int = 0
     last_error: str | None = None  # the error the last tick that gave the slot back failed with
+    # The taken-over claim's start and lease end (ms): the trace draws the crashed attempt with them.
+    reclaimed_claimed_at: int | None = None
+    reclaimed_lease_until: int | None = None
 
 
 class JobChanged(Exception):
@@ -96,16 +99,19 @@ class EventLog:
                 return SlotLease(job_id, seq, int(current["fence"]), worker_id, lease_until_ms)
             raise SlotTaken(current) from None
         previous_fence = int(old["fence"]) if old else 0
+        # A claim given back unfilled (lease_until 0: an idle or early tick) is not a takeover.
+        taken_over = bool(old) and int((old or {}).get("lease_until", 0)) > 0
         return SlotLease(
             job_id=job_id,
             seq=seq,
             fence=previous_fence + 1,
             worker_id=worker_id,
             lease_until_ms=lease_until_ms,
-            # A claim given back unfilled (lease_until 0: an idle or early tick) is not a takeover.
-            reclaimed_from=str(old["worker_id"]) if old and int(old.get("lease_until", 0)) > 0 else None,
+            reclaimed_from=str(old["worker_id"]) if old and taken_over else None,
             abandoned_claims=previous_fence - int(old.get("released", 0)) if old else 0,
             last_error=str(old["last_error"]) if old and old.get("last_error") else None,
+            reclaimed_claimed_at=_int(old, "claimed_at") if taken_over else None,
+            reclaimed_lease_until=_int(old, "lease_until") if taken_over else None,
         )
 
     def renew(self, lease: SlotLease, lease_until_ms: int) -> None:
@@ -214,3 +220,8 @@ def _who(current: Item | None, lease: SlotLease) -> str:
         f"slot {lease.seq} is {current.get('state')} by {current.get('worker_id')} "
         f"with fence {current.get('fence')}, ours was {lease.fence}"
     )
+
+
+def _int(item: Item | None, name: str) -> int | None:
+    value = (item or {}).get(name)
+    return int(value) if value is not None else None

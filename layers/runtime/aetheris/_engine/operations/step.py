@@ -61,6 +61,10 @@ class StepOp(Operation[Any]):
         if due is not None and due > now:
             inv.suspend(ComeBack.retry_in(due - now))
         inv.attempt = self.record.failures + 1
+        over = _over_step_budget(inv, self)
+        if over is not None:  # recorded as the step's outcome, so replay fails it the same way
+            event = inv.commit(EventType.STEP_FAILED, self.record, error=inv.recorder.error(over))
+            inv.suspend(ComeBack.after_commit(event, inv.clock.now()))
         policy = self.retry or DEFAULT_STEP_RETRY
         sctx = StepContext(inv, self.record, inv.attempt)
         started = inv.clock.now()
@@ -97,6 +101,23 @@ class CompensationOp(StepOp):
     kind = OpKind.COMPENSATE
     committed_type = EventType.COMPENSATION_COMMITTED
     abortable = False
+
+
+def _over_step_budget(inv: Invocation, op: StepOp) -> Exception | None:
+    """``BudgetExceeded`` if this new step would pass the job's ``Budget.max_steps``."""
+    budget = inv.definition.budget
+    if budget is None or budget.max_steps is None or op.kind is not OpKind.STEP or op.record.events:
+        return None
+    done = sum(
+        1
+        for record in inv.history.ops.values()
+        if record.kind is OpKind.STEP and record.outcome is not None and record.index != op.record.index
+    )
+    if done < budget.max_steps:
+        return None
+    from aetheris.budget import BudgetExceeded
+
+    return BudgetExceeded(inv.job_id, "steps", budget.max_steps, done, 1)
 
 
 def _warnings(sctx: StepContext) -> dict[str, Any] | None:
