@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     app: str = Field(default="", description="import path 'module:attribute' of the App to host")
     endpoint_url: str | None = Field(default=None, description="DynamoDB/SQS endpoint (moto, LocalStack)")
     region: str | None = None
+    # The JWT claim (or Lambda authorizer context key) naming the caller's tenant (see handlers/api_tenancy).
+    tenant_claim: str = Field(default="tenant", min_length=1)
 
     lease: timedelta = Field(default=timedelta(seconds=60), validation_alias="AETHERIS_LEASE_SECONDS")
     # A tool call is only started while at least this much lease is left; less, and the lease is

@@ -33,6 +33,7 @@ from aetheris._store.log import EventLog
 from aetheris._store.payloads import Payloads
 from aetheris._store.queue import SignalMessage, SignalQueue, StepQueue, Tick
 from aetheris._store.retention import Retention, expires_at
+from aetheris._tenancy import DEFAULT_TENANT, idempotent_job_id, owns
 from aetheris.app import App
 from aetheris.config import Settings
 from aetheris.errors import ErrorInfo, IdempotencyConflict, JobFinished, JobNotFound
@@ -144,23 +145,38 @@ class Runtime:
         return self.worker.worker_id
 
     def start(
-        self, job_type: str, input: Any, *, idempotency_key: str | None = None, version: str | None = None
+        self,
+        job_type: str,
+        input: Any,
+        *,
+        idempotency_key: str | None = None,
+        version: str | None = None,
+        tenant: str | None = None,
     ) -> StartedJob:
-        """Create a job and send its first tick. The same idempotency key returns the same job."""
+        """Create a job (of ``tenant``, default ``DEFAULT_TENANT``) and send its first tick. The same
+        idempotency key returns the same job within a tenant; other tenants' keys are theirs."""
         definition = self.app.get(job_type, version)
         value = definition.input.validate_python(input)
         payloads = self.services.payloads
         input_json = _serde.dump(value, definition.input, "job input", payloads.limit)
         if idempotency_key is not None:
-            job_id = str(uuid.uuid5(_IDEMPOTENT_JOB_NAMESPACE, idempotency_key))
+            job_id = idempotent_job_id(_IDEMPOTENT_JOB_NAMESPACE, idempotency_key, tenant)
         else:
             job_id = self.services.ids.uuid()
         # A big input goes to S3 before the job item references it (content-addressed: a repeat
         # writes the same object again).
         stored_input = payloads.offload(job_id, input_json)
         existing = self.services.jobs.create(
-            job_id, job_type, definition.version, stored_input, self.services.clock.now(), idempotency_key
+            job_id,
+            job_type,
+            definition.version,
+            stored_input,
+            self.services.clock.now(),
+            idempotency_key,
+            tenant or DEFAULT_TENANT,
         )
+        if existing is not None and not owns(existing, tenant):
+            raise IdempotencyConflict(idempotency_key or "", job_id)  # a uuid5 collision, in practice never
         if existing is not None:
             same_input = json.loads(payloads.text(existing["input"]) or "null") == json.loads(input_json)
             if existing["job_type"] != job_type or not same_input:
@@ -178,13 +194,22 @@ class Runtime:
         """Advance the job named by a step-queue message body by one operation."""
         return self.worker.handle(Tick.model_validate_json(body), receive_count, time_left)
 
-    def send_signal(self, job_id: str, name: str, payload: Any = None, signal_id: str | None = None) -> str:
-        """Accept a signal for a live job: on the signal queue before this returns; its id returned."""
+    def send_signal(
+        self,
+        job_id: str,
+        name: str,
+        payload: Any = None,
+        signal_id: str | None = None,
+        *,
+        tenant: str | None = None,
+    ) -> str:
+        """Accept a signal for a live job (of ``tenant``, if given): on the signal queue before this
+        returns; its id returned."""
         check_name("signal", name)
         payloads = self.services.payloads
         payload_json = _serde.dump(payload, _serde.ANY_ADAPTER, "signal payload", payloads.limit)
         item = self.services.jobs.get(job_id)
-        if item is None:
+        if item is None or not owns(item, tenant):
             raise JobNotFound(job_id)
         if JobStatus(item["status"]).is_terminal:
             # A client retrying a signal the job already received gets the original answer.
@@ -237,11 +262,12 @@ class Runtime:
             return "woke"
         return "stored" if stored else "duplicate"
 
-    def cancel(self, job_id: str) -> JobView:
-        """Ask the job to stop: it is cancelled at its next operation (at once if parked)."""
+    def cancel(self, job_id: str, *, tenant: str | None = None) -> JobView:
+        """Ask the job (of ``tenant``, if given) to stop: it is cancelled at its next operation (at
+        once if parked)."""
         services = self.services
         item = services.jobs.get(job_id)
-        if item is None:
+        if item is None or not owns(item, tenant):
             raise JobNotFound(job_id)
         if JobStatus(item["status"]).is_terminal:
             raise JobFinished(job_id, item["status"])
@@ -259,9 +285,11 @@ class Runtime:
         """Tick every runnable job whose next tick is overdue (lost enqueue, dead worker)."""
         return Sweeper(self.services, self.settings.stall_after).sweep()
 
-    def get(self, job_id: str) -> JobView | None:
+    def get(self, job_id: str, *, tenant: str | None = None) -> JobView | None:
         item = self.services.jobs.get(job_id)
-        return JobView.from_item(self.services.payloads.resolve(item)) if item else None
+        if item is None or not owns(item, tenant):
+            return None
+        return JobView.from_item(self.services.payloads.resolve(item))
 
     def events(self, job_id: str) -> list[Event]:
         """The job's log with every recorded value resolved (offloaded values fetched from S3)."""

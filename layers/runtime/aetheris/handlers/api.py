@@ -10,9 +10,10 @@ handlers below, always as ``{"error": {"code", "message"}}``:
 * 400 ``malformed_json`` (body is not JSON), ``invalid_parameter`` (a query or path parameter is
   wrong, e.g. an unknown ``status``, ``limit`` out of range, a signal name a job cannot wait for),
   ``invalid_cursor``, ``unknown_job_type``, ``trace_too_large``;
-* 404 ``job_not_found``, ``not_found`` (no such path); 405 ``method_not_allowed`` (the path is served
-  for other methods, listed in ``Allow``); 409 ``idempotency_conflict``, ``job_finished`` (a signal
-  or cancel for a job that has ended);
+* 403 ``no_tenant`` (the caller's verified identity names no tenant, e.g. a JWT without the claim);
+* 404 ``job_not_found`` (also for another tenant's job: ids do not leak), ``not_found`` (no such
+  path); 405 ``method_not_allowed`` (the path is served for other methods, listed in ``Allow``);
+  409 ``idempotency_conflict``, ``job_finished`` (a signal or cancel for a job that has ended);
 * 413 ``payload_too_large`` (the body, or the job input once serialized); 415 ``unsupported_media_type``
   (a body that is not ``application/json``, in any capitalisation: form-encoded bodies are refused,
   never read);
@@ -73,6 +74,7 @@ from aetheris.handlers.api_models import (
     StartJobRequest,
     answers,
 )
+from aetheris.handlers.api_tenancy import NoTenant, tenant_of_request
 from aetheris.handlers.api_trace import TraceTooLarge
 
 API_VERSION = "2.0"
@@ -137,7 +139,12 @@ def start_job(request: Annotated[StartJobRequest, Body()]) -> Response[JobStarte
         raise UnknownJobType(request.job_type, [])
     try:
         api_openapi.check_input(runtime.app, request.job_type, request.input)  # as the document says
-        started = runtime.start(request.job_type, request.input, idempotency_key=request.idempotency_key)
+        started = runtime.start(
+            request.job_type,
+            request.input,
+            idempotency_key=request.idempotency_key,
+            tenant=tenant_of_request(app.current_event),
+        )
     except ValidationError as invalid:
         raise InvalidJobInput(request.job_type, invalid) from None
     if started.created:  # a repeated idempotency key starts nothing
@@ -156,7 +163,7 @@ def start_job(request: Annotated[StartJobRequest, Body()]) -> Response[JobStarte
     responses=answers(JobDetail, 400, 404),
 )
 def get_job(job_id: JobId) -> JobDetail:
-    return JobDetail.read(hosting.runtime(), job_id)
+    return JobDetail.read(hosting.runtime(), job_id, tenant_of_request(app.current_event))
 
 
 @app.get("/jobs", summary="Jobs, newest status change first", responses=answers(JobPage, 400))
@@ -165,7 +172,8 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Cursor = None,
 ) -> JobPage:
-    page = Listing(hosting.runtime().services.jobs.table).jobs(status, limit, cursor)
+    tenant = tenant_of_request(app.current_event)
+    page = Listing(hosting.runtime().services.jobs.table).jobs(status, limit, cursor, tenant=tenant)
     return JobPage(jobs=[JobSummary.from_item(item) for item in page.items], next_cursor=page.next_cursor)
 
 
@@ -182,7 +190,12 @@ def list_events(
     services = hosting.runtime().services
     listing = Listing(services.jobs.table)
     page = listing.events(
-        job_id, limit, cursor, max_bytes=MAX_EVENT_PAGE_BYTES, resolve=services.payloads.resolve
+        job_id,
+        limit,
+        cursor,
+        max_bytes=MAX_EVENT_PAGE_BYTES,
+        resolve=services.payloads.resolve,
+        tenant=tenant_of_request(app.current_event),
     )
     if page is None:
         raise JobNotFound(job_id)
@@ -217,6 +230,7 @@ def _spec() -> str:
                 responses.pop("422", None)  # only a body can fail with 422; bad parameters are a 400
             # Any body that is not JSON is refused, on routes that take none as well.
             responses.setdefault("415", {"description": "Unsupported Media Type", "content": error})
+            responses.setdefault("403", {"description": "The identity names no tenant", "content": error})
             responses["500"] = {"description": "Internal error: a bug, logged", "content": error}
     for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
         spec["components"]["schemas"].pop(name, None)
@@ -321,6 +335,11 @@ def _no_route(_: Exception) -> Response[str]:
 @_handles(InvalidSignalName)
 def _invalid_signal_name(error: InvalidSignalName) -> Response[str]:
     return error_response(HTTPStatus.BAD_REQUEST, "invalid_parameter", f"path.name: {error}")
+
+
+@_handles(NoTenant)
+def _no_tenant(error: NoTenant) -> Response[str]:
+    return error_response(HTTPStatus.FORBIDDEN, "no_tenant", f"{error}; ask for a token that carries one")
 
 
 @_handles(TraceTooLarge)

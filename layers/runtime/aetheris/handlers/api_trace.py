@@ -16,9 +16,11 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from aetheris import hosting
+from aetheris._tenancy import owns
 from aetheris.errors import AetherisError, JobNotFound
 from aetheris.events import Event
 from aetheris.handlers.api_models import JobId, answers
+from aetheris.handlers.api_tenancy import tenant_of_request
 from aetheris.runtime import JobView
 from aetheris.trace import Trace, build_trace
 
@@ -58,7 +60,7 @@ def get_trace(
 ) -> Trace:
     runtime = hosting.runtime()
     snapshot = runtime.services.jobs.load(job_id)
-    if snapshot is None:
+    if snapshot is None or not owns(snapshot.job, tenant_of_request(router.current_event)):
         raise JobNotFound(job_id)
     resolve = runtime.services.payloads.resolve
     trace = build_trace(
