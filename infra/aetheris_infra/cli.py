@@ -342,9 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the local stack's token, or a JWT for a stack deployed with ApiAuth=JWT"
     )
     parser.add_argument("--token", default=os.environ.get("AETHERIS_API_TOKEN") or None, help=token_help)
+    sigv4_help = "sign requests with SigV4 (AWS credentials) for a stack deployed with ApiAuth=AWS_IAM"
+    parser.add_argument("--sigv4", action="store_true", help=sigv4_help)
     common = _Parser(add_help=False)  # the same options after the command name
     common.add_argument("--api", default=argparse.SUPPRESS, help=api_help)
     common.add_argument("--token", default=argparse.SUPPRESS, help=token_help)
+    common.add_argument("--sigv4", action="store_true", default=argparse.SUPPRESS, help=sigv4_help)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine output")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -426,7 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Out(args.json, Console(width=wide, highlight=False), errors)
     try:
         run: Command = args.run
-        return run(args, Api(args.api, token=args.token), out)
+        return run(args, Api(args.api, token=args.token, sigv4=args.sigv4), out)
     except CliError as error:
         return _fail(error, out.json, errors)
 

@@ -6,7 +6,7 @@ import json
 import urllib.error
 import urllib.request
 from typing import Any, Final
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 EXIT_OK, EXIT_BAD, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_API_ERROR = 0, 1, 2, 3, 4
 # `--wait` gave up on a job that is not finished: parked on a signal, or past --timeout.
@@ -53,9 +53,12 @@ class Api:
     """The HTTP API at ``url``; with a ``token``, every request carries ``Authorization: Bearer`` (the
     local stack's ``$AETHERIS_API_TOKEN``, or a JWT for a stack deployed with ``ApiAuth=JWT``)."""
 
-    def __init__(self, url: str, timeout: float = 30.0, *, token: str | None = None) -> None:
+    def __init__(
+        self, url: str, timeout: float = 30.0, *, token: str | None = None, sigv4: bool = False
+    ) -> None:
         self.url, self.timeout = url.rstrip("/"), timeout
         self._token = token or None
+        self._sigv4 = sigv4
 
     def call(self, method: str, path: str, body: Any = None, **query: Any) -> tuple[int, Any]:
         """``(status, JSON body)`` of a 2xx answer; ``ApiError`` for any other, ``Unreachable`` if none."""
@@ -65,6 +68,8 @@ class Api:
         headers = {"accept": "application/json"} | ({"content-type": "application/json"} if data else {})
         if self._token is not None:
             headers["authorization"] = f"Bearer {self._token}"
+        elif self._sigv4:
+            headers = _signed(method, url, data, headers)
         try:
             request = urllib.request.Request(url, data=data, method=method, headers=headers)
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
@@ -93,6 +98,24 @@ class Api:
             cursor = page.get("next_cursor")
             if not cursor:
                 return items
+
+
+def _signed(method: str, url: str, data: bytes | None, headers: dict[str, str]) -> dict[str, str]:
+    """``headers`` with a SigV4 signature for execute-api, from the default AWS credential chain."""
+    import boto3
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    session = boto3.Session()
+    credentials = session.get_credentials()
+    if credentials is None:
+        raise UsageError("--sigv4 needs AWS credentials (environment, AWS_PROFILE or the default profile)")
+    host = urlsplit(url).hostname or ""
+    parts = host.split(".")  # <api-id>.execute-api.<region>.amazonaws.com
+    region = parts[2] if len(parts) > 3 and parts[1] == "execute-api" else session.region_name
+    request = AWSRequest(method=method, url=url, data=data, headers=headers)
+    SigV4Auth(credentials.get_frozen_credentials(), "execute-api", region or "us-east-1").add_auth(request)
+    return dict(request.headers.items())
 
 
 def _api_error(status: int, raw: bytes) -> ApiError:

@@ -15,7 +15,7 @@ With a ``token`` (``aetheris dev`` passes ``$AETHERIS_API_TOKEN``), every reques
 ``Authorization: Bearer <token>``, as a deployed API requires SigV4 or a JWT: any other request is
 answered 401 ``{"error": {"code": "unauthorized", ...}}`` with ``WWW-Authenticate: Bearer`` and the
 handler is never called. The comparison takes the same time whatever the token sent, and neither
-token is ever logged or echoed.
+token is ever logged or echoed; log lines name a request by its path, never its query or headers.
 """
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ def _request_handler(bridge: BridgeServer) -> type[BaseHTTPRequestHandler]:
             try:
                 result = bridge.invoke(event)
             except Exception:  # what API Gateway answers when the function fails
-                logger.exception("the handler raised on %s %s", self.command, self.path)
+                logger.exception("the handler raised on %s %s", self.command, _loggable(self.path))
                 self._gateway_error(500, "Internal Server Error")
                 return
             self._reply(*_response(result))
@@ -263,6 +263,10 @@ def _request_handler(bridge: BridgeServer) -> type[BaseHTTPRequestHandler]:
             if self.command != "HEAD":
                 self.wfile.write(body)
 
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            # Not the request line: its query may carry a token. Headers are never logged.
+            logger.debug('"%s %s" %s %s', self.command, _loggable(self.path), code, size)
+
         def log_message(self, format: str, *args: Any) -> None:
             logger.debug(format, *args)
 
@@ -274,6 +278,12 @@ def _request_handler(bridge: BridgeServer) -> type[BaseHTTPRequestHandler]:
             raise AttributeError(name)
 
     return RequestHandler
+
+
+def _loggable(target: str) -> str:
+    """The path of a request target, without its query (which may carry tokens, e.g. ``?token=``)."""
+    split = urlsplit(target)
+    return split.path + ("?…" if split.query else "")
 
 
 def _response(result: Any) -> tuple[int, dict[str, str], bytes, list[str]]:

@@ -99,6 +99,23 @@ def test_cli_sends_the_token_from_the_option_or_the_environment(
     assert [e["headers"]["authorization"] for e in handler.events] == [f"Bearer {TOKEN}"] * 2
 
 
+def test_cli_sigv4_signs_every_request_for_an_iam_stack(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret-example")
+    handler = Recorder()
+
+    with serve(handler) as bridge:
+        code = main(["--api", bridge.url, "--sigv4", "jobs"])
+
+    (event,) = handler.events
+    assert code == 0, capsys.readouterr().err
+    assert event["headers"]["authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+    assert "/execute-api/aws4_request" in event["headers"]["authorization"]
+    assert "x-amz-date" in event["headers"]
+
+
 def test_dev_with_token_requires_it_and_says_how_to_send_it_without_printing_it() -> None:
     command = [sys.executable, "-m", "aetheris_infra.cli", "dev", "--port", "0", "--workers", "1"]
     env = {**os.environ, "AETHERIS_API_TOKEN": TOKEN, "COLUMNS": "400"}

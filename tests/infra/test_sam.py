@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from aetheris_infra.template import load_template
+from tests.infra import iam
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = Path(os.environ.get("AETHERIS_TOOLS_VENV", ROOT / ".venv-tools")) / "bin"
@@ -96,6 +97,27 @@ def test_sam_transform_keeps_the_jwt_authorizer_on_every_route_of_the_http_api(t
     assert len(operations) >= 8
     assert all(op["security"] == [{"JWT": []}] for op in operations)
     assert all(op["x-amazon-apigateway-integration"]["type"] == "aws_proxy" for op in operations)
+
+
+@needs_tools
+def test_sam_transform_adds_no_role_no_managed_policy_and_no_wildcard_grant(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [TOOLS / "python", "-c", TRANSFORM, TEMPLATE], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr
+    (tmp_path / "transformed.json").write_text(run.stdout)
+    transformed = load_template(tmp_path / "transformed.json")
+    functions = transformed.resources_of_type("AWS::Lambda::Function")
+    roles = transformed.resources_of_type("AWS::IAM::Role")
+
+    assert {f.properties["Role"]["Fn::GetAtt"][0] for f in functions.values()} == set(roles)
+    assert not transformed.resources_of_type("AWS::IAM::Policy")
+    assert not transformed.resources_of_type("AWS::IAM::ManagedPolicy")
+    for name, function in functions.items():
+        role = iam.role_of(transformed, name)
+        log_group = function.properties["LoggingConfig"]["LogGroup"]["Ref"]
+        assert "ManagedPolicyArns" not in role, name
+        assert iam.wildcards_beyond_the_exceptions(role, log_group) == [], name
 
 
 def python312() -> str | None:

@@ -21,6 +21,7 @@ from aetheris_infra.template import (
     load_template,
     references,
 )
+from tests.infra import iam
 
 SHORT_TAGS_YAML = """
 AWSTemplateFormatVersion: 2010-09-09
@@ -203,47 +204,23 @@ def test_references_sub_and_getatt_named_without_pseudo_parameters(tmp_path: Pat
 # --- the repository's template.yaml -------------------------------------------------------------
 
 
-# Objects of the payload bucket only: its one wildcard is the object key under that bucket's ARN.
+# What the SQS event source mapping does with the function's role.
+POLL_ACTIONS = ("ReceiveMessage", "DeleteMessage", "GetQueueAttributes")
 # Bedrock only with a model id, on exactly that model (tests/infra/test_template_bedrock.py resolves it).
-BEDROCK_MODEL = {
-    "Fn::If": [
-        "UseBedrock",
-        {
-            "Statement": [
-                {
-                    "Sid": "InvokeConfiguredModel",
-                    "Effect": "Allow",
-                    "Action": ["bedrock:InvokeModel"],
-                    "Resource": {
-                        "Fn::Sub": [
-                            "arn:${AWS::Partition}:bedrock:${Region}::foundation-model/${ModelId}",
-                            {
-                                "Region": {
-                                    "Fn::If": [
-                                        "HasBedrockRegion",
-                                        {"Ref": "BedrockRegion"},
-                                        {"Ref": "AWS::Region"},
-                                    ]
-                                }
-                            },
-                        ]
-                    },
-                }
-            ]
-        },
-        {"Ref": "AWS::NoValue"},
-    ]
+BEDROCK_MODEL = ("bedrock:InvokeModel", "arn:${AWS::Partition}:bedrock:Region::foundation-model/ModelId")
+QUEUE_DEPTHS = {
+    ("sqs:GetQueueAttributes", queue)
+    for queue in ("StepQueue", "StepDeadLetterQueue", "SignalQueue", "SignalDeadLetterQueue")
 }
-PAYLOAD_OBJECTS = {
-    "Statement": [
-        {
-            "Sid": "PayloadObjects",
-            "Effect": "Allow",
-            "Action": ["s3:GetObject", "s3:PutObject"],
-            "Resource": {"Fn::Sub": "${PayloadBucket.Arn}/*"},
-        }
-    ]
-}
+
+
+def own_logs_and_traces(log_group: str) -> set[tuple[str, str]]:
+    return {
+        ("logs:CreateLogStream", f"{log_group}:log-stream:*"),
+        ("logs:PutLogEvents", f"{log_group}:log-stream:*"),
+        ("xray:PutTraceSegments", "*"),
+        ("xray:PutTelemetryRecords", "*"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -365,17 +342,19 @@ def test_repo_template_worker_sqs_event_reports_partial_batch_failures(repo_temp
     assert event["Properties"]["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "StepMaxConcurrency"}}
 
 
-def test_repo_template_worker_policies_are_scoped_templates(repo_template: Template) -> None:
-    policies = repo_template.resources["WorkerFunction"].properties["Policies"]
+def test_repo_template_worker_role_grants_what_it_uses_on_named_resources(repo_template: Template) -> None:
+    role = iam.role_of(repo_template, "WorkerFunction")
 
-    assert policies == [
-        {"DynamoDBCrudPolicy": {"TableName": {"Ref": "JobsTable"}}},
-        {"DynamoDBCrudPolicy": {"TableName": {"Ref": "InboxTable"}}},
-        {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["StepQueue", "QueueName"]}}},
-        PAYLOAD_OBJECTS,
+    assert iam.grants(role) == {
+        *{(f"dynamodb:{a}", "JobsTable") for a in ("GetItem", "PutItem", "UpdateItem", "Query")},
+        *{(f"dynamodb:{a}", "InboxTable") for a in ("Query", "UpdateItem")},
+        *{(f"sqs:{a}", "StepQueue") for a in ("SendMessage", *POLL_ACTIONS)},
+        ("s3:GetObject", "PayloadBucket/*"),
+        ("s3:PutObject", "PayloadBucket/*"),
         BEDROCK_MODEL,
-    ]
-    assert "*" not in repr(policies[:-2])
+        *own_logs_and_traces("WorkerLogGroup"),
+    }
+    assert "Policies" not in repo_template.resources["WorkerFunction"].properties
 
 
 def test_function_environment_worker_merges_globals_unresolved(repo_template: Template) -> None:
@@ -603,10 +582,42 @@ def test_repo_template_api_function_stage_and_policies(repo_template: Template) 
         "functions/",
     )
     assert function.properties["Timeout"] < 30  # API Gateway's integration timeout
-    assert function.properties["Policies"] == [
-        {"DynamoDBCrudPolicy": {"TableName": {"Ref": "JobsTable"}}},
-        {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["SignalQueue", "QueueName"]}}},
-        {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["StepQueue", "QueueName"]}}},
-        PAYLOAD_OBJECTS,
-        OBSERVABILITY_QUEUES,
-    ]
+    assert iam.grants(iam.role_of(repo_template, "ApiFunction")) == {
+        *{(f"dynamodb:{a}", "JobsTable") for a in ("GetItem", "PutItem", "UpdateItem", "Query")},
+        ("dynamodb:Query", "JobsTable/index/by-status"),
+        ("dynamodb:Query", "JobsTable/index/by-due"),  # the stuck list
+        ("dynamodb:GetItem", "InboxTable"),  # a retried signal to a finished job: was it received?
+        ("dynamodb:PutItem", "InboxTable"),  # a signal is in the inbox before its 202
+        ("sqs:SendMessage", "SignalQueue"),
+        ("sqs:SendMessage", "StepQueue"),
+        *QUEUE_DEPTHS,
+        ("sqs:ReceiveMessage", "StepDeadLetterQueue"),  # peeked, never deleted
+        ("sqs:ReceiveMessage", "SignalDeadLetterQueue"),
+        ("s3:GetObject", "PayloadBucket/*"),
+        ("s3:PutObject", "PayloadBucket/*"),
+        *own_logs_and_traces("ApiLogGroup"),
+    }
+
+
+def test_repo_template_signals_and_sweeper_roles_grant_what_they_use(repo_template: Template) -> None:
+    signals = iam.grants(iam.role_of(repo_template, "SignalsFunction"))
+    sweeper = iam.grants(iam.role_of(repo_template, "SweeperFunction"))
+
+    assert signals == {
+        ("dynamodb:PutItem", "InboxTable"),
+        ("dynamodb:UpdateItem", "InboxTable"),
+        ("dynamodb:GetItem", "JobsTable"),
+        *{(f"sqs:{a}", "SignalQueue") for a in POLL_ACTIONS},
+        ("sqs:SendMessage", "StepQueue"),
+        *own_logs_and_traces("SignalsLogGroup"),
+    }
+    assert sweeper == {
+        *{(f"dynamodb:{a}", "JobsTable") for a in ("GetItem", "Query", "UpdateItem")},
+        ("dynamodb:Query", "JobsTable/index/by-due"),
+        ("dynamodb:Query", "JobsTable/index/by-status"),
+        ("dynamodb:Query", "InboxTable"),
+        ("dynamodb:UpdateItem", "InboxTable"),
+        ("sqs:SendMessage", "StepQueue"),
+        *QUEUE_DEPTHS,
+        *own_logs_and_traces("SweeperLogGroup"),
+    }

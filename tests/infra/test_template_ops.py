@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,6 +22,7 @@ from aetheris.testing import LocalRuntime
 from aetheris_infra.http_bridge import http_api_event
 from aetheris_infra.lambda_events import LocalLambdaContext
 from aetheris_infra.template import NO_VALUE, load_template
+from tests.infra import iam
 
 TEMPLATE = load_template()
 FUNCTIONS = sorted(TEMPLATE.resources_of_type("AWS::Serverless::Function"))
@@ -32,16 +32,6 @@ TOPIC = "arn:aws:sns:us-east-1:123456789012:oncall"
 
 def props(logical_id: str) -> dict[str, Any]:
     return dict(TEMPLATE.resources[logical_id].properties)
-
-
-def walk(value: Any) -> Iterator[Any]:
-    yield value
-    if isinstance(value, dict):
-        for child in value.values():
-            yield from walk(child)
-    elif isinstance(value, list):
-        for child in value:
-            yield from walk(child)
 
 
 # --- retention ----------------------------------------------------------------------------------
@@ -125,34 +115,37 @@ def test_payload_limits_come_from_the_environment_under_their_documented_names(
 
 def test_functions_that_move_payloads_may_get_and_put_objects_and_the_others_never_touch_s3() -> None:
     for function in FUNCTIONS:
-        policies = props(function).get("Policies", [])
-        actions = {a for s in _statements(policies) for a in _actions(s) if a.startswith("s3:")}
+        granted = iam.grants(iam.role_of(TEMPLATE, function))
+        s3 = {(action, resource) for action, resource in granted if action.startswith("s3:")}
         moves = function in {"WorkerFunction", "ApiFunction"}
-        assert actions == ({"s3:GetObject", "s3:PutObject"} if moves else set()), function
-
-
-def _statements(policies: list[Any]) -> list[dict[str, Any]]:
-    return [s for p in policies if isinstance(p, dict) for s in p.get("Statement", [])]
-
-
-def _actions(statement: dict[str, Any]) -> list[str]:
-    action = statement["Action"]
-    return action if isinstance(action, list) else [action]
+        expected = {("s3:GetObject", "PayloadBucket/*"), ("s3:PutObject", "PayloadBucket/*")}
+        assert s3 == (expected if moves else set()), function
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_function_policies_grant_no_wildcard_beyond_payload_object_keys(function: str) -> None:
-    policies = props(function).get("Policies", [])
-    statements = [s for p in policies if isinstance(p, dict) for s in p.get("Statement", [])]
-    strings = [v for v in walk(policies) if isinstance(v, str)]
+def test_function_role_grants_no_wildcard_action_or_resource_beyond_the_unavoidable(function: str) -> None:
+    role = iam.role_of(TEMPLATE, function)
+    log_group = props(function)["LoggingConfig"]["LogGroup"]["Ref"]
 
-    payload = [s for s in statements if s.get("Sid") == "PayloadObjects"]
-    for statement in statements:
-        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        assert all("*" not in action for action in actions), statement
-    for statement in payload:
-        assert statement["Resource"] == {"Fn::Sub": "${PayloadBucket.Arn}/*"}, statement
-    assert [s for s in strings if "*" in s] == ["${PayloadBucket.Arn}/*"] * len(payload)
+    assert iam.wildcards_beyond_the_exceptions(role, log_group) == []
+    assert "ManagedPolicyArns" not in role  # AWS's managed Lambda policies grant logs and SQS on "*"
+    assert "Policies" not in props(function)  # SAM's policy templates grant Scan, index/* and SendMessage*
+    assert TEMPLATE.resources[log_group].type == "AWS::Logs::LogGroup"
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_function_roles_are_one_per_function_and_assumable_by_lambda_only(function: str) -> None:
+    role = iam.role_of(TEMPLATE, function)
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    roles = {props(f)["Role"]["Fn::GetAtt"][0] for f in FUNCTIONS}
+
+    assert len(roles) == len(FUNCTIONS)
+    assert trust == {
+        "Effect": "Allow",
+        "Principal": {"Service": "lambda.amazonaws.com"},
+        "Action": "sts:AssumeRole",
+    }
+    assert all(s["Effect"] == "Allow" for s in iam.statements(role))
 
 
 # --- alarms -----------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from aetheris._diagnosis import Reason, diagnose, evidence_of
 from aetheris._engine.services import Services
 from aetheris._store import schema, watch
 from aetheris._store.dynamo import Table, to_dynamo
+from aetheris._tenancy import DEFAULT_TENANT, TENANT_ATTRIBUTE, tenant_of
 from aetheris.events import JobStatus
 
 if TYPE_CHECKING:
@@ -83,8 +84,11 @@ def queue_depths(sqs: SQSClient, urls: dict[str, str]) -> dict[str, dict[str, in
     return depths
 
 
-def count(table: Table, status: JobStatus, since: str | None = None, max_pages: int = 10) -> tuple[int, bool]:
-    """Jobs in ``status`` (whose last status change is at or after ``since``); ``False``: capped."""
+def count(
+    table: Table, status: JobStatus, since: str | None = None, max_pages: int = 10, tenant: str | None = None
+) -> tuple[int, bool]:
+    """Jobs in ``status`` (whose last status change is at or after ``since``; of ``tenant`` only, when
+    given); ``False``: capped."""
     condition = "#pk = :status"
     values: dict[str, Any] = {":status": status.value}
     if since is not None:
@@ -99,6 +103,7 @@ def count(table: Table, status: JobStatus, since: str | None = None, max_pages: 
         | ({"#sk": schema.STATUS_INDEX_SK} if since is not None else {}),
         "ExpressionAttributeValues": to_dynamo(values),
     }
+    _scope(request, tenant)
     total = 0
     for _ in range(max_pages):
         response = table.client.query(**request)
@@ -110,17 +115,21 @@ def count(table: Table, status: JobStatus, since: str | None = None, max_pages: 
     return total, False
 
 
-def oldest_age(table: Table, status: JobStatus, now: datetime) -> float | None:
+def oldest_age(table: Table, status: JobStatus, now: datetime, tenant: str | None = None) -> float | None:
     """Seconds since the job longest in ``status`` got there; ``None`` if none is."""
-    response = table.client.query(
-        TableName=table.name,
-        IndexName=schema.STATUS_INDEX,
-        KeyConditionExpression="#pk = :status",
-        ExpressionAttributeNames={"#pk": schema.STATUS_INDEX_PK, "#sk": schema.STATUS_INDEX_SK},
-        ExpressionAttributeValues=to_dynamo({":status": status.value}),
-        ProjectionExpression="#sk",
-        Limit=1,
-    )
+    request: dict[str, Any] = {
+        "TableName": table.name,
+        "IndexName": schema.STATUS_INDEX,
+        "KeyConditionExpression": "#pk = :status",
+        "ExpressionAttributeNames": {"#pk": schema.STATUS_INDEX_PK, "#sk": schema.STATUS_INDEX_SK},
+        "ExpressionAttributeValues": to_dynamo({":status": status.value}),
+        "ProjectionExpression": "#sk",
+        "Limit": 1,
+    }
+    if tenant is not None:  # the oldest of the tenant's: one page may hold none of them; read a few
+        _scope(request, tenant)
+        request["Limit"] = 100
+    response = table.client.query(**request)
     items = response.get("Items", [])
     if not items:
         return None
@@ -128,39 +137,63 @@ def oldest_age(table: Table, status: JobStatus, now: datetime) -> float | None:
     return max(0.0, (now - datetime.fromisoformat(stamp)).total_seconds())
 
 
-def summary(services: Services, sqs: SQSClient, max_count_pages: int = 10) -> dict[str, Any]:
+def _scope(request: dict[str, Any], tenant: str | None) -> None:
+    """Keep only ``tenant``'s jobs (jobs from before tenants have none: the default tenant's)."""
+    if tenant is None:
+        return
+    request["ExpressionAttributeNames"]["#tenant"] = TENANT_ATTRIBUTE
+    values = dict(request["ExpressionAttributeValues"])
+    values.update(to_dynamo({":tenant": tenant}))
+    request["ExpressionAttributeValues"] = values
+    default = " OR attribute_not_exists(#tenant)" if tenant == DEFAULT_TENANT else ""
+    request["FilterExpression"] = f"#tenant = :tenant{default}"
+
+
+def summary(
+    services: Services, sqs: SQSClient, max_count_pages: int = 10, tenant: str | None = None
+) -> dict[str, Any]:
+    """The summary; scoped to ``tenant``, its own jobs only, and no queue depths (they are everyone's)."""
     now = services.clock.now()
     table = services.jobs.table
     jobs: dict[str, int] = {}
     finished: dict[str, int] = {}
     capped: list[str] = []
     for status in LIVE:
-        jobs[status.value], exact = count(table, status, max_pages=max_count_pages)
+        jobs[status.value], exact = count(table, status, max_pages=max_count_pages, tenant=tenant)
         if not exact:
             capped.append(status.value)
     hour_ago = (now - timedelta(hours=1)).isoformat()
     for status in FINISHED:
-        finished[status.value], exact = count(table, status, since=hour_ago, max_pages=max_count_pages)
+        finished[status.value], exact = count(
+            table, status, since=hour_ago, max_pages=max_count_pages, tenant=tenant
+        )
         if not exact:
             capped.append(status.value)
     return {
         "generated_at": now,
         "jobs": jobs,
         "finished_last_hour": finished,
-        "oldest_age_seconds": {status.value: oldest_age(table, status, now) for status in AGED},
-        "queues": queue_depths(sqs, queues(services)),
-        "stuck": len(stuck_jobs(services, sqs, services.settings.stall_after)),
+        "oldest_age_seconds": {status.value: oldest_age(table, status, now, tenant) for status in AGED},
+        "queues": queue_depths(sqs, queues(services)) if tenant is None else {},
+        "stuck": len(stuck_jobs(services, sqs, services.settings.stall_after, tenant=tenant)),
         "capped": capped,
     }
 
 
 def stuck_jobs(
-    services: Services, sqs: SQSClient, threshold: timedelta, max_due: int = 1000, dlq_peek: int = 10
+    services: Services,
+    sqs: SQSClient,
+    threshold: timedelta,
+    max_due: int = 1000,
+    dlq_peek: int = 10,
+    tenant: str | None = None,
 ) -> list[StuckJob]:
-    """Jobs stuck for ``threshold`` or longer, by the sweeper's diagnosis and the dead-letter queues."""
+    """Jobs stuck for ``threshold`` or longer, by the sweeper's diagnosis and the dead-letter queues
+    (only ``tenant``'s, when given)."""
     settings, table = services.settings, services.jobs.table
     now = services.clock.now()
     found: dict[str, StuckJob] = {}
+    tenants: dict[str, str] = {}
     seen = 0
     for shard in range(settings.sweep_shards):
         for entry in watch.due_entries(table, str(shard), now, max_due - seen):
@@ -171,6 +204,7 @@ def stuck_jobs(
             finding = diagnose(tail, now, settings)
             if finding.stuck(now, threshold) and finding.reason is not None and finding.since is not None:
                 found[entry.job_id] = _stuck(tail.job, finding.reason, finding.since, finding.evidence)
+                tenants[entry.job_id] = tenant_of(tail.job)
     urls = queues(services)
     for name, reason in (("step_dlq", Reason.DEAD_LETTERED), ("signal_dlq", Reason.SIGNAL_DEAD_LETTERED)):
         if name in urls:
@@ -182,7 +216,11 @@ def stuck_jobs(
                 if tail is not None and not tail.status.is_terminal:
                     detail = evidence_of(tail) | {"dead_letters": [evidence]}
                     found[job_id] = _stuck(tail.job, reason, since, detail)
-    return sorted(found.values(), key=lambda job: job.since)
+                    tenants[job_id] = tenant_of(tail.job)
+    return sorted(
+        (job for job_id, job in found.items() if tenant is None or tenants.get(job_id) == tenant),
+        key=lambda job: job.since,
+    )
 
 
 def _stuck(job: dict[str, Any], reason: Reason, since: datetime, evidence: dict[str, Any]) -> StuckJob:

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # when its name ends with one of these, see aetheris/_previews.py). The environment's
     # AETHERIS_REDACT_KEYS is a comma-separated list and replaces the default.
     redact_keys: Annotated[tuple[str, ...], NoDecode] = DEFAULT_REDACT_KEYS
+    # The JWT claim (or Lambda authorizer context key) naming the caller's tenant (see handlers/api_tenancy).
+    tenant_claim: str = Field(default="tenant", min_length=1)
 
     lease: timedelta = Field(default=timedelta(seconds=60), validation_alias="AETHERIS_LEASE_SECONDS")
     # A tool call is only started while at least this much lease is left; less, and the lease is

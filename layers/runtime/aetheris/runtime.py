@@ -34,6 +34,7 @@ from aetheris._store.log import EventLog
 from aetheris._store.payloads import Payloads
 from aetheris._store.queue import SignalMessage, SignalQueue, StepQueue, Tick
 from aetheris._store.retention import Retention, expires_at
+from aetheris._tenancy import DEFAULT_TENANT, owns, scoped_key
 from aetheris._values import storable_json
 from aetheris.app import App
 from aetheris.config import Settings
@@ -145,9 +146,16 @@ class Runtime:
         return self.worker.worker_id
 
     def start(
-        self, job_type: str, input: Any, *, idempotency_key: str | None = None, version: str | None = None
+        self,
+        job_type: str,
+        input: Any,
+        *,
+        idempotency_key: str | None = None,
+        version: str | None = None,
+        tenant: str | None = None,
     ) -> StartedJob:
-        """Create a job and send its first tick. The same idempotency key returns the same job.
+        """Create a job (of ``tenant``, default ``DEFAULT_TENANT``) and send its first tick. The same
+        idempotency key returns the same job within a tenant; other tenants' keys are theirs.
 
         A key names its job for as long as the job is retained; once its retention passed (or
         DynamoDB's TTL is part-way through deleting it) the key starts a fresh job under a new id
@@ -156,18 +164,26 @@ class Runtime:
         definition = self.app.get(job_type, version)
         value = definition.input.validate_python(input)
         input_json = storable_json(value, "input", via=definition.input, limit=self.services.payloads.limit)
+        tenant = tenant or DEFAULT_TENANT
         if idempotency_key is None:
             job_id = self.services.ids.uuid()
-            self._create(job_id, job_type, definition.version, input_json, None)
+            self._create(job_id, job_type, definition.version, input_json, None, tenant)
             return StartedJob(job_id, created=True, status=JobStatus.PENDING)
         keys = IdempotencyKeys(self.services.jobs.table)
         for _ in range(_KEY_RACES):
-            slot = keys.slot(idempotency_key, self.services.clock.now())
+            # Keys are per tenant: another tenant's key never finds (or names) this tenant's job.
+            slot = keys.slot(scoped_key(idempotency_key, tenant), self.services.clock.now())
             existing = slot.job
             if existing is None:
                 try:
                     existing = self._create(
-                        slot.job_id, job_type, definition.version, input_json, idempotency_key, slot.claim
+                        slot.job_id,
+                        job_type,
+                        definition.version,
+                        input_json,
+                        idempotency_key,
+                        tenant,
+                        slot.claim,
                     )
                 except TransactionConflict:
                     continue  # another start with this key moved first: look again
@@ -175,6 +191,10 @@ class Runtime:
                     return StartedJob(slot.job_id, created=True, status=JobStatus.PENDING)
                 if not retained(existing, self.services.clock.now()):
                     continue
+            if not owns(existing, tenant):
+                raise IdempotencyConflict(
+                    idempotency_key, slot.job_id
+                )  # a uuid5 collision: never, in practice
             return self._same_job(existing, job_type, input_json, idempotency_key)
         raise KeyContended(idempotency_key, _KEY_RACES)
 
@@ -185,6 +205,7 @@ class Runtime:
         version: str,
         input_json: str,
         idempotency_key: str | None,
+        tenant: str,
         claim: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any] | None:
         """Create the job and send its first tick; the existing job item if the id is taken."""
@@ -196,7 +217,7 @@ class Runtime:
             job_id, JobStatus.PENDING, now, settings.stall_after, settings.sweep_shards
         )
         existing = self.services.jobs.create(
-            job_id, job_type, version, stored_input, now, idempotency_key, claim, attention
+            job_id, job_type, version, stored_input, now, idempotency_key, claim, attention, tenant
         )
         if existing is None:
             self.services.queue.send(Tick(job_id=job_id, seq=1))
@@ -219,8 +240,17 @@ class Runtime:
         """Advance the job named by a step-queue message body by one operation."""
         return self.worker.handle(Tick.model_validate_json(body), receive_count, time_left)
 
-    def send_signal(self, job_id: str, name: str, payload: Any = None, signal_id: str | None = None) -> str:
-        """Accept a signal for a live job: in the inbox and on the signal queue before this returns.
+    def send_signal(
+        self,
+        job_id: str,
+        name: str,
+        payload: Any = None,
+        signal_id: str | None = None,
+        *,
+        tenant: str | None = None,
+    ) -> str:
+        """Accept a signal for a live job (of ``tenant``, if given): in the inbox and on the signal
+        queue before this returns.
 
         The payload must be storable (``UnstorableValue``, ``PayloadTooLarge``), and the signal id
         free or held by this very signal (``SignalIdConflict`` otherwise): a caller told the signal
@@ -237,7 +267,7 @@ class Runtime:
         payloads = services.payloads
         payload_json = storable_json(payload, "payload", limit=payloads.limit)
         item = services.jobs.get(job_id)
-        if item is None:
+        if item is None or not owns(item, tenant):
             raise JobNotFound(job_id)
         if JobStatus(item["status"]).is_terminal:
             # A client retrying a signal the job already received gets the original answer.
@@ -300,11 +330,12 @@ class Runtime:
             return "woke"
         return "stored" if stored else "duplicate"
 
-    def cancel(self, job_id: str) -> JobView:
-        """Ask the job to stop: it is cancelled at its next operation (at once if parked)."""
+    def cancel(self, job_id: str, *, tenant: str | None = None) -> JobView:
+        """Ask the job (of ``tenant``, if given) to stop: it is cancelled at its next operation (at
+        once if parked)."""
         services = self.services
         item = services.jobs.get(job_id)
-        if item is None:
+        if item is None or not owns(item, tenant):
             raise JobNotFound(job_id)
         if JobStatus(item["status"]).is_terminal:
             raise JobFinished(job_id, item["status"])
@@ -325,9 +356,11 @@ class Runtime:
         """One sweep: tick every job that should be moving and is not, and fire due timers."""
         return Sweeper(self.services).sweep()
 
-    def get(self, job_id: str) -> JobView | None:
+    def get(self, job_id: str, *, tenant: str | None = None) -> JobView | None:
         item = self.services.jobs.get(job_id)
-        return JobView.from_item(self.services.payloads.resolve(item)) if item else None
+        if item is None or not owns(item, tenant):
+            return None
+        return JobView.from_item(self.services.payloads.resolve(item))
 
     def events(self, job_id: str) -> list[Event]:
         """The job's log with every recorded value resolved (offloaded values fetched from S3)."""

@@ -17,6 +17,7 @@ from typing import Any
 from aetheris._store import schema
 from aetheris._store.conditions import Condition, absent, present
 from aetheris._store.dynamo import Item, Table, TransactionConflict, to_dynamo
+from aetheris._tenancy import DEFAULT_TENANT, TENANT_ATTRIBUTE
 from aetheris.events import SCHEMA_VERSION, EventType, JobStatus, SlotState
 
 CLAIMED = SlotState.CLAIMED
@@ -68,8 +69,10 @@ class JobStore:
         idempotency_key: str | None = None,
         also: list[dict[str, Any]] | None = None,
         attention: dict[str, Any] | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> Item | None:
-        """Create the job and its ``JobCreated`` event; returns the existing job item if it exists.
+        """Create the job (of ``tenant``) and its ``JobCreated`` event; returns the existing job item
+        if it exists.
 
         ``also`` are more transaction actions that must succeed with the create (an idempotency
         key's generation record). Any other lost condition — slot 0 or one of ``also`` taken while
@@ -86,6 +89,7 @@ class JobStore:
             "input": input_json,
             "created_at": at.isoformat(),
             "idempotency_key": idempotency_key,
+            TENANT_ATTRIBUTE: tenant,
             **status_attributes(job_id, JobStatus.PENDING, at),
             **(attention or {}),
         }

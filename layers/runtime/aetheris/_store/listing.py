@@ -20,6 +20,11 @@ too), which is exact because a job has one item and its ``gsi1sk`` ends with its
 ``Scan`` (cost grows with the table, not the page) and a single all-jobs partition (one hot key for
 every status write). The index is eventually consistent on AWS: a job started a moment ago may miss
 the first listing.
+
+Scoped to a tenant (``aetheris._tenancy``), a listing filters the index by the job's ``tenant``
+(jobs of others are read and dropped by DynamoDB, and the page still holds ``limit`` jobs: reads
+continue past filtered ones), and a log is that of a job of the tenant or none. A per-tenant index
+key would read less for a small tenant in a big table; the status partitions are the sweeper's too.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Any, Final
 from aetheris._store import schema
 from aetheris._store.dynamo import Item, Table, from_dynamo, to_dynamo
 from aetheris._store.jobs import COMMITTED
+from aetheris._tenancy import DEFAULT_TENANT, TENANT_ATTRIBUTE, owns
 from aetheris.errors import AetherisError
 from aetheris.events import JobStatus
 
@@ -93,11 +99,14 @@ class Listing:
     def __init__(self, table: Table) -> None:
         self.table = table
 
-    def jobs(self, status: JobStatus | None, limit: int, cursor: str | None = None) -> Page:
-        """Jobs newest first (by last status change), all of them or those in ``status``."""
+    def jobs(
+        self, status: JobStatus | None, limit: int, cursor: str | None = None, *, tenant: str | None = None
+    ) -> Page:
+        """Jobs newest first (by last status change), all of them or those in ``status``; with a
+        ``tenant``, only its jobs."""
         below = job_position(cursor) if cursor else None
         statuses = list(JobStatus) if status is None else [status]
-        merged = [item for one in statuses for item in self._partition(one, limit, below)]
+        merged = [item for one in statuses for item in self._partition(one, limit, below, tenant)]
         merged.sort(key=lambda item: str(item[schema.STATUS_INDEX_SK]), reverse=True)
         return _page(merged, limit, lambda last: job_cursor(str(last[schema.STATUS_INDEX_SK])))
 
@@ -108,8 +117,11 @@ class Listing:
         cursor: str | None = None,
         max_bytes: int | None = None,
         resolve: Callable[[Item], Item] | None = None,
+        *,
+        tenant: str | None = None,
     ) -> Page | None:
-        """The job's committed events in ``seq`` order; ``None`` if there is no such job.
+        """The job's committed events in ``seq`` order; ``None`` if there is no such job (or it is
+        not ``tenant``'s, when one is given).
 
         ``max_bytes`` ends a page early once its events grow past it (a Lambda's answer is capped
         at 6 MB and one event may hold a big result); a page always holds at least one event.
@@ -127,21 +139,27 @@ class Listing:
             "ConsistentRead": True,
         }
         seen_job = False
+        job: Item | None = None
 
         def committed_event(item: Item) -> bool:
-            nonlocal seen_job
+            nonlocal seen_job, job
             seen_job = True
             if item[schema.SK] == schema.JOB_SK:
+                job = item
                 return False
             # An open claim (a worker's lease on the next slot) is not an event yet.
             return str(item[schema.SK]).startswith(schema.EVENT_PREFIX) and item.get("state") == COMMITTED
 
         items = self._read(request, limit, committed_event)
-        if not seen_job:
+        if not seen_job or (tenant is not None and not owns(job or self._job_item(job_id), tenant)):
             return None
         return _page(items, limit, lambda last: str(last["seq"]), max_bytes, resolve)
 
-    def _partition(self, status: JobStatus, limit: int, below: str | None) -> list[Item]:
+    def _job_item(self, job_id: str) -> Item | None:
+        """The job item, when a page of its log ended before it (a page holds ``limit + 1`` items)."""
+        return self.table.get(job_id, schema.JOB_SK)
+
+    def _partition(self, status: JobStatus, limit: int, below: str | None, tenant: str | None) -> list[Item]:
         names = {f"#a{i}": attribute for i, attribute in enumerate(SUMMARY_ATTRIBUTES)}
         names["#status_pk"] = schema.STATUS_INDEX_PK
         values: dict[str, Any] = {":status": status.value}
@@ -150,7 +168,15 @@ class Listing:
             names["#status_sk"] = schema.STATUS_INDEX_SK
             condition += " AND #status_sk < :below"
             values[":below"] = below
+        scope: dict[str, Any] = {}
+        if tenant is not None:
+            names["#tenant"] = TENANT_ATTRIBUTE
+            values[":tenant"] = tenant
+            # Jobs created before tenants existed have no tenant: they are the default tenant's.
+            default = " OR attribute_not_exists(#tenant)" if tenant == DEFAULT_TENANT else ""
+            scope["FilterExpression"] = f"#tenant = :tenant{default}"
         request: dict[str, Any] = {
+            **scope,
             "IndexName": schema.STATUS_INDEX,
             "ScanIndexForward": False,
             "KeyConditionExpression": condition,

@@ -11,11 +11,12 @@ handlers below, always as ``{"error": {"code", "message"}}``:
 * 400 ``malformed_json`` (body is not JSON), ``invalid_parameter`` (a query or path parameter is
   wrong, e.g. an unknown ``status``, ``limit`` out of range, a signal name a job cannot wait for),
   ``invalid_cursor``, ``unknown_job_type``, ``trace_too_large``;
-* 404 ``job_not_found``, ``event_not_found``, ``not_found`` (no such path); 405 ``method_not_allowed``
-  (the path is served for other methods, listed in ``Allow``); 409 ``idempotency_conflict``,
-  ``job_finished`` (a signal or cancel for a job that has ended), ``signal_id_conflict`` (the signal
-  id was used for a signal with another name or payload), ``idempotency_key_busy`` (concurrent starts
-  with the key kept racing: start again);
+* 403 ``no_tenant`` (the caller's verified identity names no tenant, e.g. a JWT without the claim);
+* 404 ``job_not_found`` (also for another tenant's job: ids do not leak), ``event_not_found``,
+  ``not_found`` (no such path); 405 ``method_not_allowed`` (the path is served for other methods,
+  listed in ``Allow``); 409 ``idempotency_conflict``, ``job_finished`` (a signal or cancel for a job
+  that has ended), ``signal_id_conflict`` (the signal id was used for a signal with another name or
+  payload), ``idempotency_key_busy`` (concurrent starts with the key kept racing: start again);
 * 413 ``payload_too_large`` (the body, or the job input once serialized); 415 ``unsupported_media_type``
   (a body that is not ``application/json``, in any capitalisation: form-encoded bodies are refused,
   never read);
@@ -92,6 +93,7 @@ from aetheris.handlers.api_models import (
     StartJobRequest,
     answers,
 )
+from aetheris.handlers.api_tenancy import NoTenant, tenant_of_request
 from aetheris.handlers.api_trace import TraceTooLarge
 from aetheris.handlers.api_values import EventNotFound
 
@@ -184,7 +186,12 @@ def start_job(request: Annotated[StartJobRequest, Body()]) -> Response[JobStarte
         raise UnknownJobType(request.job_type, [])
     try:
         api_openapi.check_input(runtime.app, request.job_type, request.input)  # as the document says
-        started = runtime.start(request.job_type, request.input, idempotency_key=request.idempotency_key)
+        started = runtime.start(
+            request.job_type,
+            request.input,
+            idempotency_key=request.idempotency_key,
+            tenant=tenant_of_request(app.current_event),
+        )
     except ValidationError as invalid:
         raise InvalidJobInput(request.job_type, invalid) from None
     if started.created:  # a repeated idempotency key starts nothing
@@ -205,7 +212,7 @@ def start_job(request: Annotated[StartJobRequest, Body()]) -> Response[JobStarte
     responses=answers(JobDetail, 400, 404),
 )
 def get_job(job_id: JobId) -> JobDetail:
-    return JobDetail.read(hosting.runtime(), job_id)
+    return JobDetail.read(hosting.runtime(), job_id, tenant_of_request(app.current_event))
 
 
 @app.get("/jobs", summary="Jobs, newest status change first", responses=answers(JobPage, 400))
@@ -214,7 +221,8 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Cursor = None,
 ) -> JobPage:
-    page = Listing(hosting.runtime().services.jobs.table).jobs(status, limit, cursor)
+    tenant = tenant_of_request(app.current_event)
+    page = Listing(hosting.runtime().services.jobs.table).jobs(status, limit, cursor, tenant=tenant)
     return JobPage(jobs=[JobSummary.from_item(item) for item in page.items], next_cursor=page.next_cursor)
 
 
@@ -238,7 +246,14 @@ def list_events(
 
     # Each shown event costs at most SHOWN_VALUE_BYTES in the answer, and the page is cut at half
     # the answer budget as the listing measures it: the answer stays under MAX_ANSWER_BYTES.
-    page = listing.events(job_id, limit, cursor, max_bytes=EVENT_PAGE_BYTES, resolve=shown_item)
+    page = listing.events(
+        job_id,
+        limit,
+        cursor,
+        max_bytes=EVENT_PAGE_BYTES,
+        resolve=shown_item,
+        tenant=tenant_of_request(app.current_event),
+    )
     if page is None:
         raise JobNotFound(job_id)
     return EventPage(events=[EventView.from_item(item) for item in page.items], next_cursor=page.next_cursor)
@@ -275,6 +290,7 @@ def _spec() -> str:
                 responses.pop("422", None)  # only a body can fail with 422; bad parameters are a 400
             # Any body that is not JSON is refused, on routes that take none as well.
             responses.setdefault("415", {"description": "Unsupported Media Type", "content": error})
+            responses.setdefault("403", {"description": "The identity names no tenant", "content": error})
             responses["500"] = {"description": "Internal error: a bug, logged", "content": error}
     for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
         spec["components"]["schemas"].pop(name, None)
@@ -384,6 +400,11 @@ def _invalid_signal_name(error: InvalidSignalName) -> Response[str]:
 @_handles(EventNotFound)
 def _event_not_found(error: EventNotFound) -> Response[str]:
     return error_response(HTTPStatus.NOT_FOUND, "event_not_found", str(error))
+
+
+@_handles(NoTenant)
+def _no_tenant(error: NoTenant) -> Response[str]:
+    return error_response(HTTPStatus.FORBIDDEN, "no_tenant", f"{error}; ask for a token that carries one")
 
 
 @_handles(TraceTooLarge)

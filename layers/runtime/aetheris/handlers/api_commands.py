@@ -22,6 +22,7 @@ from aetheris.errors import AetherisError, JobFinished
 from aetheris.events import JobStatus
 from aetheris.handlers.api_http import SIGNAL_NAME_PATTERN
 from aetheris.handlers.api_models import JobDetail, JobId, SignalAccepted, SignalRequest, answers
+from aetheris.handlers.api_tenancy import tenant_of_request
 
 SignalName = Annotated[
     str,
@@ -59,7 +60,8 @@ def send_signal(
     except ValueError as invalid:
         raise InvalidSignalName(name, str(invalid)) from None
     body = request or SignalRequest()
-    signal_id = hosting.runtime().send_signal(job_id, name, body.payload, body.signal_id)
+    tenant = tenant_of_request(router.current_event)
+    signal_id = hosting.runtime().send_signal(job_id, name, body.payload, body.signal_id, tenant=tenant)
     return Response(
         status_code=HTTPStatus.ACCEPTED,
         content_type=content_types.APPLICATION_JSON,
@@ -80,9 +82,10 @@ def send_signal(
 )
 def cancel_job(job_id: JobId) -> JobDetail:
     runtime = hosting.runtime()
+    tenant = tenant_of_request(router.current_event)
     try:
-        runtime.cancel(job_id)
+        runtime.cancel(job_id, tenant=tenant)
     except JobFinished as finished:
         if finished.status != JobStatus.CANCELLED:
             raise
-    return JobDetail.read(runtime, job_id)
+    return JobDetail.read(runtime, job_id, tenant)

@@ -19,6 +19,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from aetheris._store.listing import EVENT_CURSOR_PATTERN, JOB_CURSOR_PATTERN
+from aetheris._tenancy import owns
 from aetheris.errors import ErrorInfo, JobNotFound
 from aetheris.events import Event, EventType, JobStatus, OpKind
 from aetheris.handlers.api_bounds import (
@@ -103,14 +104,15 @@ class JobDetail(JobSummary):
     )
 
     @classmethod
-    def read(cls, runtime: Runtime, job_id: str) -> JobDetail:
-        """The job as one consistent read of its item and log shows it; ``JobNotFound`` if none.
+    def read(cls, runtime: Runtime, job_id: str, tenant: str | None = None) -> JobDetail:
+        """The job as one consistent read of its item and log shows it; ``JobNotFound`` if none (or,
+        with a ``tenant``, if it is another tenant's).
 
         The answer stays under ``MAX_ANSWER_BYTES``: a value over ``SHOWN_VALUE_BYTES``, or the
         bigger ones while the answer would still pass the budget, are shown as previews.
         """
         snapshot = runtime.services.jobs.load(job_id)
-        if snapshot is None:
+        if snapshot is None or not owns(snapshot.job, tenant):
             raise JobNotFound(job_id)
         payloads = runtime.services.payloads
         job = snapshot.job

@@ -17,8 +17,10 @@ from pydantic import BaseModel, Field
 
 from aetheris import _operator_views, hosting
 from aetheris._diagnosis import Reason
+from aetheris._tenancy import DEFAULT_TENANT
 from aetheris.events import JobStatus
 from aetheris.handlers.api_models import answers
+from aetheris.handlers.api_tenancy import tenant_of_request
 
 # Powertools leaves Router.__init__ unannotated.
 router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]
@@ -96,7 +98,8 @@ class StuckReport(BaseModel):
 def get_summary() -> Summary:
     runtime = hosting.runtime()
     services = runtime.services
-    return Summary.model_validate(_operator_views.summary(services, services.queue.client))
+    scope = _scope(router.current_event)
+    return Summary.model_validate(_operator_views.summary(services, services.queue.client, tenant=scope))
 
 
 @router.get(
@@ -117,7 +120,9 @@ def get_stuck(
     threshold = (
         services.settings.stall_after if threshold_seconds is None else timedelta(seconds=threshold_seconds)
     )
-    jobs = _operator_views.stuck_jobs(services, services.queue.client, threshold)
+    jobs = _operator_views.stuck_jobs(
+        services, services.queue.client, threshold, tenant=_scope(router.current_event)
+    )
     return StuckReport(
         threshold_seconds=threshold.total_seconds(),
         jobs=[
@@ -132,3 +137,10 @@ def get_stuck(
             for job in jobs
         ],
     )
+
+
+def _scope(event: Any) -> str | None:
+    """The tenant whose jobs the caller may see here: ``None`` (all, with the queues) for the default
+    tenant — a single-tenant deployment, or its operators — else the caller's own tenant's only."""
+    tenant = tenant_of_request(event)
+    return None if tenant == DEFAULT_TENANT else tenant

@@ -17,8 +17,10 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from aetheris import hosting
+from aetheris._tenancy import owns
 from aetheris.errors import AetherisError, JobNotFound
 from aetheris.handlers.api_models import JobId, answers
+from aetheris.handlers.api_tenancy import tenant_of_request
 from aetheris.trace import Trace, load_trace
 
 # A Lambda's answer is capped at 6 MB; leave room for the envelope.
@@ -66,9 +68,11 @@ def get_trace(
         Query(max_length=400, description="only operations with this effect: its name or idempotency key"),
     ] = None,
 ) -> Trace:
-    trace = load_trace(
-        hosting.runtime(), job_id, max_value_bytes=max_value_bytes, operation=operation, effect=effect
-    )
+    runtime = hosting.runtime()
+    job = runtime.services.jobs.get(job_id)
+    if job is None or not owns(job, tenant_of_request(router.current_event)):
+        raise JobNotFound(job_id)
+    trace = load_trace(runtime, job_id, max_value_bytes=max_value_bytes, operation=operation, effect=effect)
     if trace is None:
         raise JobNotFound(job_id)
     size = len(trace.model_dump_json().encode())

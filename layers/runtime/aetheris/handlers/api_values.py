@@ -25,9 +25,11 @@ from aetheris import hosting
 from aetheris._store import schema
 from aetheris._store.jobs import COMMITTED
 from aetheris._store.payloads import PayloadRef
+from aetheris._tenancy import owns
 from aetheris.errors import AetherisError, JobNotFound
 from aetheris.handlers.api_bounds import MAX_ANSWER_BYTES, stored_bytes
 from aetheris.handlers.api_models import ErrorResponse, JobId
+from aetheris.handlers.api_tenancy import tenant_of_request
 
 PRESIGNED_FOR = timedelta(minutes=15)
 
@@ -78,18 +80,19 @@ def job_input(job_id: JobId) -> Response[str]:
 @router.get("/jobs/<job_id>/events/<seq>/result", summary="An event's whole result", responses=_RESPONSES)
 def event_result(job_id: JobId, seq: Seq) -> Response[str]:
     table = hosting.runtime().services.jobs.table
+    if not owns(table.get(job_id, schema.JOB_SK), tenant_of_request(router.current_event)):
+        raise JobNotFound(job_id)  # another tenant's job reads as no job
     item = table.get(job_id, schema.event_sk(seq))
     if item is None or item.get("state") != COMMITTED:
-        if table.get(job_id, schema.JOB_SK) is None:
-            raise JobNotFound(job_id)
         raise EventNotFound(job_id, seq)
     return _answer(item.get("result"))
 
 
 def _job_value(job_id: str, name: str) -> str | None:
     item = hosting.runtime().services.jobs.get(job_id)
-    if item is None:
-        raise JobNotFound(job_id)
+    if not owns(item, tenant_of_request(router.current_event)):
+        raise JobNotFound(job_id)  # another tenant's job reads as no job
+    assert item is not None
     stored = item.get(name)
     return None if stored is None else str(stored)
 
