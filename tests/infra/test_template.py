@@ -434,7 +434,8 @@ def _handler_routes() -> set[tuple[str, str]]:
 
     paths = json.loads(_spec())["paths"]
     routes = {(method.upper(), path) for path, operations in paths.items() for method in operations}
-    return routes | {("GET", "/openapi.json"), CATCH_ALL}  # openapi.json: served, not in itself
+    # openapi.json: served, not in itself; the UI's static files: served, not part of the API.
+    return routes | {("GET", "/openapi.json"), CATCH_ALL} | {("GET", path) for path in UI_PATHS}
 
 
 def _method(key: str) -> str:

@@ -26,18 +26,24 @@ def _resolve(template: Template, value: Any, **parameters: str) -> Any:
     return template.resolve(value, REFS, parameters=parameters, region="eu-central-1")
 
 
+def _policies(function: str) -> Any:
+    """The inline policies of the function's own role (one role per function)."""
+    role = TEMPLATE.resources[function].properties["Role"]["Fn::GetAtt"][0]
+    return TEMPLATE.resources[role].properties["Policies"]
+
+
 def _bedrock_statements(policies: list[Any]) -> list[dict[str, Any]]:
     return [
         statement
         for policy in policies
-        if isinstance(policy, dict) and "Statement" in policy
-        for statement in policy["Statement"]
-        if any(str(action).startswith("bedrock:") for action in statement["Action"])
+        for statement in policy["PolicyDocument"]["Statement"]
+        if isinstance(statement, dict)
+        and any(str(action).startswith("bedrock:") for action in statement["Action"])
     ]
 
 
 def test_worker_with_model_id_may_invoke_exactly_that_model_in_the_stack_region() -> None:
-    policies = _resolve(TEMPLATE, TEMPLATE.resources["WorkerFunction"].properties["Policies"], ModelId=HAIKU)
+    policies = _resolve(TEMPLATE, _policies("WorkerFunction"), ModelId=HAIKU)
 
     (statement,) = _bedrock_statements(policies)
 
@@ -46,7 +52,7 @@ def test_worker_with_model_id_may_invoke_exactly_that_model_in_the_stack_region(
 
 
 def test_worker_with_bedrock_region_may_invoke_the_model_there() -> None:
-    policies = TEMPLATE.resources["WorkerFunction"].properties["Policies"]
+    policies = _policies("WorkerFunction")
     resolved = _resolve(TEMPLATE, policies, ModelId=HAIKU, BedrockRegion="us-west-2")
     environment = _resolve(
         TEMPLATE, TEMPLATE.function_environment("WorkerFunction"), ModelId=HAIKU, BedrockRegion="us-west-2"
@@ -60,17 +66,17 @@ def test_worker_with_bedrock_region_may_invoke_the_model_there() -> None:
 
 
 def test_worker_without_model_id_has_no_bedrock_permission_and_runs_scripted() -> None:
-    policies = _resolve(TEMPLATE, TEMPLATE.resources["WorkerFunction"].properties["Policies"])
+    policies = _resolve(TEMPLATE, _policies("WorkerFunction"))
     environment = _resolve(TEMPLATE, TEMPLATE.function_environment("WorkerFunction"))
 
     assert _bedrock_statements(policies) == []
-    assert NO_VALUE not in policies
+    assert all(NO_VALUE not in policy["PolicyDocument"]["Statement"] for policy in policies)
     assert environment["AETHERIS_BEDROCK_MODEL_ID"] == ""  # the agent's scripted model
     assert environment["AETHERIS_BEDROCK_REGION"] == "eu-central-1"
 
 
 @pytest.mark.parametrize("function", ["ApiFunction", "SignalsFunction", "SweeperFunction"])
 def test_other_functions_never_get_bedrock(function: str) -> None:
-    policies = _resolve(TEMPLATE, TEMPLATE.resources[function].properties["Policies"], ModelId=HAIKU)
+    policies = _resolve(TEMPLATE, _policies(function), ModelId=HAIKU)
 
     assert _bedrock_statements(policies) == []

@@ -229,9 +229,13 @@ def _call(
 
 def _emit_metrics(result: LlmResult) -> None:
     # An isolated metric set: the handlers' shared one must not get a per-model dimension.
+    import os
+
     from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-    metrics = EphemeralMetrics(service="worker")
+    # Metrics describe the call; they must never fail it (no namespace configured, a user's env).
+    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Aetheris"
+    metrics = EphemeralMetrics(namespace=namespace, service="worker")
     metrics.add_dimension(name="model", value=result.model_id)
     usage = result.usage
     metrics.add_metric(name="LlmCalls", unit=MetricUnit.Count, value=1)

@@ -70,6 +70,7 @@ def _serve(name: str) -> Response[str]:
 
 @router.get(
     "/ui",
+    include_in_schema=False,  # static files for browsers, not part of the API a client codes against
     summary="The operator UI: jobs, a job's timeline and trace, signals, stuck jobs, the summary",
     responses={200: {"description": "The page (HTML)", "content": {"text/html": _TEXT}}},
 )
@@ -79,9 +80,11 @@ def ui() -> Response[str]:
 
 @router.get(
     "/ui/<asset>",
+    include_in_schema=False,
     summary="A file of the operator UI (script, style sheet)",
     responses={
         200: {"description": "The file", "content": {"text/javascript": _TEXT, "text/css": _TEXT}},
+        400: {"description": "Not a file name", "content": {"application/json": {"model": ErrorResponse}}},
         404: {"description": "No such file", "content": {"application/json": {"model": ErrorResponse}}},
     },
 )
