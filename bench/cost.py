@@ -15,6 +15,7 @@ job (start, end). ``all-in`` is one operation plus a job's cost spread over ``SP
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import sys
@@ -109,14 +110,28 @@ def per(bill: Bill, count: float) -> dict[str, Any]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--kinds", nargs="*", default=list(KINDS), choices=KINDS)
+    parser.add_argument(
+        "--plain-moto",
+        action="store_true",
+        help="without aetheris_infra.moto_speedups (the same requests and units, only slower)",
+    )
+    args = parser.parse_args()
+    if not args.plain_moto:
+        from aetheris_infra import moto_speedups
+
+        moto_speedups.install()
     worker = function_config("WorkerFunction")
     model = LambdaModel(worker.memory_mb, worker.architecture)
-    rows: dict[str, Any] = {}
-    for kind in KINDS:
+    previous = json.loads(RESULTS.read_text()).get("kinds", {}) if RESULTS.exists() else {}
+    rows: dict[str, Any] = {k: v for k, v in previous.items() if k not in args.kinds}
+    for kind in args.kinds:
         short, short_info = run(kind, SHORT)
         long, long_info = run(kind, LONG)
         op = long.minus(short)
         ops = JOBS * (LONG - SHORT)
+        _steady_cpu(op, long)
         op_usd = {k: v / ops for k, v in priced(op).items()}
         job_usd = (priced(short)["total"] - op_usd["total"] * SHORT * JOBS) / JOBS
         front_door = priced(short)["http_api"] / JOBS + PRICES.lambda_request  # one API call
@@ -134,6 +149,11 @@ def main() -> None:
             "run_seconds": [short_info["seconds"], long_info["seconds"]],
         }
         print(f"{kind:6} all-in ${rows[kind]['all_in_usd_per_million']:.2f}/M", flush=True)
+        _write(rows, worker, model)
+    print(table(rows))
+
+
+def _write(rows: dict[str, Any], worker: Any, model: LambdaModel) -> None:
     results = {
         "what": "USD per million operations, all-in, us-east-1 list prices; ours measured on the embedded "
         "stack (counts exact, Lambda duration modelled from measured CPU), peers computed from pricing",
@@ -149,10 +169,19 @@ def main() -> None:
         },
         "step_batch_size": worker.batch_size,
         "machine": _machine(),
-        "kinds": rows,
+        "kinds": {k: rows[k] for k in KINDS if k in rows},
     }
-    print(table(rows))
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _steady_cpu(op: Bill, long: Bill) -> None:
+    """An operation's CPU as its share of the long run's: CPU per message handled (per API call)
+    times the messages (calls) one operation adds. The plain difference of two runs' CPU is noise
+    on a busy machine (it once came out negative); the counts' difference is exact."""
+    for function, cpu in long.lambda_cpu_s.items():
+        per = long.records[function] or long.lambda_requests[function]
+        added = op.records[function] if long.records[function] else op.lambda_requests[function]
+        op.lambda_cpu_s[function] = cpu / per * added if per else 0.0
 
 
 def _scaled(bill: Bill, factor: float) -> Bill:

@@ -51,30 +51,36 @@ def gaps(marks: list[float], per_job: int) -> list[float]:
     return out
 
 
-def speed(system: Any, steps: int, jobs: int) -> tuple[float, list[float]]:
+def speed(system: Any, steps: int, jobs: int) -> tuple[float, float, list[float]]:
+    """Wall seconds, CPU seconds (this process, all threads) and step-to-step gaps of ``jobs`` jobs."""
     MARKS.clear()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for _ in range(jobs):
         system.run_job(steps)
-    elapsed = time.perf_counter() - started
-    return elapsed, gaps(list(MARKS), steps)
+    elapsed, used = time.perf_counter() - started, time.process_time() - cpu
+    return elapsed, used, gaps(list(MARKS), steps)
 
 
 def drift(jobs: int) -> dict[str, Any]:
     """One LocalRuntime, ``jobs`` 3-step jobs in a row: is the last tenth slower than the first?"""
     with Ours() as ours:
-        times = []
+        times, cpus = [], []
         for _ in range(jobs):
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             ours.run_job(3)
             times.append(time.perf_counter() - started)
+            cpus.append(time.process_time() - cpu)
     tenth = max(1, jobs // 10)
     first, last = statistics.mean(times[:tenth]), statistics.mean(times[-tenth:])
+    first_cpu, last_cpu = statistics.mean(cpus[:tenth]), statistics.mean(cpus[-tenth:])
     return {
         "jobs": jobs,
         "first_tenth_ms_per_job": round(1000 * first, 1),
         "last_tenth_ms_per_job": round(1000 * last, 1),
         "last_over_first": round(last / first, 2),
+        "first_tenth_cpu_ms_per_job": round(1000 * first_cpu, 1),
+        "last_tenth_cpu_ms_per_job": round(1000 * last_cpu, 1),
+        "last_over_first_cpu": round(last_cpu / first_cpu, 2),
     }
 
 
@@ -86,11 +92,13 @@ def main() -> None:
     parser.add_argument("--drift-jobs", type=int, default=500)
     parser.add_argument("--label", default="", help="recorded with the results (e.g. before/after)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--no-dev", action="store_true", help="skip signal → resume on aetheris dev")
     args = parser.parse_args()
 
     systems = {"ours": Ours(), "dbos": Dbos(), "ldf": Ldf()}
     opened = {key: system.__enter__() for key, system in systems.items()}
     elapsed: dict[str, dict[int, float]] = {k: dict.fromkeys(SHAPES, 0.0) for k in systems}
+    cpu: dict[str, dict[int, float]] = {k: dict.fromkeys(SHAPES, 0.0) for k in systems}
     step_gaps: dict[str, dict[int, list[float]]] = {k: {s: [] for s in SHAPES} for k in systems}
     resume: dict[str, list[float]] = {k: [] for k in (*systems, "dev")}
     try:
@@ -100,8 +108,9 @@ def main() -> None:
         for round_ in range(args.rounds):
             for key, system in opened.items():
                 for shape in SHAPES:
-                    seconds, found = speed(system, shape, args.jobs)
+                    seconds, used, found = speed(system, shape, args.jobs)
                     elapsed[key][shape] += seconds
+                    cpu[key][shape] += used
                     step_gaps[key][shape] += found
                 for _ in range(args.signals):
                     resume[key].append(system.signal_resume())
@@ -110,12 +119,14 @@ def main() -> None:
         for system in opened.values():
             system.__exit__(None, None, None)
     # After the others: its moto server wipes the process's moto state, the in-process one's too.
-    with Dev() as dev:
-        resume["dev"] = [dev.signal_resume() for _ in range(args.signals * args.rounds)]
+    if not args.no_dev:
+        with Dev() as dev:
+            resume["dev"] = [dev.signal_resume() for _ in range(args.signals * args.rounds)]
 
     results: dict[str, Any] = {
         "label": args.label,
-        "what": "steps/s of jobs run one after another; per-step p50/p99 = step body to next step body; "
+        "what": "steps/s of jobs run one after another (steps_per_cpu_s: per second of this process's CPU, "
+        "which a busy shared machine distorts less); per-step p50/p99 = step body to next step body; "
         "signal → resume = signal sent to next step body; interleaved rounds on one machine",
         "machine": _machine(),
         "rounds": args.rounds,
@@ -128,15 +139,20 @@ def main() -> None:
             total_steps = shape * args.jobs * args.rounds
             row[f"{shape}_step"] = {
                 "steps_per_s": round(total_steps / elapsed[key][shape], 1),
+                "steps_per_cpu_s": round(total_steps / max(cpu[key][shape], 1e-9), 1),
                 "p50_ms": round(1000 * quantile(step_gaps[key][shape], 0.5), 2),
                 "p99_ms": round(1000 * quantile(step_gaps[key][shape], 0.99), 2),
             }
         row["signal_resume_ms"] = _dist(resume[key])
         results["systems"][key] = row
-    results["systems"]["dev"] = {"name": Dev.name, "signal_resume_ms": _dist(resume["dev"])}
+    if resume["dev"]:
+        results["systems"]["dev"] = {"name": Dev.name, "signal_resume_ms": _dist(resume["dev"])}
     ours, ldf = results["systems"]["ours"], results["systems"]["ldf"]
-    results["ours_over_ldf_steps_per_s"] = {
-        f"{s}_step": round(ours[f"{s}_step"]["steps_per_s"] / ldf[f"{s}_step"]["steps_per_s"], 2)
+    results["ours_over_ldf"] = {
+        f"{s}_step": {
+            measure: round(ours[f"{s}_step"][measure] / ldf[f"{s}_step"][measure], 2)
+            for measure in ("steps_per_s", "steps_per_cpu_s")
+        }
         for s in SHAPES
     }
     results["drift"] = drift(args.drift_jobs)
