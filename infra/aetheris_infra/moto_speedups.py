@@ -14,6 +14,9 @@ table holds, which is why a run slowed down as jobs accumulated:
   Sorting, key conditions, filters, limits, pages and projections are moto's own code, unchanged.
   Index queries (listings, the sweeper) are left as they are.
 
+And one per-request cost: moto derives each request's method name from its action name character
+by character; the (pure) answer is remembered.
+
 ``install()`` patches moto's classes once per process (idempotent); every moto backend of the
 process — in-process ``mock_aws`` or a moto server — then runs with them. Rejected: replacing
 moto's store with our own structure (the point is moto's semantics), and a moto fork.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import contextvars
 import copy
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -53,7 +57,18 @@ def install() -> None:
         # transact_write_items takes its table-wide backup with this module's copy.deepcopy;
         # it gets the table itself instead (the backup is the touched items, taken above).
         backend_module.copy = _TablesByReference(Table)  # type: ignore[assignment, attr-defined]
+        _cache_action_names()
         _installed = True
+
+
+def _cache_action_names() -> None:
+    """moto turns every request's action name into a method name character by character; it is a
+    pure function of a handful of names, so its answers are remembered."""
+    from moto.core import responses, utils
+
+    cached = functools.lru_cache(maxsize=4096)(utils.camelcase_to_underscores)
+    utils.camelcase_to_underscores = cached
+    responses.camelcase_to_underscores = cached  # type: ignore[attr-defined]
 
 
 def _partitioned_query(query: Callable[..., Any]) -> Callable[..., Any]:
