@@ -11,7 +11,7 @@ export AWS_ACCOUNT_ID_ENDPOINT_MODE ?= disabled
 export POWERTOOLS_TRACE_DISABLED ?= true
 export POWERTOOLS_METRICS_NAMESPACE ?= Aetheris
 
-.PHONY: test lint types unit install bench chaos demo clean test-localstack test-e2e tools build browser wheel resources
+.PHONY: test lint types unit install bench bench-cost bench-history bench-peers chaos demo clean test-localstack test-e2e tools build browser wheel resources
 
 # SAM CLI and cfn-lint pin their own boto3/pydantic: they live in a venv of their own.
 TOOLS := .venv-tools
@@ -74,6 +74,27 @@ test-e2e: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/requests_per_step.py
 
+# Cost per million operations, all-in, beside LDF and Step Functions (bench/results/cost.json).
+bench-cost: $(STAMP)
+	$(BIN)/python bench/cost.py
+
+# Requests, read units, items and CPU per tick at steps 10 ... 10,000 (bench/results/history.json).
+bench-history: $(STAMP)
+	$(BIN)/python bench/history.py
+
+# The peers (DBOS, the LDF testing runner) live in a venv of their own: never runtime dependencies.
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): pyproject.toml
+	$(PY) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/pip install -q -e ".[bench]"
+	touch $(BENCH_STAMP)
+
+bench-peers: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python bench/peers.py $(PEERS_ARGS)
+
 # The full chaos run (200 jobs, >= 1000 faults); the suite runs a smaller seeded one.
 chaos: $(STAMP)
 	$(BIN)/python bench/chaos.py
@@ -82,4 +103,4 @@ demo: $(STAMP)
 	$(BIN)/python -m aetheris_infra.demo
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .aws-sam
+	rm -rf $(VENV) $(TOOLS) $(BENCH_VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam

@@ -101,6 +101,8 @@ class LocalStack:
         self._api_token = api_token
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        # Queue URL → one event per poller of it, set when this stack sends to that queue.
+        self._wakers: dict[str, list[threading.Event]] = {}
         self._moto: SerialMotoServer | None = None
         self._bridge: BridgeServer | None = None
         self._metrics_env: str | None = None
@@ -121,6 +123,7 @@ class LocalStack:
         try:
             self._moto = SerialMotoServer().start()
             dynamodb, sqs, s3 = self._clients(self._moto.url)
+            self._wake_on_send(sqs)
             self.resources = bootstrap(dynamodb, sqs, stack_name=self._stack_name, s3=s3)
             settings = Settings(
                 payload_bucket=self.resources.payload_bucket,
@@ -171,9 +174,13 @@ class LocalStack:
     def stop(self) -> None:
         """Stop polling (a batch being handled finishes first), close the API, wipe and stop moto."""
         self._stopping.set()
+        for wakers in self._wakers.values():
+            for waker in wakers:
+                waker.set()
         for thread in self._threads:
             thread.join()
         self._threads.clear()
+        self._wakers.clear()
         if self._bridge is not None:
             self._bridge.close()
             self._bridge = None
@@ -245,15 +252,39 @@ class LocalStack:
         self._threads.append(thread)
         thread.start()
 
+    def _wake_on_send(self, sqs: SQSClient) -> None:
+        """Every message this stack sends (a tick, a signal from the API) wakes the pollers of its
+        queue at once. The serial moto server cannot hold a long poll (it would block every other
+        request), so without this a poller that found its queue empty sleeps up to the longest
+        idle pause before it sees the next message. Delayed ticks (``DelaySeconds``) and messages
+        sent by other processes are still found by the idle polling."""
+
+        def remember(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+            context["aetheris_queue_url"] = params.get("QueueUrl")
+
+        def wake(context: dict[str, Any], parsed: dict[str, Any], **_: Any) -> None:
+            if "Error" in parsed:
+                return
+            for waker in self._wakers.get(str(context.get("aetheris_queue_url")), ()):
+                waker.set()
+
+        for operation in ("SendMessage", "SendMessageBatch"):
+            sqs.meta.events.register(f"before-parameter-build.sqs.{operation}", remember)
+            sqs.meta.events.register(f"after-call.sqs.{operation}", wake)
+
     def _poll(self, sqs: SQSClient, queue_url: str, handler: Handler, name: str) -> None:
         source = SqsEventSource(sqs, queue_url, handler, region=REGION)
-        self._spawn(name, self._poll_loop, source)
+        waker = threading.Event()
+        self._wakers.setdefault(queue_url, []).append(waker)
+        self._spawn(name, self._poll_loop, source, waker)
 
-    def _poll_loop(self, source: SqsEventSource) -> None:
-        """The event source mapping: receive, invoke, delete what was acked; back off while idle."""
+    def _poll_loop(self, source: SqsEventSource, waker: threading.Event) -> None:
+        """The event source mapping: receive, invoke, delete what was acked; while idle, back off —
+        unless this stack sends to the queue, which wakes the poller at once."""
         shortest, longest = (pause.total_seconds() for pause in self._idle_backoff)
         pause = shortest
         while not self._stopping.is_set():
+            waker.clear()  # a send from now on wakes the wait below, even one racing this receive
             try:
                 result = source.poll_once(wait_seconds=0)  # the serial moto server must never block
             except (BotoCoreError, ClientError) as error:  # the queue is unreachable: try again later
@@ -265,7 +296,9 @@ class LocalStack:
                 source.in_flight.clear()  # visibility timeouts return them, on the real clock
                 pause = shortest
                 continue
-            self._stopping.wait(pause)
+            if waker.wait(pause):
+                pause = shortest
+                continue
             pause = min(longest, pause * 2)
 
     def _sweep_loop(self, handler: Handler) -> None:

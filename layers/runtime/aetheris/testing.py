@@ -248,13 +248,41 @@ class LocalRuntime:
 
     def run_until_idle(self, timeout: float = 30.0) -> None:
         """Deliver messages to the workers until no message is visible, in flight or due."""
+        from aetheris._local import moto_speedups
+
+        # Once per process: moto's work per request then grows with the request, not with the
+        # table (same answers).
+        moto_speedups.install()
+        # Queues found empty since this process last sent to them (or made a message visible):
+        # polling them again would only cost a receive. Kept only for the in-process moto, which
+        # nothing outside this process can send to.
+        quiet: set[str] | None = getattr(self, "_quiet_queues", None)  # (set on the first call)
+        if quiet is None and self._endpoint_url is None:
+            quiet = set()
+            self._quiet_queues = quiet
+
+            def remember(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+                context["aetheris_queue_url"] = params.get("QueueUrl")
+
+            def heard(context: dict[str, Any], **_: Any) -> None:
+                quiet.discard(context.get("aetheris_queue_url", ""))
+
+            for operation in ("SendMessage", "SendMessageBatch", "ChangeMessageVisibility"):
+                self.sqs.meta.events.register(f"before-parameter-build.sqs.{operation}", remember)
+                self.sqs.meta.events.register(f"after-call.sqs.{operation}", heard)
+        if quiet is not None:
+            quiet.clear()  # every call looks at every queue once
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.queue.flush_due()
             received = 0
             for source in self.sources:
+                if quiet is not None and source.queue_url in quiet and not source.in_flight:
+                    continue
                 result = source.poll_once()
                 received += result.received
+                if quiet is not None and not result.received:
+                    quiet.add(source.queue_url)
                 if isinstance(result.crashed, SimulatedCrash):
                     self._after_death(result.crashed)
                 elif result.failed or result.crashed is not None:

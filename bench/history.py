@@ -1,0 +1,196 @@
+"""What one tick costs as a job's log grows: requests, read units, items and bytes read, runtime CPU
+— warm (the worker has seen the job) and cold (it has not) — at steps 10, 100, 1,000 and 10,000,
+and what the final tick costs (the end of a long job).
+
+One job on the embedded stack (moto in-process, one worker), driven one tick at a time
+(``poll_once``: one message, one invocation), every botocore call billed by ``meter.py``. A cold
+tick is the same worker with its per-job event cache dropped, which is what a worker that never saw
+the job does. Steps 10, 100 and 1,000 come from a natural run; step 10,000 from a seeded log (the
+event items a natural run writes, put straight into the table) — checked by seeding a log of 1,000
+too and comparing its ticks with the natural run's.
+
+    .venv/bin/python bench/history.py          # writes bench/results/history.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from aetheris_infra.offline import use_offline_defaults
+
+use_offline_defaults(POWERTOOLS_METRICS_DISABLED="true", POWERTOOLS_LOG_LEVEL="ERROR")
+
+from cost import _machine  # noqa: E402
+from meter import Bill, LambdaModel, Meter  # noqa: E402
+from template_facts import function_config, table_shapes  # noqa: E402
+from workloads import build_app  # noqa: E402
+
+from aetheris._store.queue import Tick  # noqa: E402
+
+NATURAL = (10, 100, 1000)
+SEEDED = (1000, 10_000)  # each on a log of its own
+RESULTS = Path(__file__).parent / "results" / "history.json"
+
+
+def tick_figures(bill: Bill, wall_s: float, model: LambdaModel) -> dict[str, Any]:
+    io: dict[str, float] = {}
+    for key, n in bill.lambda_io.items():
+        service = key.split(".", 1)[1]
+        io[service] = io.get(service, 0) + n
+    cpu = bill.lambda_cpu_s["worker"]
+    return {
+        "requests": sum(bill.calls.values()),
+        "calls": {k: v for k, v in sorted(bill.calls.items()) if v},
+        "rru": bill.rru,
+        "wru": bill.wru + bill.index_wru,
+        "items_read": bill.items_read,
+        "kb_read": round(bill.bytes_read / 1024, 1),
+        "runtime_cpu_ms": round(1000 * cpu, 2),
+        "wall_ms_here": round(1000 * wall_s, 1),
+        "lambda_ms_estimate": round(1000 * model.seconds(cpu, io), 1),
+    }
+
+
+class OneJob:
+    """A single job on a fresh embedded stack, advanced one tick at a time."""
+
+    def __init__(self, steps: int, meter: Meter) -> None:
+        from aetheris.testing import LocalRuntime
+
+        self.meter = meter
+        self.local = LocalRuntime(build_app(), workers=1).__enter__()
+        local = self.local
+        meter.shapes = table_shapes(
+            {"JobsTable": local.stack.jobs_table, "InboxTable": local.stack.inbox_table}
+        )
+        self.source = local.sources[0]
+        self.source.handler = meter.function("worker", self.source.handler)
+        self.runtime = local.runtimes[0]
+        with meter.paused():
+            self.job_id = local.start("step", steps)
+        self.ticks = 0
+
+    def tick(self, cold: bool = False) -> tuple[Bill, float]:
+        if cold:
+            self.runtime.services.jobs._forget(self.job_id)  # a worker that never saw this job
+        before = self.meter.snapshot()
+        started = time.perf_counter()
+        result = self.source.poll_once()
+        wall = time.perf_counter() - started
+        if result.received != 1 or result.crashed is not None:
+            raise RuntimeError(f"tick {self.ticks} did not run cleanly: {result}")
+        self.ticks += 1
+        return self.meter.snapshot().minus(before), wall
+
+    def seed(self, upto_seq: int) -> None:
+        """Write the events a natural run would have written up to ``upto_seq`` (after one real tick)."""
+        table = self.local.stack.jobs_table
+        client = self.local.dynamodb
+        with self.meter.paused():
+            key = {"pk": {"S": self.job_id}, "sk": {"S": "EV#0000000001"}}
+            first = client.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]
+            items = []
+            for seq in range(2, upto_seq + 1):
+                op = seq - 1
+                item = dict(first)
+                item.update(
+                    sk={"S": f"EV#{seq:010d}"},
+                    seq={"N": str(seq)},
+                    op={"N": str(op)},
+                    step_id={"S": f"{op}-plain"},
+                    result={"S": str(op)},
+                )
+                items.append({"PutRequest": {"Item": item}})
+            for start in range(0, len(items), 25):
+                client.batch_write_item(RequestItems={table: items[start : start + 25]})
+            # The queued tick names the slot after step 0; the next one is after the seeded log.
+            self.local.sqs.purge_queue(QueueUrl=self.local.stack.step_queue_url)
+            self.local.queue.send(Tick(job_id=self.job_id, seq=upto_seq + 1))
+        self.ticks = upto_seq
+
+    def close(self) -> None:
+        self.local.__exit__(None, None, None)
+
+
+def measure(points: tuple[int, ...], seeded: bool, model: LambdaModel) -> dict[str, Any]:
+    meter = Meter().install()
+    top = max(points)
+    job = OneJob(top + 3, meter)
+    out: dict[str, Any] = {}
+    try:
+        if seeded:
+            job.tick()  # step 0, written by the worker: the template of the seeded events
+            job.seed(top)
+        for point in points:
+            while job.ticks < point:
+                job.tick()
+            cold, cold_wall = job.tick(cold=True)  # runs step `point`, having read the whole log
+            warm, warm_wall = job.tick()  # runs step `point + 1` on the worker that just saw it
+            out[str(point)] = {
+                "cold": tick_figures(cold, cold_wall, model),
+                "warm": tick_figures(warm, warm_wall, model),
+            }
+        while job.ticks < top + 3:
+            job.tick()
+        final, final_wall = job.tick()
+        out["final_tick"] = tick_figures(final, final_wall, model)
+    finally:
+        job.close()
+        meter.uninstall()
+    return out
+
+
+def main() -> None:
+    worker = function_config("WorkerFunction")
+    model = LambdaModel(worker.memory_mb, worker.architecture)
+    natural = measure(NATURAL, seeded=False, model=model)
+    print("natural", json.dumps(natural, indent=1), flush=True)
+    seeded: dict[str, Any] = {}
+    for point in SEEDED:
+        seeded[str(point)] = measure((point,), seeded=True, model=model)
+    print("seeded", json.dumps(seeded, indent=1), flush=True)
+    results = {
+        "what": "one tick of an effect-free step at each log length, warm and cold, on the embedded stack; "
+        "runtime CPU excludes moto; lambda_ms_estimate = CPU scaled to the function's vCPU share + "
+        "a typical in-region latency per AWS call (meter.LambdaModel)",
+        "lambda": {
+            "memory_mb": worker.memory_mb,
+            "architecture": worker.architecture,
+            "latency_s": model.latency_s,
+        },
+        "machine": _machine(),
+        "natural": natural,
+        "seeded": seeded,
+    }
+    print(summary(results))
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def summary(results: dict[str, Any]) -> str:
+    lines = [f"{'step':>7} {'':5} {'requests':>8} {'RRU':>6} {'items':>6} {'KB read':>8} {'CPU ms':>8}"]
+    rows = {**{k: v for k, v in results["natural"].items() if k != "final_tick"}}
+    rows["10000"] = results["seeded"]["10000"]["10000"]
+    for step, pair in rows.items():
+        for kind in ("warm", "cold"):
+            t = pair[kind]
+            lines.append(
+                f"{step:>7} {kind:5} {t['requests']:8} {t['rru']:6} {t['items_read']:6} {t['kb_read']:8} "
+                f"{t['runtime_cpu_ms']:8}"
+            )
+    finals = (("1003", results["natural"]["final_tick"]), ("10003", results["seeded"]["10000"]["final_tick"]))
+    for label, final in finals:
+        lines.append(
+            f"final tick of a {label}-step job: {final['requests']} requests, {final['wru']} WRU, "
+            f"{final['wall_ms_here']} ms here, ≈{final['lambda_ms_estimate']} ms on Lambda"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
