@@ -40,7 +40,7 @@ log = logging.getLogger("aetheris.chaos.worker")
 
 def build_runtime(config: RunConfig, seed: int, name: str, plan: CrashPlan) -> Runtime:
     """The worker's runtime: injected clients, the crash plan, the run's settings."""
-    faults_log = JsonLines(config.faults_path)
+    faults_log = JsonLines(config.faults_path, stamp=True)
     injector = FaultInjector(config.rates, seed, faults_log, name)
     clients: dict[str, Any] = {"endpoint_url": config.endpoint, "region_name": "us-east-1"}
     dynamodb = boto3.client("dynamodb", **clients)
