@@ -15,10 +15,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 from aetheris import EventType
 from aetheris_infra.chaos.checked import TERMINAL_TYPES, CheckedJob, Evidence
 from aetheris_infra.chaos.journal import ttl_writes
+from aetheris_infra.chaos.progress import Progress
 
 TTL = "expires_at"
 DUE_MARKER = "due_shard"
@@ -64,18 +66,10 @@ def _check_timers(job: CheckedJob, ev: Evidence) -> None:
 
 
 def pace(ev: Evidence) -> float:
-    """The 90th percentile of the time from a ``StepCommitted`` to the first claim of the job's next slot."""
-    commits: dict[tuple[str, int], float] = {}
-    first_claims: dict[tuple[str, int], float] = {}
-    for w in ev.slots:
-        if w.ok and w.kind == "commit" and w.event_type == "StepCommitted":
-            commits[(w.job_id, w.seq)] = w.t
-        elif w.ok and w.kind == "claim":
-            first_claims.setdefault((w.job_id, w.seq), w.t)
-    gaps = sorted(
-        t - commits[(job, seq - 1)] for (job, seq), t in first_claims.items() if (job, seq - 1) in commits
-    )
-    return gaps[int(0.9 * (len(gaps) - 1))] if gaps else 0.0
+    """The run's pace as the driver saw it: ``Progress.pace`` over the whole journal."""
+    progress = Progress(Path("journal.jsonl"))  # fed here, never read from the file
+    progress.feed(ev.obs.journal)
+    return progress.pace()
 
 
 def _check_retention(job: CheckedJob, ev: Evidence) -> None:

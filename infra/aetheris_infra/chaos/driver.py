@@ -57,7 +57,7 @@ from aetheris_infra.chaos.jsonl import JsonLines
 from aetheris_infra.chaos.observations import Limits, Observations, SignalSend
 from aetheris_infra.chaos.plan import CrashSchedule, JobPlan, plan_jobs
 from aetheris_infra.chaos.processes import ServerProcess, WorkerPool
-from aetheris_infra.chaos.progress import Progress
+from aetheris_infra.chaos.progress import STALL_PACES, Progress
 from aetheris_infra.chaos.stack import Meddler, StackReader
 from aetheris_infra.chaos.workload import Workload, odd_value
 from aetheris_infra.lambda_events import LocalLambdaContext, scheduled_event
@@ -83,9 +83,10 @@ class ChaosOptions:
     wave_size: int = 50
     start_interval_s: float = 0.2  # between two starts within a wave
     max_in_flight: int = 40
-    # A wave ends once none of its open jobs has committed anything for this long (they are
-    # stuck). Generous: a lost tick is found again within a lease, a visibility timeout and the
-    # sweeper's stall window (~15 s), and a machine busy with other work makes everything slower.
+    # A wave ends once none of its jobs has committed anything for this long (they are stuck).
+    # Generous: a lost tick is found again within a lease, a visibility timeout and the sweeper's
+    # stall window (~15 s); and on a machine so busy that a due tick waits longer than a quarter
+    # of it, the window grows to STALL_PACES times that wait (see progress.py).
     stall_window_s: float = 60.0
     max_wave_s: float | None = None  # a ceiling for jobs that commit for ever (None: no ceiling)
     timer_margin_s: float = 10.0  # see Limits
@@ -131,6 +132,7 @@ class ChaosRun:
         self.wave_ends: dict[str, float] = {}
         self.leftovers: dict[str, int] = {"signals": 0}
         self.progress_log = Progress(self.run_dir / JOURNAL_FILE)
+        self.stall_window_s = self.options.stall_window_s  # the widest window a wave used
         self.progress_log.observers.append(self._on_commit)
         self.swept = 0  # ticks the sweeper sent
         self.items: list[dict[str, Any]] = []  # the jobs tables of the finished waves
@@ -257,7 +259,9 @@ class ChaosRun:
         open_ids = [self.job_ids[i] for i in self._wave_jobs if i in self.job_ids]
         self.last_move = max(self.last_move, self.progress_log.last_move(open_ids))
         idle = time.time() - self.last_move
-        if idle >= self.options.stall_window_s:
+        window = max(self.options.stall_window_s, STALL_PACES * self.progress_log.pace())
+        self.stall_window_s = max(self.stall_window_s, window)
+        if idle >= window:
             stuck = len(self._wave_jobs - self.terminal)
             log.error(
                 "wave %d stalled: nothing committed for %.0f s, %d jobs not terminal", wave, idle, stuck
@@ -470,7 +474,7 @@ class ChaosRun:
             progress=self.progress_log.snapshot(),
             wave_ends=dict(self.wave_ends),
             leftovers=dict(self.leftovers),
-            limits=self.options.limits,
+            limits=dataclasses.replace(self.options.limits, stall_window_s=self.stall_window_s),
             process_names=dict(self.pool.names),
         )
         observations.save(self.run_dir / "observations.json")

@@ -3,9 +3,11 @@
 The driver's deadlines follow progress, not wall time (a busy machine makes every job slow, and
 slow is not stuck): ``Progress`` tails the journal the server writes (``chaos.server``) and keeps,
 per job, the time of its last commit into its log (its creation counts, so does every event) and
-of its last retention write (``expires_at``). A wave is *stalled* when none of its open jobs
-committed for ``stall_window_s``; a job still open at the end is *stuck* if its own last commit
-is older than that window, *slow* otherwise (``JobProgress.verdict``).
+of its last retention write (``expires_at``). A wave is *stalled* when none of its jobs
+committed for the stall window; a job still open at the end is *stuck* if its own last commit
+is older than that window, *slow* otherwise (``JobProgress.verdict``). The window is the driver's
+``stall_window_s`` or, on a machine so busy that a due tick waits longer, ``STALL_PACES`` times the
+run's *pace* (``Progress.pace``: how long a tick that was due at once took to be picked up).
 
 The tail reads only whole lines past its last offset, so a line the server is still writing is read
 on the next poll.
@@ -21,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from aetheris_infra.chaos.journal import SlotWrite, protocol_writes, ttl_writes
+
+STALL_PACES = 4.0  # a stall window is at least this many times the run's pace
 
 
 @dataclass
@@ -63,6 +67,10 @@ class Progress:
     _partial: bytes = b""
     # Event-type observers: ``on_event(job_id, event_type)`` for each commit seen (cancel triggers).
     observers: list[Callable[[str, str], None]] = field(default_factory=list)
+    # The run's pace: seconds from a StepCommitted to the first claim of the job's next slot.
+    gaps: list[float] = field(default_factory=list)
+    _step_commits: dict[tuple[str, int], float] = field(default_factory=dict)
+    _claimed: set[tuple[str, int]] = field(default_factory=set)
 
     def poll(self) -> int:
         """Read what the server appended since the last poll; the number of new lines."""
@@ -87,6 +95,11 @@ class Progress:
         for write in slots:
             if write.ok and write.kind in ("commit", "create"):
                 self._committed(write)
+            elif write.ok and write.kind == "claim" and (write.job_id, write.seq) not in self._claimed:
+                self._claimed.add((write.job_id, write.seq))
+                committed = self._step_commits.pop((write.job_id, write.seq - 1), None)
+                if committed is not None:
+                    self.gaps.append(write.t - committed)
         for ttl in ttl_writes(records):
             if ttl.ok:
                 job = self.jobs.setdefault(ttl.job_id, JobProgress())
@@ -99,8 +112,15 @@ class Progress:
         if write.seq >= job.last_seq:
             job.last_seq, job.last_event = write.seq, write.event_type
         job.last_commit_t = max(job.last_commit_t, write.t)
+        if write.event_type == "StepCommitted":
+            self._step_commits[(write.job_id, write.seq)] = write.t
         for observe in self.observers:
             observe(write.job_id, write.event_type or "")
+
+    def pace(self) -> float:
+        """The 90th percentile of ``gaps`` (0 before any): how long a due tick takes to be picked up."""
+        ordered = sorted(self.gaps)
+        return ordered[int(0.9 * (len(ordered) - 1))] if ordered else 0.0
 
     def last_move(self, job_ids: Iterable[str]) -> float:
         """The latest commit or retention write of any of ``job_ids`` (0 if none moved yet)."""

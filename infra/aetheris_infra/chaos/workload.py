@@ -90,7 +90,7 @@ class Workload:
     def full(cls) -> Workload:
         """Every element, every cancel moment, every odd kind."""
         return cls(
-            cancels=0.4,
+            cancels=0.5,
             saga_values=0.3,
             refunds=0.5,
             big_tool_errors=0.06,
