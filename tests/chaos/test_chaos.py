@@ -142,9 +142,7 @@ def _lost_signal(obs: Observations) -> None:
 
 def _wrong_result(obs: Observations) -> None:
     job_id = _completed_job(obs)
-    item = next(i for i in obs.items if i["pk"] == job_id and i["sk"] == "EW#JOB")
-    result = json.loads(item["result"])
-    item["result"] = json.dumps({**result, "charged": "payments.charge#someone-else"})
+    obs.results[job_id] = {**obs.results[job_id], "charged": "payments.charge#someone-else"}
 
 
 def _job_item(obs: Observations, job_id: str) -> dict[str, object]:

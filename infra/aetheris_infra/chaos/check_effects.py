@@ -4,10 +4,12 @@
   tool of one job; a recorded result is the answer of a real call with that key.
 * AT_MOST_ONCE: a key called at most once.
 * AT_LEAST_ONCE: a key may be called again, but only when something explains it (``_explained``):
-  the earlier call raised and its failure was recorded (a retry is due), or after the earlier call
-  its process died (crash point, SIGKILL), was paused (zombie), met an injected error that outlasted
-  its client's retries, or lost the job's slot to another worker. A repeat nothing explains is a
-  violation: a tool called again and again without a fault is a runtime that cannot record.
+  the earlier call raised and its failure was recorded (a retry is due); or one of the two callers'
+  processes died (crash point, SIGKILL) or was paused (zombie) between a lease before the first
+  call and the second; or the first caller met an injected error that outlasted its client's
+  retries (its record failed); or another worker claimed the job's slot in that window (the first
+  caller's lease ran out). A repeat nothing explains is a violation: a tool called again and again
+  without a fault is a runtime that cannot record.
 * Signals: each accepted signal (a 202) is in the inbox and consumed exactly once (or was never
   needed: its job ended before it waited for it); an odd payload is refused at once or accepted —
   never a server error.
@@ -25,6 +27,7 @@ from aetheris_infra.chaos.app import TOOLS
 from aetheris_infra.chaos.checked import CheckedJob, Evidence
 
 SLACK_S = 0.05  # clocks of the processes and the server are one clock; lines are written a bit late
+LEASE_WINDOW_S = 10.0  # a lease (3 s) and its margin, and more: how long before a call its claim was
 _DEATHS = {"crash_point", "sigkill", "zombie"}
 
 
@@ -108,13 +111,16 @@ def _bound_repeats(job: CheckedJob, key: str, sk: str, ev: Evidence) -> None:
 
 
 def _explained(earlier: dict[str, Any], later: dict[str, Any], job: CheckedJob, ev: Evidence) -> bool:
-    start, end = float(earlier.get("t", 0.0)) - SLACK_S, float(later.get("t", 0.0)) + SLACK_S
-    for fault in ev.faults_by_pid.get(int(earlier.get("pid", -1)), []):
-        if not start <= float(fault.get("t", 0.0)) <= end:
-            continue
-        if fault["kind"] in _DEATHS or fault.get("surfaced"):
-            return True
-    name = ev.obs.process_names.get(int(earlier.get("pid", -1)))
+    # From a lease before the first call (its caller claimed the slot, then may have been paused
+    # before calling) to the second call.
+    start, end = float(earlier.get("t", 0.0)) - LEASE_WINDOW_S, float(later.get("t", 0.0)) + SLACK_S
+    first, second = int(earlier.get("pid", -1)), int(later.get("pid", -1))
+    for pid in {first, second}:
+        for fault in ev.faults_by_pid.get(pid, []):
+            at = float(fault.get("t", 0.0))
+            if start <= at <= end and (fault["kind"] in _DEATHS or (pid == first and fault.get("surfaced"))):
+                return True
+    name = ev.obs.process_names.get(first)
     return any(
         w.job_id == job.job_id and w.kind == "claim" and w.ok and w.worker_id != name and start <= w.t <= end
         for w in ev.slots

@@ -1,10 +1,11 @@
 """Timers, retention and the dead-letter queues: what a run must leave clean.
 
 * Timers: a job's ``TimerFired`` is never before the fire time its ``TimerStarted`` set, and at most
-  one sweep period plus ``Limits.timer_margin_s`` plus the run's *pace* after it. The pace is how
-  long the run took to pick up a tick that was due at once (the 90th percentile, over every job, of
-  the time from a step's commit to the claim of the next slot): on a machine busy with other work
-  every tick is late by that much, and a timer is not late for being as slow as everything else.
+  one sweep period plus ``Limits.timer_margin_s`` plus the run's *pace* after it. The pace is the
+  longest a tick that was due at once waited to be picked up in this run (over every job, the time
+  from a step's commit to the first claim of the next slot): on a machine busy with other work
+  every tick is late by that much, and a timer is not late for being as slow as everything else;
+  it is late if its tick waited longer than any other tick did, by more than a sweep and a margin.
 * Retention: a finished job's items all carry ``expires_at`` (job item, events, ledger, inbox) and
   the job item is off the retention-pending index (``due_shard``); no item of a job got its TTL
   before the job's end was committed (a live job's items would be deleted under it), and no item of
@@ -66,10 +67,10 @@ def _check_timers(job: CheckedJob, ev: Evidence) -> None:
 
 
 def pace(ev: Evidence) -> float:
-    """The run's pace as the driver saw it: ``Progress.pace`` over the whole journal."""
+    """The longest wait of a due tick in the run (``Progress.pace`` over the whole journal, its maximum)."""
     progress = Progress(Path("journal.jsonl"))  # fed here, never read from the file
     progress.feed(ev.obs.journal)
-    return progress.pace()
+    return progress.pace(quantile=1.0)
 
 
 def _check_retention(job: CheckedJob, ev: Evidence) -> None:

@@ -117,10 +117,10 @@ class Progress:
         for observe in self.observers:
             observe(write.job_id, write.event_type or "")
 
-    def pace(self) -> float:
-        """The 90th percentile of ``gaps`` (0 before any): how long a due tick takes to be picked up."""
+    def pace(self, quantile: float = 0.9) -> float:
+        """A quantile of ``gaps`` (0 before any): how long a due tick takes to be picked up."""
         ordered = sorted(self.gaps)
-        return ordered[int(0.9 * (len(ordered) - 1))] if ordered else 0.0
+        return ordered[int(quantile * (len(ordered) - 1))] if ordered else 0.0
 
     def last_move(self, job_ids: Iterable[str]) -> float:
         """The latest commit or retention write of any of ``job_ids`` (0 if none moved yet)."""

@@ -90,7 +90,7 @@ class ChaosReport:
     timers_early: int = 0
     timers_late: int = 0
     timer_max_late_s: float = 0.0
-    pace_s: float = 0.0  # 90th percentile: a step's commit → the claim of the job's next slot
+    pace_s: float = 0.0  # the longest wait of a due tick: a step's commit → the next slot's claim
     retention_incomplete: int = 0
     ttl_on_live_jobs: int = 0
     dlq: dict[str, int] = field(default_factory=dict)
@@ -189,7 +189,7 @@ class ChaosReport:
             (
                 "timers fired (early / late, max late)",
                 f"{self.timers_fired} ({self.timers_early} / {self.timers_late}, "
-                f"{self.timer_max_late_s:.1f} s; run pace {self.pace_s:.1f} s)",
+                f"{self.timer_max_late_s:.1f} s; longest tick wait {self.pace_s:.1f} s)",
             ),
             (
                 "retention incomplete / TTL on a live job",
