@@ -72,11 +72,16 @@ def _jobs(obs: Observations, report: ChaosReport) -> list[CheckedJob]:
     inbox: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
     for item in obs.inbox:
         inbox[str(item["pk"])].append(item)
+    by_key = {str(i.get("idempotency_key")): i for i in obs.items if i["sk"] == "EW#JOB"}
     jobs = []
     for plan in obs.plans:
         job_id = obs.job_ids.get(plan.index)
         if job_id is None:
-            report.violate(f"job {plan.index} was never started")
+            stored = by_key.get(plan.idempotency_key)
+            probe = obs.input_probes.get(plan.index, {})
+            why = f" (its start was answered {probe.get('verdict')}: {probe.get('error')})" if probe else ""
+            held = f", yet the store holds it as {stored['status']}" if stored else ""
+            report.violate(f"job {plan.index} was never started{why}{held}")
             continue
         report.jobs_started += 1
         job = CheckedJob(plan, job_id, inbox=inbox.get(job_id, []))
