@@ -88,6 +88,7 @@ class ChaosOptions:
     # stall window (~15 s); and on a machine so busy that a due tick waits longer than a quarter
     # of it, the window grows to STALL_PACES times that wait (see progress.py).
     stall_window_s: float = 60.0
+    max_stall_window_s: float = 600.0  # ... but never wider than this
     max_wave_s: float | None = None  # a ceiling for jobs that commit for ever (None: no ceiling)
     timer_margin_s: float = 10.0  # see Limits
     kill_rate: float = 0.12  # SIGKILLs per second
@@ -259,7 +260,8 @@ class ChaosRun:
         open_ids = [self.job_ids[i] for i in self._wave_jobs if i in self.job_ids]
         self.last_move = max(self.last_move, self.progress_log.last_move(open_ids))
         idle = time.time() - self.last_move
-        window = max(self.options.stall_window_s, STALL_PACES * self.progress_log.pace())
+        paced = min(STALL_PACES * self.progress_log.pace(), self.options.max_stall_window_s)
+        window = max(self.options.stall_window_s, paced)
         self.stall_window_s = max(self.stall_window_s, window)
         if idle >= window:
             stuck = len(self._wave_jobs - self.terminal)

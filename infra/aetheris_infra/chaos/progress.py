@@ -7,7 +7,8 @@ of its last retention write (``expires_at``). A wave is *stalled* when none of i
 committed for the stall window; a job still open at the end is *stuck* if its own last commit
 is older than that window, *slow* otherwise (``JobProgress.verdict``). The window is the driver's
 ``stall_window_s`` or, on a machine so busy that a due tick waits longer, ``STALL_PACES`` times the
-run's *pace* (``Progress.pace``: how long a tick that was due at once took to be picked up).
+run's *pace* (``Progress.pace``: how long a tick that was due at once took to be picked up), up to
+``ChaosOptions.max_stall_window_s`` (600 s).
 
 The tail reads only whole lines past its last offset, so a line the server is still writing is read
 on the next poll.
