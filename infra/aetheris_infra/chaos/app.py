@@ -55,7 +55,7 @@ TOOLS: dict[str, EffectSemantics] = {
     "audit.log": ALO,
 }
 RECIPIENTS = ("ana", "bo", "chloé", "dmitri")  # the fan-out step's set
-BIG_ERROR_CHARS = 200_000
+BIG_ERROR_CHARS = 250_000  # "~200 KB": with its args the recorded error is past the 400 KB item limit
 # Injected infrastructure faults can fail a step attempt; they must never exhaust its retries.
 STEP_RETRY = RetryPolicy(
     max_attempts=12,

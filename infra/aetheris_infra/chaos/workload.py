@@ -13,7 +13,7 @@ is what ``tests/chaos`` runs (the elements today's engine passes), ``Workload.fu
 * ``saga_values``: the job function records ``ctx.uuid()`` and ``ctx.now()`` around its
   compensable steps (a cancel after recorded values must not look like a code change).
 * ``refunds``: ``charge`` is compensable too (``payments.refund``): two compensations to run in order.
-* ``big_tool_errors`` / ``big_step_errors``: the first attempt of ``work-0`` fails with a ~200 KB
+* ``big_tool_errors`` / ``big_step_errors``: the first attempt of ``work-0`` fails with a ~250 KB
   error message, raised by its tool or by the step itself; the retry succeeds.
 * ``reordered_calls``: a ``fan-out`` step calls one tool per element of a set, in another order on
   each attempt; its first attempt fails after two calls.
