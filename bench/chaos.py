@@ -48,7 +48,7 @@ def by_element(observations: Observations, report: ChaosReport) -> dict[str, Any
     index_of = {job_id: index for index, job_id in observations.job_ids.items()}
     failing: set[int] = set()
     for violation in report.violations:
-        named = re.match(r"^job (\d+) \(", violation)
+        named = re.match(r"^job (\d+)\b", violation)
         if named:
             failing.add(int(named.group(1)))
         elif (job_id := violation.split(":", 1)[0]) in index_of:

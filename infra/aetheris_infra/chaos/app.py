@@ -11,7 +11,8 @@ compensation must run.
 The order's other fields switch on the paths off the happy one (``workload.py``): a third signal
 (``memo``, an odd payload), an odd ``note`` in the input (returned as is), a ~200 KB error on the
 first attempt of ``work-0`` (from its tool or from the step), a ``fan-out`` step that calls one tool
-per recipient in another order on each attempt, an ``audit`` step inside a bare ``except:``, a
+per recipient in another order on each attempt, a last ``audit`` step (its first attempt fails)
+inside a bare ``except:``, a
 refund compensating the charge, values recorded by the job function around its compensable steps,
 and a cancel asked for from inside the last step or a compensation (``cancel_in``).
 
@@ -237,7 +238,9 @@ def fan_out(sctx: StepContext, order: ChaosOrder) -> dict[str, str]:
 
 
 def audit(sctx: StepContext, order: ChaosOrder) -> str:
-    return _tool(sctx, "audit.log")
+    # Its first attempt fails: the retry is due later, so a tick that comes early suspends the job
+    # *before* anything is committed — the suspension the bare except around it swallows.
+    return _tool(sctx, "audit.log", reachable=sctx.attempt > 1)
 
 
 def charge(sctx: StepContext, order: ChaosOrder) -> str:
@@ -277,13 +280,13 @@ def order_job(ctx: JobContext, order: ChaosOrder) -> ChaosResult:
         raise Rejected(order.n)
     done = [ctx.step(work, order, i, name=f"work-{i}", retry=STEP_RETRY) for i in range(order.work_steps)]
     fanned = ctx.step(fan_out, order, name="fan-out", retry=STEP_RETRY) if order.fanout else None
-    audited = _audited(ctx, order) if order.bare_except else None
     undo_charge = refund if order.refund else None
     charged = ctx.step(charge, order, retry=STEP_RETRY, compensate=undo_charge)
     if order.saga_values:
         ctx.uuid()
     ctx.sleep(timedelta(milliseconds=order.nap_ms))
     notified = ctx.step(notify, order, charged, retry=STEP_RETRY)
+    audited = _audited(ctx, order) if order.bare_except else None  # last: nothing after it would tell
     return ChaosResult(
         reserved=reserved,
         approval=approval,

@@ -37,6 +37,9 @@ def check_hygiene(ev: Evidence) -> None:
     for queue, depth in ev.obs.dlq.items():
         if depth:
             r.violate(f"the {queue} dead-letter queue holds {depth} messages")
+    labels = {job.job_id: job.label() for job in ev.jobs}
+    for job_id, count in sorted(ev.obs.dead_letters.items()):
+        r.violate(f"{labels.get(job_id, job_id)}: {count} of its messages went to a dead-letter queue")
     for queue, depth in ev.obs.leftovers.items():
         if depth:
             r.violate(f"{depth} messages were still on the {queue} queue at the end")

@@ -132,6 +132,7 @@ class ChaosRun:
         self.results: dict[str, Any] = {}
         self.wave_ends: dict[str, float] = {}
         self.leftovers: dict[str, int] = {"signals": 0}
+        self.dead_letters: dict[str, int] = {}  # job id → its messages on the dead-letter queues
         self.progress_log = Progress(self.run_dir / JOURNAL_FILE)
         self.stall_window_s = self.options.stall_window_s  # the widest window a wave used
         self.progress_log.observers.append(self._on_commit)
@@ -449,6 +450,9 @@ class ChaosRun:
                 self.results[job_id] = view.result
         self.items += self.reader.scan(self.stack.jobs_table)
         self.inbox += self.reader.scan(self.stack.inbox_table)
+        for url in (self.stack.step_dlq_url, self.stack.signal_dlq_url):
+            for job_id, count in self.reader.dead_letters(url).items():
+                self.dead_letters[job_id] = self.dead_letters.get(job_id, 0) + count
         self.dlq["steps"] += self.reader.queued(self.stack.step_dlq_url, delayed=False)
         self.dlq["signals"] += self.reader.queued(self.stack.signal_dlq_url, delayed=False)
         self.leftovers["signals"] += self.reader.queued(self.stack.signal_queue_url)
@@ -478,6 +482,7 @@ class ChaosRun:
             leftovers=dict(self.leftovers),
             limits=dataclasses.replace(self.options.limits, stall_window_s=self.stall_window_s),
             process_names=dict(self.pool.names),
+            dead_letters=dict(self.dead_letters),
         )
         observations.save(self.run_dir / "observations.json")
         return observations

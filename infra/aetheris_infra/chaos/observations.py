@@ -72,6 +72,7 @@ class Observations:
     wave_ends: dict[str, float] = field(default_factory=dict)  # job id → when its wave was collected
     leftovers: dict[str, int] = field(default_factory=dict)  # messages left on queues at the end
     process_names: dict[int, str] = field(default_factory=dict)  # worker pid → its worker id
+    dead_letters: dict[str, int] = field(default_factory=dict)  # job id → its dead-lettered messages
     limits: Limits = field(default_factory=Limits)
 
     def save(self, path: str | Path) -> None:

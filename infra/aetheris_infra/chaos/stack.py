@@ -7,6 +7,7 @@ needs, and the meddling is a fault of its own, written to the fault log.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -59,6 +60,23 @@ class StackReader:
         names: list[Any] = [*QUEUED, DELAYED] if delayed else list(QUEUED)
         attributes = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
         return sum(int(attributes.get(name, "0")) for name in names)
+
+    def dead_letters(self, url: str, batches: int = 20) -> dict[str, int]:
+        """Job id → messages of that job on a dead-letter queue (read, left there; nobody consumes it)."""
+        by_job: dict[str, int] = {}
+        for _ in range(batches):
+            messages = self.sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60
+            ).get("Messages", [])
+            if not messages:
+                break
+            for message in messages:
+                try:
+                    job_id = str(json.loads(message["Body"]).get("job_id", "?"))
+                except (ValueError, AttributeError):
+                    job_id = "?"
+                by_job[job_id] = by_job.get(job_id, 0) + 1
+        return by_job
 
 
 class Meddler:
