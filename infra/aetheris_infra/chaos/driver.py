@@ -16,8 +16,9 @@
    parking);
 4. while they run: SIGKILLs workers at random moments, pauses them with SIGSTOP past their lease and
    resumes them (zombies), sends duplicate and stale ticks, duplicates and reorders queued messages
-   (a received message is copied and made visible again after a random delay), runs the sweeper
-   handler every second — all seeded, all written to the fault log;
+   (a received message is copied and made visible again after a random delay) — at rates per
+   commit the journal shows, so a slow machine gets as much chaos per job as a fast one — and runs
+   the sweeper handler every few seconds; all seeded, all written to the fault log;
 5. waits as long as the wave's jobs make progress (commits in the server's journal, tailed by
    ``Progress``): the wave ends when every job is terminal, its retention pass done and the signal
    queue drained — or when none of its open jobs committed anything for ``stall_window_s`` (they
@@ -91,10 +92,13 @@ class ChaosOptions:
     max_stall_window_s: float = 600.0  # ... but never wider than this
     max_wave_s: float | None = None  # a ceiling for jobs that commit for ever (None: no ceiling)
     timer_margin_s: float = 10.0  # see Limits
-    kill_rate: float = 0.12  # SIGKILLs per second
-    zombie_rate: float = 0.06  # SIGSTOP/SIGCONT pauses per second
-    duplicate_tick_rate: float = 2.0  # per second
-    meddle_rate: float = 1.0  # queue receives that duplicate and reorder messages, per second
+    # Chaos follows progress too: actions per commit the journal shows, not per second (at a fixed
+    # rate per second a busy machine's workers were killed while still starting up, and the
+    # meddling outran the work). On an idle machine these give the per-second rates of before.
+    kills_per_commit: float = 0.03  # SIGKILLs
+    zombies_per_commit: float = 0.015  # SIGSTOP/SIGCONT pauses past the lease
+    duplicate_ticks_per_commit: float = 0.4
+    meddles_per_commit: float = 0.25  # queue receives that duplicate and reorder messages
     sweep_every_s: float = 3.0
     armed_share: float = 0.85  # share of spawned workers with an armed crash point
     rates: FaultRates = field(default_factory=FaultRates)
@@ -208,12 +212,12 @@ class ChaosRun:
         t0 = time.monotonic()
         self.due: list[tuple[float, int, int, str]] = []  # (time, tie, job index, signal name or CANCEL)
         next_start, next_sweep, next_poll, next_report = 0, 0.0, 1.0, 5.0
-        last = last_start = -options.start_interval_s
+        last_start = -options.start_interval_s
         wave_jobs = self._wave_jobs = {plan.index for plan in plans}
+        self._chaos_commits = self.progress_log.commits_seen
         self.last_move = time.time()  # the wave's last commit (or start): what the stall window runs from
         while True:
             now = time.monotonic() - t0
-            dt, last = now - last, now
             in_flight = len((wave_jobs & self.job_ids.keys()) - self.terminal)
             if (
                 next_start < len(plans)
@@ -234,7 +238,7 @@ class ChaosRun:
             self.pool.resume_due()
             settling = next_start == len(plans) and wave_jobs <= self.terminal
             if not settling:
-                self._chaos(dt)
+                self._chaos()
             if now >= next_sweep:
                 self._sweep()
                 next_sweep = now + options.sweep_every_s
@@ -409,18 +413,22 @@ class ChaosRun:
 
     # -- chaos -----------------------------------------------------------------------------------
 
-    def _chaos(self, dt: float) -> None:
+    def _chaos(self) -> None:
         options, rng = self.options, self._random
-        if rng.random() < options.kill_rate * dt:
+        commits = self.progress_log.commits_seen
+        new, self._chaos_commits = commits - self._chaos_commits, commits
+        if not new:
+            return
+        for _ in range(_draws(rng, options.kills_per_commit * new)):
             self.pool.kill()
-        if rng.random() < options.zombie_rate * dt:
+        for _ in range(_draws(rng, options.zombies_per_commit * new)):
             self.pool.pause(self.config.lease_s)
-        if rng.random() < options.duplicate_tick_rate * dt:
+        for _ in range(_draws(rng, options.duplicate_ticks_per_commit * new)):
             candidates = [i for i in self.job_ids if i in self._wave_jobs and i not in self.terminal]
             if candidates:
                 index = rng.choice(candidates)
                 self.meddler.duplicate_tick(index, self.job_ids[index])
-        if rng.random() < options.meddle_rate * dt:
+        for _ in range(_draws(rng, options.meddles_per_commit * new)):
             self.meddler.meddle()
 
     def _fault(self, kind: str, **detail: Any) -> None:
@@ -486,6 +494,12 @@ class ChaosRun:
         )
         observations.save(self.run_dir / "observations.json")
         return observations
+
+
+def _draws(rng: random.Random, expected: float) -> int:
+    """How many actions happen when ``expected`` are due: its whole part, and one more by chance."""
+    whole = int(expected)
+    return whole + (rng.random() < expected - whole)
 
 
 def _with_job_id(plan: JobPlan, job_id: str) -> JobPlan:

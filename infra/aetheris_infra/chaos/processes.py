@@ -96,7 +96,13 @@ class WorkerPool:
             _wait_or_kill(worker.process)
 
     def _running(self) -> list[Worker]:
-        return [w for w in self._workers.values() if w.paused_until is None and w.process.poll() is None]
+        """Workers that run, are not paused, and are ready (polling: done importing and connecting)."""
+        ready = self.run_dir / "workers"
+        return [
+            w
+            for w in self._workers.values()
+            if w.paused_until is None and w.process.poll() is None and (ready / f"{w.name}.ready").exists()
+        ]
 
     def _spawn(self, slot: int) -> None:
         assert self.config_path is not None, "start() the pool first"

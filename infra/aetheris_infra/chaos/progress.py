@@ -64,6 +64,7 @@ class Progress:
     clock: Callable[[], float] = time.time
     jobs: dict[str, JobProgress] = field(default_factory=dict)
     lines: int = 0
+    commits_seen: int = 0
     _offset: int = 0
     _partial: bytes = b""
     # Event-type observers: ``on_event(job_id, event_type)`` for each commit seen (cancel triggers).
@@ -110,6 +111,7 @@ class Progress:
     def _committed(self, write: SlotWrite) -> None:
         job = self.jobs.setdefault(write.job_id, JobProgress())
         job.commits += 1
+        self.commits_seen += 1
         if write.seq >= job.last_seq:
             job.last_seq, job.last_event = write.seq, write.event_type
         job.last_commit_t = max(job.last_commit_t, write.t)

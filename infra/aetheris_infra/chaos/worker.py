@@ -70,6 +70,8 @@ def run(config: RunConfig, seed: int, name: str, plan: CrashPlan, stop: threadin
         SqsEventSource(sqs, config.step_queue_url, worker_handler, batch_size=config.batch_size),
         SqsEventSource(sqs, config.signal_queue_url, signals_handler, batch_size=config.batch_size),
     ]
+    # Ready: the driver kills and pauses only workers that got this far (not ones still importing).
+    (config.run_dir_path / "workers" / f"{name}.ready").touch()
     jitter = random.Random(seed)
     idle = 0
     parent = os.getppid()
