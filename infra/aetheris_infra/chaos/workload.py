@@ -22,6 +22,31 @@ is what ``tests/chaos`` runs (the elements today's engine passes), ``Workload.fu
   ``ODD_VALUES`` (deep, non-ASCII, too deep, too big, lone surrogates, NaN, huge numbers): the
   runtime must refuse it at once with a clear error, or keep it exactly (the job returns it).
 * ``long_timers``: some sleeps last several sweep periods (every timer's due time is checked).
+
+On the engine of commit bcac789 (before issue 11's redesign), measured with
+``bench/chaos.py --each ELEMENT ...`` (two jobs per element; ``--enable ELEMENT`` adds one to CI):
+
+==========================  =====================================================================
+element                     today
+==========================  =====================================================================
+last_step_cancels           FAILS: the job stays RUNNING for ever, its ticks dead-lettered (finding 4)
+big_tool_errors             FAILS: stuck; the quote tool called 26-33 times under one key, the
+                            repeats unexplained by any fault; ticks dead-lettered (finding 1)
+big_step_errors             FAILS: stuck, ticks dead-lettered (finding 1)
+reordered_calls             FAILS: recipients get another recipient's answer, two never served,
+                            one tool called under two keys (finding 2)
+bare_except                 FAILS: the job stops committing (stuck) once the swallowed suspension
+                            hits (finding 3)
+huge_int_inputs             FAILS: accepted, then the job fails reading its own input
+                            ("number out of range"); an idempotent retry of the start raises
+                            ValueError, so the driver never learns the job exists (finding 11)
+nan_inf_inputs              FAILS: accepted, the job returns null for NaN / inf (finding 11)
+parked_cancels              passed 2 of 2 jobs; finding 6 says a narrow window loses the cancel
+compensating_cancels        passed 2 of 2 jobs
+saga_values (+ cancels)     passed 2 of 2 jobs; finding 5 says a narrow window diverges
+too_deep_signals / inputs   pass: refused at once (PydanticSerializationError / ValueError)
+the ``ci()`` elements       pass (tests/chaos)
+==========================  =====================================================================
 """
 
 from __future__ import annotations
