@@ -59,7 +59,8 @@ def test_chaos_run_loses_and_duplicates_nothing(ci_run: tuple[Observations, Chao
     assert report.lost == report.wrong_outcome == 0
     assert report.amo_duplicates == report.calls_without_claim == report.key_mismatches == 0
     assert report.result_mismatches == 0
-    assert report.signals_consumed == report.signals_accepted and report.signals_lost == 0
+    assert report.signals_consumed + report.signals_unneeded == report.signals_accepted, explain(report)
+    assert report.signals_lost == report.signals_consumed_twice == 0
     assert report.stale_fence_commits == report.double_commits == report.stale_ledger_records == 0
     assert report.log_violations == 0
     assert report.alo_repeats_unexplained == report.identity_mismatches == 0
