@@ -14,12 +14,14 @@ import dataclasses
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from aetheris_infra.chaos import ChaosOptions, ChaosReport, ChaosRun, Observations, check
 from aetheris_infra.chaos.app import RECIPIENTS
 from aetheris_infra.chaos.check import SignalSend
+from aetheris_infra.chaos.progress import Progress
 from aetheris_infra.chaos.workload import Workload
 
 pytestmark = pytest.mark.chaos
@@ -217,7 +219,10 @@ def _early_timer(obs: Observations) -> None:
 
 def _late_timer(obs: Observations) -> None:
     fired, due = _timer_event(obs, "TimerFired")
-    late = obs.limits.sweep_every_s + obs.limits.timer_margin_s + 5
+    progress = Progress(Path("journal.jsonl"))
+    progress.feed(obs.journal)
+    # Later than a sweep, the margin and the longest any due tick of the run waited.
+    late = obs.limits.sweep_every_s + obs.limits.timer_margin_s + progress.pace(quantile=1.0) + 5
     fired["at"] = (due + timedelta(seconds=late)).isoformat()
 
 
