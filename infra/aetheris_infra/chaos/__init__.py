@@ -31,7 +31,8 @@ first try, store errors taken for the job's own) are fixed; each has a determini
 
 from aetheris_infra.chaos.check import Observations, check
 from aetheris_infra.chaos.config import FaultRates, RunConfig
-from aetheris_infra.chaos.driver import ChaosOptions, ChaosRun
+from aetheris_infra.chaos.driver import ChaosRun
+from aetheris_infra.chaos.options import ChaosOptions
 from aetheris_infra.chaos.report import ChaosReport
 from aetheris_infra.chaos.workload import Workload
 

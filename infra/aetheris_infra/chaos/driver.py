@@ -39,7 +39,6 @@ import random
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,15 +51,16 @@ from aetheris._clock import IdSource
 from aetheris_infra.bootstrap import StackResources, bootstrap
 from aetheris_infra.chaos import app as chaos_app
 from aetheris_infra.chaos.clients import CancelSend, call
-from aetheris_infra.chaos.config import FAULTS_FILE, JOURNAL_FILE, FaultRates, RunConfig
+from aetheris_infra.chaos.config import FAULTS_FILE, JOURNAL_FILE, RunConfig
 from aetheris_infra.chaos.faults import FaultInjector
 from aetheris_infra.chaos.jsonl import JsonLines
-from aetheris_infra.chaos.observations import Limits, Observations, SignalSend
+from aetheris_infra.chaos.observations import Observations, SignalSend
+from aetheris_infra.chaos.options import ChaosOptions
 from aetheris_infra.chaos.plan import CrashSchedule, JobPlan, plan_jobs
 from aetheris_infra.chaos.processes import ServerProcess, WorkerPool
 from aetheris_infra.chaos.progress import STALL_PACES, Progress
 from aetheris_infra.chaos.stack import Meddler, StackReader
-from aetheris_infra.chaos.workload import Workload, odd_value
+from aetheris_infra.chaos.workload import odd_value
 from aetheris_infra.lambda_events import LocalLambdaContext, scheduled_event
 
 if TYPE_CHECKING:
@@ -73,43 +73,6 @@ STACK = "aetheris-chaos"
 CANCEL = "$cancel"  # the driver's queue of timed actions holds signals by name, and cancels
 PARKING = {"WaitStarted", "TimerStarted"}
 DUE_MARKER = "due_shard"  # a finished job item still carrying it: its retention pass is not done
-
-
-@dataclass(frozen=True)
-class ChaosOptions:
-    jobs: int = 200
-    workers: int = 3
-    # Jobs run in waves, each on fresh tables and queues: moto's Query and TransactWriteItems cost
-    # grows with the table (a load test on moto measures moto), so a table stays small.
-    wave_size: int = 50
-    start_interval_s: float = 0.2  # between two starts within a wave
-    max_in_flight: int = 40
-    # A wave ends once none of its jobs has committed anything for this long (they are stuck).
-    # Generous: a lost tick is found again within a lease, a visibility timeout and the sweeper's
-    # stall window (~15 s); and on a machine so busy that a due tick waits longer than a quarter
-    # of it, the window grows to STALL_PACES times that wait (see progress.py).
-    stall_window_s: float = 60.0
-    max_stall_window_s: float = 600.0  # ... but never wider than this
-    max_wave_s: float | None = None  # a ceiling for jobs that commit for ever (None: no ceiling)
-    timer_margin_s: float = 10.0  # see Limits
-    # Chaos follows progress too: actions per commit the journal shows, not per second (at a fixed
-    # rate per second a busy machine's workers were killed while still starting up, and the
-    # meddling outran the work). On an idle machine these give the per-second rates of before.
-    kills_per_commit: float = 0.03  # SIGKILLs
-    zombies_per_commit: float = 0.015  # SIGSTOP/SIGCONT pauses past the lease
-    duplicate_ticks_per_commit: float = 0.4
-    meddles_per_commit: float = 0.25  # queue receives that duplicate and reorder messages
-    sweep_every_s: float = 3.0
-    armed_share: float = 0.85  # share of spawned workers with an armed crash point
-    rates: FaultRates = field(default_factory=FaultRates)
-    workload: Workload = field(default_factory=Workload)
-    each: tuple[str, ...] = ()  # one workload element per job, in turn (see plan_jobs)
-    run_dir: str | None = None
-    progress: bool = False
-
-    @property
-    def limits(self) -> Limits:
-        return Limits(self.stall_window_s, self.sweep_every_s, self.timer_margin_s)
 
 
 class ChaosRun:
