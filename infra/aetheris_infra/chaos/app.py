@@ -8,10 +8,19 @@ AT_MOST_ONCE tool), sleeps, and notifies (AT_LEAST_ONCE). The ``reject`` variant
 approval: the job fails after both waits, so both signals are still consumed, and the reserve's
 compensation must run.
 
+The order's other fields switch on the paths off the happy one (``workload.py``): a third signal
+(``memo``, an odd payload), an odd ``note`` in the input (returned as is), a ~200 KB error on the
+first attempt of ``work-0`` (from its tool or from the step), a ``fan-out`` step that calls one tool
+per recipient in another order on each attempt, a last ``audit`` step (its first attempt fails)
+inside a bare ``except:``, a
+refund compensating the charge, values recorded by the job function around its compensable steps,
+and a cancel asked for from inside the last step or a compensation (``cancel_in``).
+
 The tools stand for external services. Each real call appends one line to the *external ledger*
-(a file outside the runtime) before it returns, with the idempotency key the step passes down, so
-the checker can count real calls per key without trusting the runtime's own records. Each call's
-answer is unique, so the checker can tell which call's result the job went on with.
+(a file outside the runtime) before it returns, with the idempotency key the step passes down and
+the call's argument, so the checker can count real calls per key without trusting the runtime's
+own records. Each call's answer is unique, so the checker can tell which call's result the job
+went on with.
 """
 
 from __future__ import annotations
@@ -24,22 +33,30 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
-from aetheris import App, EffectSemantics, JobContext, NonRetryableError, RetryPolicy, StepContext
+from aetheris import App, EffectSemantics, JobContext, NonRetryableError, RetryPolicy, StepContext, hosting
+from aetheris.errors import JobFinished
 from aetheris_infra.chaos.jsonl import JsonLines
 
 ALO, AMO = EffectSemantics.AT_LEAST_ONCE, EffectSemantics.AT_MOST_ONCE
 JOB_TYPE = "order"
 SIGNALS = ("approve", "ship")
+MEMO = "memo"  # the third signal, waited for by orders with ``memo`` set
 # Tool name → semantics: what the checker holds each key of that tool to.
 TOOLS: dict[str, EffectSemantics] = {
     "inventory.reserve": ALO,
     "inventory.release": ALO,
     "quote": ALO,
     "payments.charge": AMO,
+    "payments.refund": ALO,
     "mail.send": ALO,
+    "mail.fanout": ALO,
+    "audit.log": ALO,
 }
+RECIPIENTS = ("ana", "bo", "chloé", "dmitri")  # the fan-out step's set
+BIG_ERROR_CHARS = 250_000  # "~200 KB": with its args the recorded error is past the 400 KB item limit
 # Injected infrastructure faults can fail a step attempt; they must never exhaust its retries.
 STEP_RETRY = RetryPolicy(
     max_attempts=12,
@@ -49,6 +66,7 @@ STEP_RETRY = RetryPolicy(
 )
 
 Variant = Literal["ok", "reject", "flaky"]
+InJobCancel = Literal["last_step", "compensating"]
 
 
 class ChaosOrder(BaseModel):
@@ -56,6 +74,14 @@ class ChaosOrder(BaseModel):
     variant: Variant = "ok"
     work_steps: int = 1
     nap_ms: int = 0
+    note: Any = None
+    memo: bool = False
+    big_error: Literal["tool", "step"] | None = None
+    fanout: bool = False
+    bare_except: bool = False
+    refund: bool = False
+    saga_values: bool = False
+    cancel_in: InJobCancel | None = None
 
 
 class ChaosResult(BaseModel):
@@ -65,6 +91,10 @@ class ChaosResult(BaseModel):
     work: list[str]
     charged: str
     notified: str
+    note: Any = None
+    memo: Any = None
+    fanout: dict[str, str] | None = None
+    audit: str | None = None
 
 
 class Rejected(NonRetryableError):
@@ -82,6 +112,10 @@ class UpstreamReset(ConnectionError):
     """The flaky quote service dropped the connection before doing anything."""
 
 
+class Overflowing(RuntimeError):
+    """A step's own error with a message far bigger than an item may hold."""
+
+
 class _ExternalServices:
     """Where the tools report their calls; set once per process by ``configure``."""
 
@@ -96,9 +130,21 @@ def configure(ledger_path: str | Path) -> None:
 
 
 def call_service(
-    effect: str, key: str, job_id: str, step_id: str, semantics: str, reachable: bool = True
+    effect: str,
+    key: str,
+    job_id: str,
+    step_id: str,
+    semantics: str,
+    reachable: bool = True,
+    arg: str | None = None,
+    error_chars: int = 0,
+    cancel: str | None = None,
 ) -> str:
-    """One real call of an external service: reported to the external ledger, then answered."""
+    """One real call of an external service: reported to the external ledger, then answered.
+
+    ``cancel`` names the moment when the service (a user, elsewhere) asks for the job's
+    cancellation while this call runs: the ask is reported to the ledger too.
+    """
     ledger = _ExternalServices.ledger
     if ledger is None:
         raise RuntimeError("aetheris_infra.chaos.app.configure(ledger_path) was not called")
@@ -113,22 +159,50 @@ def call_service(
             "semantics": semantics,
             "job": job_id,
             "step": step_id,
+            "arg": arg,
             "pid": os.getpid(),
+            "t": time.time(),
             "ok": reachable,
             "result": answer if reachable else None,
         }
     )
     if not reachable:
-        raise UpstreamReset(f"{effect} reset the connection")
+        raise UpstreamReset(f"{effect} reset the connection" + "!" * error_chars)
+    if cancel is not None:
+        request_cancel(job_id, cancel, ledger)
     # A few milliseconds of "network": widens the windows a kill or a pause can land in.
     time.sleep((zlib.crc32(key.encode()) % 20) / 1000)
     return answer
 
 
-def _tool(sctx: StepContext, name: str, reachable: bool = True) -> str:
+def request_cancel(job_id: str, moment: str, ledger: JsonLines) -> None:
+    """Cancel the job through the hosting runtime, retried over injected errors; reported."""
+    outcome = "failed"
+    for attempt in range(10):
+        try:
+            hosting.runtime().cancel(job_id)
+        except JobFinished:
+            outcome = "refused"
+        except (ClientError, BotoCoreError):
+            time.sleep(0.02 * (attempt + 1))
+            continue
+        else:
+            outcome = "accepted"
+        break
+    ledger.append({"cancel": moment, "job": job_id, "outcome": outcome, "pid": os.getpid(), "t": time.time()})
+
+
+def _tool(
+    sctx: StepContext,
+    name: str,
+    reachable: bool = True,
+    arg: str | None = None,
+    error_chars: int = 0,
+    cancel: str | None = None,
+) -> str:
     semantics = TOOLS[name]
     key = sctx.idempotency_key(name)
-    args = (name, key, sctx.job_id, sctx.step_id, semantics.value, reachable)
+    args = (name, key, sctx.job_id, sctx.step_id, semantics.value, reachable, arg, error_chars, cancel)
     result: str = sctx.tool(name, call_service, *args, semantics=semantics)
     return result
 
@@ -138,37 +212,90 @@ def reserve(sctx: StepContext, order: ChaosOrder) -> str:
 
 
 def release(sctx: StepContext, order: ChaosOrder) -> str:
-    return _tool(sctx, "inventory.release")
+    asks = order.cancel_in == "compensating" and sctx.attempt == 1
+    return _tool(sctx, "inventory.release", cancel="compensating" if asks else None)
 
 
 def work(sctx: StepContext, order: ChaosOrder, index: int) -> str:
     token = sctx.uuid()
-    flaky = order.variant == "flaky" and index == 0 and sctx.attempt == 1
-    return f"{_tool(sctx, 'quote', reachable=not flaky)}|{token}"
+    first = index == 0 and sctx.attempt == 1
+    if first and order.big_error == "step":
+        raise Overflowing("the step's own error: " + "?" * BIG_ERROR_CHARS)
+    fails = first and (order.variant == "flaky" or order.big_error == "tool")
+    chars = BIG_ERROR_CHARS if order.big_error == "tool" else 0
+    return f"{_tool(sctx, 'quote', reachable=not fails, error_chars=chars)}|{token}"
+
+
+def fan_out(sctx: StepContext, order: ChaosOrder) -> dict[str, str]:
+    """One call per recipient of a set, in another order on each attempt; the first attempt breaks."""
+    recipients = sorted(set(RECIPIENTS), reverse=sctx.attempt % 2 == 0)
+    answers = {}
+    for count, who in enumerate(recipients):
+        if sctx.attempt == 1 and count == 2:
+            raise UpstreamReset("the mail relay dropped the batch half-way")
+        answers[who] = _tool(sctx, "mail.fanout", arg=who)
+    return answers
+
+
+def audit(sctx: StepContext, order: ChaosOrder) -> str:
+    # Its first attempt fails: the retry is due later, so a tick that comes early suspends the job
+    # *before* anything is committed — the suspension the bare except around it swallows.
+    return _tool(sctx, "audit.log", reachable=sctx.attempt > 1)
 
 
 def charge(sctx: StepContext, order: ChaosOrder) -> str:
     return _tool(sctx, "payments.charge")
 
 
+def refund(sctx: StepContext, order: ChaosOrder) -> str:
+    return _tool(sctx, "payments.refund")
+
+
 def notify(sctx: StepContext, order: ChaosOrder, charged: str) -> str:
-    return _tool(sctx, "mail.send")
+    asks = order.cancel_in == "last_step" and sctx.attempt == 1
+    return _tool(sctx, "mail.send", cancel="last_step" if asks else None)
 
 
 app = App("chaos")
 
 
+def _audited(ctx: JobContext, order: ChaosOrder) -> str:
+    try:
+        return ctx.step(audit, order, retry=STEP_RETRY)
+    except:  # noqa: E722 - on purpose: a job function that swallows whatever ctx.step raises
+        return "swallowed"
+
+
 @app.job(JOB_TYPE)
 def order_job(ctx: JobContext, order: ChaosOrder) -> ChaosResult:
+    if order.saga_values:
+        ctx.uuid()
     reserved = ctx.step(reserve, order, compensate=release, retry=STEP_RETRY)
+    if order.saga_values:
+        ctx.now()
     approval = ctx.wait_for_signal("approve")
     shipping = ctx.wait_for_signal("ship")
+    memo = ctx.wait_for_signal(MEMO) if order.memo else None
     if not approval.get("approved"):
         raise Rejected(order.n)
     done = [ctx.step(work, order, i, name=f"work-{i}", retry=STEP_RETRY) for i in range(order.work_steps)]
-    charged = ctx.step(charge, order, retry=STEP_RETRY)
+    fanned = ctx.step(fan_out, order, name="fan-out", retry=STEP_RETRY) if order.fanout else None
+    undo_charge = refund if order.refund else None
+    charged = ctx.step(charge, order, retry=STEP_RETRY, compensate=undo_charge)
+    if order.saga_values:
+        ctx.uuid()
     ctx.sleep(timedelta(milliseconds=order.nap_ms))
     notified = ctx.step(notify, order, charged, retry=STEP_RETRY)
+    audited = _audited(ctx, order) if order.bare_except else None  # last: nothing after it would tell
     return ChaosResult(
-        reserved=reserved, approval=approval, shipping=shipping, work=done, charged=charged, notified=notified
+        reserved=reserved,
+        approval=approval,
+        shipping=shipping,
+        work=done,
+        charged=charged,
+        notified=notified,
+        note=order.note,
+        memo=memo,
+        fanout=fanned,
+        audit=audited,
     )

@@ -61,6 +61,10 @@ class RunConfig:
     rates: FaultRates = field(default_factory=FaultRates)
 
     @property
+    def run_dir_path(self) -> Path:
+        return Path(self.run_dir)
+
+    @property
     def effects_path(self) -> Path:
         return Path(self.run_dir) / EFFECTS_FILE
 

@@ -10,20 +10,28 @@
 2. spawns ``workers`` worker processes (``chaos.worker``), each with its own seed and the next
    crash plan of the seeded round robin over the named crash points, and respawns each one that dies;
 3. starts the planned jobs through ``Runtime.start`` (with an idempotency key, retried on errors as
-   a client would), sends each job's signals early or late, several times with one ``signal_id``,
-   ``ship`` sometimes before ``approve``;
+   a client would; an odd input that is refused is replaced by a plain one), sends each job's
+   signals early or late, several times with one ``signal_id``, ``ship`` sometimes before
+   ``approve``, and cancels the jobs the plan cancels (after a delay, or as the journal shows them
+   parking);
 4. while they run: SIGKILLs workers at random moments, pauses them with SIGSTOP past their lease and
    resumes them (zombies), sends duplicate and stale ticks, duplicates and reorders queued messages
-   (a received message is copied and made visible again after a random delay), runs the sweeper
-   handler every second — all seeded, all written to the fault log;
-5. when every job of the wave is terminal (or at the wave's deadline) stops the workers and scans
-   the wave's tables; after the last wave it reads the journal, the external ledger and the fault
-   log (shared by all waves) into ``Observations`` for ``check``.
+   (a received message is copied and made visible again after a random delay) — at rates per
+   commit the journal shows, so a slow machine gets as much chaos per job as a fast one — and runs
+   the sweeper handler every few seconds; all seeded, all written to the fault log;
+5. waits as long as the wave's jobs make progress (commits in the server's journal, tailed by
+   ``Progress``): the wave ends when every job is terminal, its retention pass done and the signal
+   queue drained — or when none of its open jobs committed anything for ``stall_window_s`` (they
+   are stuck; a busy machine only makes them slow); ``max_wave_s``, off by default, is a ceiling
+   for runaway jobs that commit for ever. Then it stops the workers, reads the results back and
+   scans the wave's tables; after the last wave it reads the journal, the external ledger and the
+   fault log (shared by all waves) into ``Observations`` for ``check``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import heapq
 import io
 import logging
@@ -31,7 +39,6 @@ import random
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,18 +46,21 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from aetheris import JobFinished, Runtime, hosting
+from aetheris import Runtime, hosting
 from aetheris._clock import IdSource
-from aetheris._store.dynamo import from_dynamo
-from aetheris._store.queue import Tick
 from aetheris_infra.bootstrap import StackResources, bootstrap
 from aetheris_infra.chaos import app as chaos_app
-from aetheris_infra.chaos.check import Observations, SignalSend
-from aetheris_infra.chaos.config import FAULTS_FILE, JOURNAL_FILE, FaultRates, RunConfig
+from aetheris_infra.chaos.clients import CancelSend, call
+from aetheris_infra.chaos.config import FAULTS_FILE, JOURNAL_FILE, RunConfig
 from aetheris_infra.chaos.faults import FaultInjector
 from aetheris_infra.chaos.jsonl import JsonLines
+from aetheris_infra.chaos.observations import Observations, SignalSend
+from aetheris_infra.chaos.options import ChaosOptions
 from aetheris_infra.chaos.plan import CrashSchedule, JobPlan, plan_jobs
 from aetheris_infra.chaos.processes import ServerProcess, WorkerPool
+from aetheris_infra.chaos.progress import STALL_PACES, Progress
+from aetheris_infra.chaos.stack import Meddler, StackReader
+from aetheris_infra.chaos.workload import odd_value
 from aetheris_infra.lambda_events import LocalLambdaContext, scheduled_event
 
 if TYPE_CHECKING:
@@ -60,28 +70,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("aetheris.chaos")
 REGION = "us-east-1"
 STACK = "aetheris-chaos"
-CLIENT_TRIES = 20  # a client (start, signal) tries this often before the run gives up on it
-
-
-@dataclass(frozen=True)
-class ChaosOptions:
-    jobs: int = 200
-    workers: int = 3
-    # Jobs run in waves, each on fresh tables and queues: moto's Query and TransactWriteItems cost
-    # grows with the table (a load test on moto measures moto), so a table stays small.
-    wave_size: int = 50
-    start_interval_s: float = 0.2  # between two starts within a wave
-    max_in_flight: int = 40
-    deadline_s: float = 240.0  # per wave
-    kill_rate: float = 0.12  # SIGKILLs per second
-    zombie_rate: float = 0.06  # SIGSTOP/SIGCONT pauses per second
-    duplicate_tick_rate: float = 2.0  # per second
-    meddle_rate: float = 1.0  # queue receives that duplicate and reorder messages, per second
-    sweep_every_s: float = 3.0
-    armed_share: float = 0.85  # share of spawned workers with an armed crash point
-    rates: FaultRates = field(default_factory=FaultRates)
-    run_dir: str | None = None
-    progress: bool = False
+CANCEL = "$cancel"  # the driver's queue of timed actions holds signals by name, and cancels
+PARKING = {"WaitStarted", "TimerStarted"}
+DUE_MARKER = "due_shard"  # a finished job item still carrying it: its retention pass is not done
 
 
 class ChaosRun:
@@ -91,14 +82,27 @@ class ChaosRun:
         self.run_dir = Path(self.options.run_dir or tempfile.mkdtemp(prefix=f"aetheris-chaos-{seed}-"))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._random = random.Random(f"driver-{seed}")
-        self.faults = JsonLines(self.run_dir / FAULTS_FILE)
+        self.faults = JsonLines(self.run_dir / FAULTS_FILE, stamp=True)
         crashes = CrashSchedule(seed, self.options.armed_share)
         self.pool = WorkerPool(self.options.workers, self.run_dir, crashes, self._random, self.faults)
         self.server = ServerProcess(self.run_dir, self.run_dir / JOURNAL_FILE)
-        self.plans: list[JobPlan] = plan_jobs(seed, self.options.jobs)
+        self.plans: list[JobPlan] = plan_jobs(
+            seed, self.options.jobs, self.options.workload, self.options.each
+        )
         self.job_ids: dict[int, str] = {}
+        self.index_of: dict[str, int] = {}
         self.terminal: set[int] = set()
-        self.signals: dict[tuple[int, str], SignalSend] = {}
+        self.signals: dict[tuple[int, str], SignalSend] = {}  # (job index, signal id) → its sends
+        self.active: dict[tuple[int, str], str] = {}  # (job index, name) → the signal id sent now
+        self.cancels: list[CancelSend] = []
+        self.input_probes: dict[int, dict[str, Any]] = {}
+        self.results: dict[str, Any] = {}
+        self.wave_ends: dict[str, float] = {}
+        self.leftovers: dict[str, int] = {"signals": 0}
+        self.dead_letters: dict[str, int] = {}  # job id → its messages on the dead-letter queues
+        self.progress_log = Progress(self.run_dir / JOURNAL_FILE)
+        self.stall_window_s = self.options.stall_window_s  # the widest window a wave used
+        self.progress_log.observers.append(self._on_commit)
         self.swept = 0  # ticks the sweeper sent
         self.items: list[dict[str, Any]] = []  # the jobs tables of the finished waves
         self.inbox: list[dict[str, Any]] = []
@@ -133,6 +137,8 @@ class ChaosRun:
     def _setup_wave(self, wave: int) -> None:
         clients, endpoint = self.clients, self.endpoint
         self.stack: StackResources = bootstrap(self.dynamodb, self.sqs, stack_name=f"{STACK}-{wave}")
+        self.reader = StackReader(self.dynamodb, self.sqs, self.stack)
+        self.meddler = Meddler(self.reader, self._random, self._fault)
         self.config = RunConfig(
             seed=self.seed,
             run_dir=str(self.run_dir),
@@ -167,108 +173,190 @@ class ChaosRun:
     def _drive(self, plans: list[JobPlan], wave: int) -> None:
         options = self.options
         t0 = time.monotonic()
-        due: list[tuple[float, int, int, str]] = []  # (time, tie, job index, signal name)
+        self.due: list[tuple[float, int, int, str]] = []  # (time, tie, job index, signal name or CANCEL)
         next_start, next_sweep, next_poll, next_report = 0, 0.0, 1.0, 5.0
-        last = last_start = -options.start_interval_s
+        last_start = -options.start_interval_s
         wave_jobs = self._wave_jobs = {plan.index for plan in plans}
+        self._chaos_commits = self.progress_log.commits_seen
+        self.last_move = time.time()  # the wave's last commit (or start): what the stall window runs from
         while True:
             now = time.monotonic() - t0
-            dt, last = now - last, now
             in_flight = len((wave_jobs & self.job_ids.keys()) - self.terminal)
             if (
                 next_start < len(plans)
                 and now - last_start >= options.start_interval_s
                 and in_flight < options.max_in_flight
             ):
-                self._start(plans[next_start], now, due)
+                self._start(plans[next_start], now)
                 next_start += 1
                 last_start = now
-            while due and due[0][0] <= now:
-                _, _, index, name = heapq.heappop(due)
-                self._send_signal(index, name)
+                self.last_move = time.time()
+            while self.due and self.due[0][0] <= now:
+                _, _, index, name = heapq.heappop(self.due)
+                if name == CANCEL:
+                    self._cancel(index)
+                else:
+                    self._send_signal(index, name)
             self.pool.reap()
             self.pool.resume_due()
-            self._chaos(dt)
+            settling = next_start == len(plans) and wave_jobs <= self.terminal
+            if not settling:
+                self._chaos()
             if now >= next_sweep:
                 self._sweep()
                 next_sweep = now + options.sweep_every_s
             if now >= next_poll:
-                self._poll_terminal()
                 next_poll = now + 1.0
-                if next_start == len(plans) and wave_jobs <= self.terminal:
+                if self._wave_done(next_start == len(plans)):
+                    return
+                if self._stalled(wave, now):
                     return
             if options.progress and now >= next_report:
                 self._progress(wave, now)
                 next_report = now + 5.0
-            if now > options.deadline_s:
-                log.error("wave %d deadline: %d jobs not terminal", wave, len(wave_jobs - self.terminal))
-                return
             time.sleep(0.02)
 
-    # -- jobs and signals ------------------------------------------------------------------------
+    def _wave_done(self, all_started: bool) -> bool:
+        """Every job of the wave terminal, its retention pass complete, no signal still queued."""
+        self.progress_log.poll()
+        self._poll_terminal()
+        if not all_started or not self._wave_jobs <= self.terminal:
+            return False
+        return not self._retention_pending() and self.reader.queued(self.stack.signal_queue_url) == 0
 
-    def _start(self, plan: JobPlan, now: float, due: list[tuple[float, int, int, str]]) -> None:
-        for attempt in range(CLIENT_TRIES):
-            try:
-                started = self.runtime.start(
-                    chaos_app.JOB_TYPE, plan.order.model_dump(), idempotency_key=plan.idempotency_key
+    def _stalled(self, wave: int, now: float) -> bool:
+        open_ids = [self.job_ids[i] for i in self._wave_jobs if i in self.job_ids]
+        self.last_move = max(self.last_move, self.progress_log.last_move(open_ids))
+        idle = time.time() - self.last_move
+        paced = min(STALL_PACES * self.progress_log.pace(), self.options.max_stall_window_s)
+        window = max(self.options.stall_window_s, paced)
+        self.stall_window_s = max(self.stall_window_s, window)
+        if idle >= window:
+            stuck = len(self._wave_jobs - self.terminal)
+            log.error(
+                "wave %d stalled: nothing committed for %.0f s, %d jobs not terminal", wave, idle, stuck
+            )
+            return True
+        ceiling = self.options.max_wave_s
+        if ceiling is not None and now > ceiling:
+            log.error("wave %d ran into its ceiling of %.0f s while its jobs still moved", wave, ceiling)
+            return True
+        return False
+
+    # -- jobs, signals and cancels ---------------------------------------------------------------
+
+    def _start(self, plan: JobPlan, now: float) -> None:
+        order = plan.order
+        answer = call(
+            lambda: self.runtime.start(
+                chaos_app.JOB_TYPE, order.model_dump(), idempotency_key=plan.idempotency_key
+            )
+        )
+        if plan.input_probe is not None:
+            self.input_probes[plan.index] = {
+                "kind": plan.input_probe,
+                "verdict": answer.verdict,
+                "error": answer.error,
+            }
+            if not answer.accepted:  # refused (or failed): the job starts with a plain input
+                order = order.model_copy(update={"note": None})
+                answer = call(
+                    lambda: self.runtime.start(
+                        chaos_app.JOB_TYPE, order.model_dump(), idempotency_key=plan.idempotency_key
+                    )
                 )
-                break
-            except (ClientError, BotoCoreError):  # an injected error that outlasted the retries
-                time.sleep(0.05 * (attempt + 1))
-        else:
-            log.error("could not start job %d", plan.index)
+        if not answer.accepted:
+            log.error("could not start job %d: %s %s", plan.index, answer.verdict, answer.error)
             return
-        self.job_ids[plan.index] = started.job_id
+        job_id = answer.value.job_id
+        self.job_ids[plan.index] = job_id
+        self.index_of[job_id] = plan.index
         for signal_plan in plan.signals:
-            self.signals[(plan.index, signal_plan.name)] = SignalSend(
-                plan.index,
-                started.job_id,
-                signal_plan.name,
-                signal_plan.signal_id,
-                signal_plan.payload,
-                signal_plan.early,
+            payload = odd_value(signal_plan.probe) if signal_plan.probe else signal_plan.payload
+            self._register_signal(
+                SignalSend(
+                    plan.index,
+                    job_id,
+                    signal_plan.name,
+                    signal_plan.signal_id,
+                    payload,
+                    signal_plan.early,
+                    probe=signal_plan.probe,
+                )
             )
             if signal_plan.early:
                 self._fault("early_signal", job=plan.index, signal=signal_plan.name)
             for copy in range(signal_plan.copies):
                 at = now + signal_plan.delay_s + copy * signal_plan.copy_gap_s
-                heapq.heappush(due, (at, self._random.getrandbits(32), plan.index, signal_plan.name))
+                self._at(at, plan.index, signal_plan.name)
+        if plan.cancel is not None and plan.cancel.by_driver and plan.cancel.moment != "parked":
+            self._at(now + plan.cancel.delay_s, plan.index, CANCEL)
+
+    def _at(self, at: float, index: int, what: str) -> None:
+        heapq.heappush(self.due, (at, self._random.getrandbits(32), index, what))
+
+    def _register_signal(self, send: SignalSend) -> None:
+        self.signals[(send.job_index, send.signal_id)] = send
+        self.active[(send.job_index, send.name)] = send.signal_id
 
     def _send_signal(self, index: int, name: str) -> None:
-        send = self.signals[(index, name)]
+        send = self.signals[(index, self.active[(index, name)])]
         if send.sends:
             self._fault("duplicate_signal", job=index, signal=name)
         send.sends += 1
-        for attempt in range(CLIENT_TRIES):
-            try:
-                self.runtime.send_signal(send.job_id, name, send.payload, signal_id=send.signal_id)
-            except JobFinished:
-                send.refused += 1
+        answer = call(
+            lambda: self.runtime.send_signal(send.job_id, name, send.payload, signal_id=send.signal_id)
+        )
+        if send.probe is not None and send.verdict is None:
+            send.verdict, send.error = answer.verdict, answer.error
+            if answer.verdict in ("refused", "server_error"):
+                # Not accepted: the job still needs its memo, so a plain one goes under another id.
+                plain = next(p for p in self._plan(index).signals if p.name == name)
+                fallback = SignalSend(
+                    index, send.job_id, name, f"{send.signal_id}-plain", plain.payload, False
+                )
+                self._register_signal(fallback)
+                self._send_signal(index, name)
                 return
-            except (ClientError, BotoCoreError):
-                time.sleep(0.05 * (attempt + 1))
-                continue
+        if answer.verdict == "finished":
+            send.refused += 1
+        elif answer.accepted:
             send.accepted = True
+        else:
+            log.error("could not send signal %s to job %d: %s %s", name, index, answer.verdict, answer.error)
+
+    def _cancel(self, index: int) -> None:
+        plan = self._plan(index)
+        moment = plan.cancel.moment if plan.cancel else "unplanned"
+        answer = call(lambda: self.runtime.cancel(self.job_ids[index]))
+        self.cancels.append(
+            CancelSend(index, self.job_ids[index], moment, time.time(), answer.verdict, answer.error)
+        )
+        self._fault("cancel", job=index, moment=moment, verdict=answer.verdict)
+
+    def _on_commit(self, job_id: str, event_type: str) -> None:
+        """A commit seen in the journal: cancel a job planned to be cancelled as it parks."""
+        index = self.index_of.get(job_id)
+        if index is None or event_type not in PARKING:
             return
-        log.error("could not send signal %s to job %d", name, index)
+        plan = self._plan(index)
+        parked = plan.cancel is not None and plan.cancel.moment == "parked"
+        if parked and not any(c.job_index == index for c in self.cancels):
+            self._cancel(index)
+
+    def _plan(self, index: int) -> JobPlan:
+        return self.plans[index]
 
     def _poll_terminal(self) -> None:
-        open_jobs = [
-            (i, j) for i, j in self.job_ids.items() if i in self._wave_jobs and i not in self.terminal
-        ]
-        for chunk in range(0, len(open_jobs), 100):
-            batch = dict(open_jobs[chunk : chunk + 100])
-            by_id = {job_id: index for index, job_id in batch.items()}
-            keys = [{"pk": {"S": job_id}, "sk": {"S": "EW#JOB"}} for job_id in batch.values()]
-            request: dict[str, Any] = {self.stack.jobs_table: {"Keys": keys, "ConsistentRead": True}}
-            while request:
-                answer = self.dynamodb.batch_get_item(RequestItems=request)
-                for raw in answer["Responses"].get(self.stack.jobs_table, []):
-                    item = from_dynamo(raw) or {}
-                    if item.get("status") in ("COMPLETED", "FAILED", "CANCELLED"):
-                        self.terminal.add(by_id[str(item["pk"])])
-                request = dict(answer.get("UnprocessedKeys") or {})
+        open_ids = [j for i, j in self.job_ids.items() if i in self._wave_jobs and i not in self.terminal]
+        for item in self.reader.job_items(open_ids):
+            if item.get("status") in ("COMPLETED", "FAILED", "CANCELLED"):
+                self.terminal.add(self.index_of[str(item["pk"])])
+
+    def _retention_pending(self) -> bool:
+        """A finished job of the wave whose items are not all given their TTL yet (its marker is on)."""
+        ids = [self.job_ids[i] for i in self._wave_jobs if i in self.job_ids]
+        return any(DUE_MARKER in item or "expires_at" not in item for item in self.reader.job_items(ids))
 
     def _sweep(self) -> None:
         from aetheris.handlers import sweeper
@@ -288,60 +376,23 @@ class ChaosRun:
 
     # -- chaos -----------------------------------------------------------------------------------
 
-    def _chaos(self, dt: float) -> None:
+    def _chaos(self) -> None:
         options, rng = self.options, self._random
-        if rng.random() < options.kill_rate * dt:
+        commits = self.progress_log.commits_seen
+        new, self._chaos_commits = commits - self._chaos_commits, commits
+        if not new:
+            return
+        for _ in range(_draws(rng, options.kills_per_commit * new)):
             self.pool.kill()
-        if rng.random() < options.zombie_rate * dt:
+        for _ in range(_draws(rng, options.zombies_per_commit * new)):
             self.pool.pause(self.config.lease_s)
-        if rng.random() < options.duplicate_tick_rate * dt:
-            self._duplicate_tick()
-        if rng.random() < options.meddle_rate * dt:
-            self._meddle()
-
-    def _duplicate_tick(self) -> None:
-        candidates = [i for i in self.job_ids if i in self._wave_jobs and i not in self.terminal]
-        if not candidates:
-            return
-        index = self._random.choice(candidates)
-        job_id = self.job_ids[index]
-        item = from_dynamo(
-            self.dynamodb.get_item(
-                TableName=self.stack.jobs_table,
-                Key={"pk": {"S": job_id}, "sk": {"S": "EW#JOB"}},
-                ConsistentRead=True,
-            ).get("Item")
-        )
-        if not item:
-            return
-        last = int(item.get("last_seq", 0))
-        for kind, seq in (("stale_tick", last), ("duplicate_tick", last + 1)):
-            body = Tick(job_id=job_id, seq=seq).model_dump_json()
-            self.sqs.send_message(QueueUrl=self.stack.step_queue_url, MessageBody=body)
-            self._fault(kind, job=index, seq=seq)
-
-    def _meddle(self) -> None:
-        """Receive a few messages; copy some (duplicates), show each again after a random delay."""
-        url = self._random.choice((self.stack.step_queue_url, self.stack.signal_queue_url))
-        messages = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=self._random.randint(1, 5)).get(
-            "Messages", []
-        )
-        queue = url.rsplit("/", 1)[-1]
-        for message in messages:
-            if self._random.random() < 0.5:
-                self.sqs.send_message(QueueUrl=url, MessageBody=message["Body"])
-                self._fault("queue_duplicate", queue=queue)
-            delay = self._random.randint(0, 2)
-            try:
-                self.sqs.change_message_visibility(
-                    QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=delay
-                )
-            except ClientError as gone:
-                # Our receive outlived its visibility timeout: a worker has it now, or deleted it.
-                if gone.response["Error"]["Code"] not in ("ReceiptHandleIsInvalid", "MessageNotInflight"):
-                    raise
-                continue
-            self._fault("queue_reorder", queue=queue, delay_s=delay)
+        for _ in range(_draws(rng, options.duplicate_ticks_per_commit * new)):
+            candidates = [i for i in self.job_ids if i in self._wave_jobs and i not in self.terminal]
+            if candidates:
+                index = rng.choice(candidates)
+                self.meddler.duplicate_tick(index, self.job_ids[index])
+        for _ in range(_draws(rng, options.meddles_per_commit * new)):
+            self.meddler.meddle()
 
     def _fault(self, kind: str, **detail: Any) -> None:
         self.faults.append({"kind": kind, "who": "driver", **detail})
@@ -357,48 +408,62 @@ class ChaosRun:
     # -- what is left ----------------------------------------------------------------------------
 
     def _collect_wave(self) -> None:
-        self.items += self._scan(self.stack.jobs_table)
-        self.inbox += self._scan(self.stack.inbox_table)
-        self.dlq["steps"] += self._depth(self.stack.step_dlq_url)
-        self.dlq["signals"] += self._depth(self.stack.signal_dlq_url)
+        self.progress_log.poll()
+        ended = time.time()
+        # The results as a client reads them back (offloaded values resolved, the engine's own
+        # encoding of odd values undone), through clients without injected faults.
+        reader = Runtime(chaos_app.app, self.config.settings(), dynamodb=self.dynamodb, sqs=self.sqs)
+        for index in sorted(self._wave_jobs & self.job_ids.keys()):
+            job_id = self.job_ids[index]
+            self.wave_ends[job_id] = ended
+            view = reader.get(job_id)
+            if view is not None and view.status.value == "COMPLETED":
+                self.results[job_id] = view.result
+        self.items += self.reader.scan(self.stack.jobs_table)
+        self.inbox += self.reader.scan(self.stack.inbox_table)
+        for url in (self.stack.step_dlq_url, self.stack.signal_dlq_url):
+            for job_id, count in self.reader.dead_letters(url).items():
+                self.dead_letters[job_id] = self.dead_letters.get(job_id, 0) + count
+        self.dlq["steps"] += self.reader.queued(self.stack.step_dlq_url, delayed=False)
+        self.dlq["signals"] += self.reader.queued(self.stack.signal_dlq_url, delayed=False)
+        self.leftovers["signals"] += self.reader.queued(self.stack.signal_queue_url)
 
     def _observe(self, duration: float) -> Observations:
+        external = JsonLines(self.config.effects_path).read()
         observations = Observations(
             seed=self.seed,
             workers=self.options.workers,
             plans=[_with_job_id(p, self.job_ids.get(p.index, "")) for p in self.plans],
             job_ids=dict(self.job_ids),
-            signals=sorted(self.signals.values(), key=lambda s: (s.job_index, s.name)),
+            signals=sorted(self.signals.values(), key=lambda s: (s.job_index, s.name, s.signal_id)),
             items=self.items,
             inbox=self.inbox,
-            external=JsonLines(self.config.effects_path).read(),
+            external=[line for line in external if "key" in line],
             faults=self.faults.read(),
             journal=JsonLines(self.config.journal_path).read(),
             dlq=dict(self.dlq),
             processes_spawned=self.pool.spawned,
             duration_s=duration,
+            cancels=list(self.cancels),
+            cancel_asks=[line for line in external if "cancel" in line],
+            results=dict(self.results),
+            input_probes=dict(self.input_probes),
+            progress=self.progress_log.snapshot(),
+            wave_ends=dict(self.wave_ends),
+            leftovers=dict(self.leftovers),
+            limits=dataclasses.replace(self.options.limits, stall_window_s=self.stall_window_s),
+            process_names=dict(self.pool.names),
+            dead_letters=dict(self.dead_letters),
         )
         observations.save(self.run_dir / "observations.json")
         return observations
 
-    def _scan(self, table: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        request: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
-        while True:
-            page = self.dynamodb.scan(**request)
-            items.extend(i for i in (from_dynamo(raw) for raw in page.get("Items", [])) if i)
-            if not page.get("LastEvaluatedKey"):
-                return items
-            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def _depth(self, url: str) -> int:
-        attributes = self.sqs.get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        visible = attributes.get("ApproximateNumberOfMessages", "0")
-        return int(visible) + int(attributes.get("ApproximateNumberOfMessagesNotVisible", "0"))
+def _draws(rng: random.Random, expected: float) -> int:
+    """How many actions happen when ``expected`` are due: its whole part, and one more by chance."""
+    whole = int(expected)
+    return whole + (rng.random() < expected - whole)
 
 
 def _with_job_id(plan: JobPlan, job_id: str) -> JobPlan:
-    return JobPlan(plan.index, plan.order, plan.idempotency_key, plan.signals, job_id)
+    return dataclasses.replace(plan, job_id=job_id)

@@ -19,6 +19,7 @@ from typing import Any
 from aetheris._store.dynamo import from_dynamo
 
 EVENT_PREFIX, EFFECT_PREFIX = "EV#", "FX#"
+TTL_ATTRIBUTE = "expires_at"
 _INCREMENT = re.compile(r"^if_not_exists\(\s*(#\w+)\s*,\s*(:\w+)\s*\)\s*\+\s*(:\w+)$")
 _EQUALS = re.compile(r"(#\w+)\s*=\s*(:\w+)")
 
@@ -32,6 +33,8 @@ class SlotWrite:
     fence: int | None
     worker_id: str | None
     ok: bool
+    event_type: str | None = None  # the committed event's type (commits and creates only)
+    t: float = 0.0  # the server's clock when it applied or refused the write (epoch seconds)
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,18 @@ class LedgerWrite:
     claim_fence: int | None
     worker_id: str | None
     ok: bool
+    t: float = 0.0
+
+
+@dataclass(frozen=True)
+class TtlWrite:
+    """A write that gave an item of ``job_id`` its TTL (``expires_at``): a retention move."""
+
+    n: int
+    job_id: str
+    sk: str
+    ok: bool
+    t: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +72,7 @@ class _Update:
     condition: dict[str, Any]  # attribute = value clauses of the condition
     returned: dict[str, Any] | None  # the item the answer carried (before or after: ``returns``)
     returns: str | None = None
+    t: float = 0.0
 
 
 def protocol_writes(lines: Iterable[Mapping[str, Any]]) -> tuple[list[SlotWrite], list[LedgerWrite]]:
@@ -68,6 +84,20 @@ def protocol_writes(lines: Iterable[Mapping[str, Any]]) -> tuple[list[SlotWrite]
         elif update.sk.startswith(EFFECT_PREFIX):
             ledger.append(_ledger_write(update))
     return slots, ledger
+
+
+def cancel_writes(lines: Iterable[Mapping[str, Any]]) -> list[tuple[int, str]]:
+    """``(n, job id)`` of every applied write that asked a job to stop (set ``cancel_requested_at``)."""
+    return [(u.n, u.pk) for u in _updates(lines) if u.ok and "cancel_requested_at" in u.sets]
+
+
+def ttl_writes(lines: Iterable[Mapping[str, Any]]) -> list[TtlWrite]:
+    """Every write that set ``expires_at`` on an item (any table), in the server's order."""
+    return [
+        TtlWrite(u.n, u.pk, u.sk, u.ok, u.t)
+        for u in _updates(lines)
+        if TTL_ATTRIBUTE in u.sets or TTL_ATTRIBUTE in u.increments
+    ]
 
 
 def _slot_write(u: _Update) -> SlotWrite:
@@ -87,7 +117,8 @@ def _slot_write(u: _Update) -> SlotWrite:
         kind = "release" if u.sets.get("lease_until") == 0 else "renew"
         fence = _int(u.condition.get("fence"))
     worker = u.sets.get("worker_id")
-    return SlotWrite(u.n, u.pk, seq, kind, fence, str(worker) if worker else None, u.ok)
+    event_type = str(u.sets["type"]) if kind in ("commit", "create") and "type" in u.sets else None
+    return SlotWrite(u.n, u.pk, seq, kind, fence, str(worker) if worker else None, u.ok, event_type, u.t)
 
 
 def _ledger_write(u: _Update) -> LedgerWrite:
@@ -100,26 +131,29 @@ def _ledger_write(u: _Update) -> LedgerWrite:
     else:
         kind, seq, fence = "value", None, None
     worker = u.sets.get("worker_id")
-    return LedgerWrite(u.n, u.pk, u.sk, kind, _int(seq), _int(fence), str(worker) if worker else None, u.ok)
+    worker_id = str(worker) if worker else None
+    return LedgerWrite(u.n, u.pk, u.sk, kind, _int(seq), _int(fence), worker_id, u.ok, u.t)
 
 
 def _updates(lines: Iterable[Mapping[str, Any]]) -> Iterable[_Update]:
     for line in lines:
-        n, ok, request = int(line["n"]), line["status"] == 200, line["req"]
+        n, ok, request, t = int(line["n"]), line["status"] == 200, line["req"], float(line.get("t", 0.0))
         if line["op"] == "UpdateItem":
             returned = from_dynamo((line.get("resp") or {}).get("Attributes")) if ok else None
-            yield _update(n, ok, request, returned)
+            yield _update(n, ok, request, returned, t)
         elif line["op"] == "PutItem":
-            yield _put(n, ok, request)
+            yield _put(n, ok, request, t)
         elif line["op"] == "TransactWriteItems":
             for action in request.get("TransactItems", []):
                 if "Update" in action:
-                    yield _update(n, ok, action["Update"], None)
+                    yield _update(n, ok, action["Update"], None, t)
                 elif "Put" in action:
-                    yield _put(n, ok, action["Put"])
+                    yield _put(n, ok, action["Put"], t)
 
 
-def _update(n: int, ok: bool, request: Mapping[str, Any], returned: dict[str, Any] | None) -> _Update:
+def _update(
+    n: int, ok: bool, request: Mapping[str, Any], returned: dict[str, Any] | None, t: float = 0.0
+) -> _Update:
     key = from_dynamo(request["Key"]) or {}
     names: Mapping[str, str] = request.get("ExpressionAttributeNames", {})
     values = from_dynamo(request.get("ExpressionAttributeValues", {})) or {}
@@ -138,12 +172,13 @@ def _update(n: int, ok: bool, request: Mapping[str, Any], returned: dict[str, An
         if value in values
     }
     returns = request.get("ReturnValues")
-    return _Update(n, ok, str(key["pk"]), str(key["sk"]), sets, increments, condition, returned, returns)
+    pk, sk = str(key["pk"]), str(key["sk"])
+    return _Update(n, ok, pk, sk, sets, increments, condition, returned, returns, t)
 
 
-def _put(n: int, ok: bool, request: Mapping[str, Any]) -> _Update:
+def _put(n: int, ok: bool, request: Mapping[str, Any], t: float = 0.0) -> _Update:
     item = from_dynamo(request["Item"]) or {}
-    return _Update(n, ok, str(item["pk"]), str(item["sk"]), dict(item), {}, {}, None)
+    return _Update(n, ok, str(item["pk"]), str(item["sk"]), dict(item), {}, {}, None, None, t)
 
 
 def _assignments(expression: str) -> list[tuple[str, str]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,15 @@ from typing import Any
 class JsonLines:
     """One append-only JSON-lines file; ``append`` is safe across threads and processes."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, stamp: bool = False) -> None:
         self.path = Path(path)
+        self.stamp = stamp  # add "t" (epoch seconds) to every record that has none
         self._fd: int | None = None
         self._lock = threading.Lock()
 
     def append(self, record: Mapping[str, Any]) -> None:
+        if self.stamp and "t" not in record:
+            record = {**record, "t": time.time()}
         line = (json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n").encode()
         with self._lock:
             if self._fd is None:

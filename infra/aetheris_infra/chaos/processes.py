@@ -47,6 +47,7 @@ class WorkerPool:
         self.spawned = 0
         self.config_path: Path | None = None
         self._workers: dict[int, Worker] = {}
+        self.names: dict[int, str] = {}  # pid → worker id, of every process spawned
 
     def start(self, config_path: Path) -> None:
         self.config_path = config_path
@@ -64,7 +65,7 @@ class WorkerPool:
         if running:
             victim = self.random.choice(running)
             victim.process.send_signal(signal.SIGKILL)
-            self.faults.append({"kind": "sigkill", "who": victim.name})
+            self.faults.append({"kind": "sigkill", "who": victim.name, "pid": victim.process.pid})
 
     def pause(self, lease_s: float) -> None:
         running = self._running()
@@ -74,7 +75,9 @@ class WorkerPool:
         pause = lease_s + self.random.uniform(0.5, 3.0)
         victim.process.send_signal(signal.SIGSTOP)
         victim.paused_until = time.monotonic() + pause
-        self.faults.append({"kind": "zombie", "who": victim.name, "pause_s": round(pause, 2)})
+        self.faults.append(
+            {"kind": "zombie", "who": victim.name, "pid": victim.process.pid, "pause_s": round(pause, 2)}
+        )
 
     def resume_due(self) -> None:
         for worker in self._workers.values():
@@ -93,7 +96,13 @@ class WorkerPool:
             _wait_or_kill(worker.process)
 
     def _running(self) -> list[Worker]:
-        return [w for w in self._workers.values() if w.paused_until is None and w.process.poll() is None]
+        """Workers that run, are not paused, and are ready (polling: done importing and connecting)."""
+        ready = self.run_dir / "workers"
+        return [
+            w
+            for w in self._workers.values()
+            if w.paused_until is None and w.process.poll() is None and (ready / f"{w.name}.ready").exists()
+        ]
 
     def _spawn(self, slot: int) -> None:
         assert self.config_path is not None, "start() the pool first"
@@ -109,6 +118,7 @@ class WorkerPool:
         with (logs / f"{name}.log").open("wb") as output:
             process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=environment())
         self._workers[slot] = Worker(slot, name, process)
+        self.names[process.pid] = name
 
 
 class ServerProcess:

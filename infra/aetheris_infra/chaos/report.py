@@ -23,6 +23,7 @@ MESSAGE_FAULTS = (
     "queue_reorder",
     "duplicate_signal",
     "early_signal",
+    "cancel",
 )
 
 
@@ -37,8 +38,19 @@ class ChaosReport:
     completed: int = 0
     failed_rejected: int = 0  # the approval said no: failed on purpose, compensated
     failed_outcome_unknown: int = 0  # an AT_MOST_ONCE call was cut off: failed visibly, compensated
+    failed_swallowing: int = 0  # a bare except swallowed the suspension: failed, naming the except
+    failed_identity: int = 0  # a reordered call refused by identity: failed, naming the tool
     wrong_outcome: int = 0
     lost: int = 0  # not terminal when the run ended
+    stuck: int = 0  # ... and no commit for the stall window
+    slow: int = 0  # ... but still committing
+    # cancels
+    cancels_sent: int = 0  # cancel requests accepted: by the driver, and by the jobs' own tools
+    cancels_by_moment: dict[str, int] = field(default_factory=dict)
+    cancels_landed: int = 0  # jobs whose item records a cancel request
+    cancelled: int = 0  # ... that ended CANCELLED
+    cancels_too_late: int = 0  # ... that had loaded their last operation before it, and ended anyway
+    compensation_violations: int = 0
     # faults
     faults: dict[str, int] = field(default_factory=dict)
     surfaced_errors: int = 0  # injected bursts that outlasted the client's retries
@@ -49,6 +61,9 @@ class ChaosReport:
     effect_calls: dict[str, int] = field(default_factory=dict)  # real, successful calls by semantics
     amo_duplicates: int = 0
     alo_repeated_keys: int = 0  # AT_LEAST_ONCE keys called more than once (allowed: same key)
+    alo_repeats_explained: int = 0  # repeats after a recorded failure or a fault of the caller
+    alo_repeats_unexplained: int = 0
+    identity_mismatches: int = 0  # a call's result handed to a call with other arguments
     key_mismatches: int = 0
     result_mismatches: int = 0
     calls_without_claim: int = 0
@@ -69,6 +84,15 @@ class ChaosReport:
     slot_claims: int = 0
     max_claims_per_slot: int = 0
     log_violations: int = 0
+    # odd values, timers, retention
+    odd_values: dict[str, int] = field(default_factory=dict)  # "signal:deep:accepted" → sends
+    timers_fired: int = 0
+    timers_early: int = 0
+    timers_late: int = 0
+    timer_max_late_s: float = 0.0
+    pace_s: float = 0.0  # the longest wait of a due tick: a step's commit → the next slot's claim
+    retention_incomplete: int = 0
+    ttl_on_live_jobs: int = 0
     dlq: dict[str, int] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
 
@@ -78,7 +102,9 @@ class ChaosReport:
 
     @property
     def failed_as_designed(self) -> int:
-        return self.failed_rejected + self.failed_outcome_unknown
+        return (
+            self.failed_rejected + self.failed_outcome_unknown + self.failed_swallowing + self.failed_identity
+        )
 
     @property
     def ok(self) -> bool:
@@ -87,9 +113,13 @@ class ChaosReport:
     def violate(self, message: str) -> None:
         self.violations.append(message)
 
-    def targets(self, min_jobs: int, min_faults: int, all_crash_points: bool = True) -> list[str]:
+    def targets(
+        self, min_jobs: int, min_faults: int, all_crash_points: bool = True, min_cancels: int = 0
+    ) -> list[str]:
         """What this run falls short of (empty: every target met)."""
         short = []
+        if self.cancels_sent < min_cancels:
+            short.append(f"{self.cancels_sent} cancels sent, target {min_cancels}")
         if self.jobs_started < min_jobs:
             short.append(f"{self.jobs_started} jobs started, target {min_jobs}")
         if self.faults_total < min_faults:
@@ -112,10 +142,17 @@ class ChaosReport:
             (
                 "  failed as designed",
                 f"{self.failed_as_designed} ({self.failed_rejected} rejected, "
-                f"{self.failed_outcome_unknown} AT_MOST_ONCE outcome unknown)",
+                f"{self.failed_outcome_unknown} AT_MOST_ONCE outcome unknown, "
+                f"{self.failed_swallowing} swallowed suspension, {self.failed_identity} call identity)",
             ),
             ("  wrong outcome", str(self.wrong_outcome)),
-            ("  lost", str(self.lost)),
+            ("  lost (stuck / slow)", f"{self.lost} ({self.stuck} / {self.slow})"),
+            ("cancels sent", f"{self.cancels_sent} ({_pairs(self.cancels_by_moment)})"),
+            (
+                "  landed / cancelled / too late",
+                f"{self.cancels_landed} / {self.cancelled} / {self.cancels_too_late}",
+            ),
+            ("  compensation violations", str(self.compensation_violations)),
             ("faults injected", str(self.faults_total)),
         ]
         rows += [(f"  {kind}", str(count)) for kind, count in _ordered(self.faults)]
@@ -127,6 +164,11 @@ class ChaosReport:
             ("real calls (ALO / AMO)", _pair(self.effect_calls)),
             ("  AT_MOST_ONCE keys called twice", str(self.amo_duplicates)),
             ("  AT_LEAST_ONCE keys called again", f"{self.alo_repeated_keys} (same key each time)"),
+            (
+                "  repeats explained / unexplained",
+                f"{self.alo_repeats_explained} / {self.alo_repeats_unexplained}",
+            ),
+            ("  calls answered with another call's result", str(self.identity_mismatches)),
             ("  key / recorded-result mismatches", f"{self.key_mismatches} / {self.result_mismatches}"),
             ("  calls with no ledger claim", str(self.calls_without_claim)),
             ("  compensations run", str(self.compensations_run)),
@@ -143,6 +185,16 @@ class ChaosReport:
             ("  stale ledger records", str(self.stale_ledger_records)),
             ("slot claims (max per slot)", f"{self.slot_claims} ({self.max_claims_per_slot})"),
             ("log invariant violations", str(self.log_violations)),
+            ("odd values (kind: verdict)", _pairs(self.odd_values) or "-"),
+            (
+                "timers fired (early / late, max late)",
+                f"{self.timers_fired} ({self.timers_early} / {self.timers_late}, "
+                f"{self.timer_max_late_s:.1f} s; longest tick wait {self.pace_s:.1f} s)",
+            ),
+            (
+                "retention incomplete / TTL on a live job",
+                f"{self.retention_incomplete} / {self.ttl_on_live_jobs}",
+            ),
             ("dead-letter queues", ", ".join(f"{q} {n}" for q, n in self.dlq.items()) or "-"),
             ("verdict", "PASS" if self.ok else f"FAIL ({len(self.violations)} violations)"),
         ]
@@ -152,6 +204,10 @@ class ChaosReport:
         if len(self.violations) > 25:
             lines.append(f"! ... and {len(self.violations) - 25} more")
         return "\n".join(lines)
+
+
+def _pairs(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
 
 
 def _pair(by_semantics: dict[str, int]) -> str:

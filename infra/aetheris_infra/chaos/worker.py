@@ -40,7 +40,7 @@ log = logging.getLogger("aetheris.chaos.worker")
 
 def build_runtime(config: RunConfig, seed: int, name: str, plan: CrashPlan) -> Runtime:
     """The worker's runtime: injected clients, the crash plan, the run's settings."""
-    faults_log = JsonLines(config.faults_path)
+    faults_log = JsonLines(config.faults_path, stamp=True)
     injector = FaultInjector(config.rates, seed, faults_log, name)
     clients: dict[str, Any] = {"endpoint_url": config.endpoint, "region_name": "us-east-1"}
     dynamodb = boto3.client("dynamodb", **clients)
@@ -70,6 +70,8 @@ def run(config: RunConfig, seed: int, name: str, plan: CrashPlan, stop: threadin
         SqsEventSource(sqs, config.step_queue_url, worker_handler, batch_size=config.batch_size),
         SqsEventSource(sqs, config.signal_queue_url, signals_handler, batch_size=config.batch_size),
     ]
+    # Ready: the driver kills and pauses only workers that got this far (not ones still importing).
+    (config.run_dir_path / "workers" / f"{name}.ready").touch()
     jitter = random.Random(seed)
     idle = 0
     parent = os.getppid()
