@@ -71,3 +71,29 @@ def test_same_calls_in_the_same_order_reuse_their_records_on_retry() -> None:
     assert view.result == ["sent to ana", "sent to bo", "sent to cy"]
     assert all(calls.effects[f"mail:{w}"] == 1 for w in ("ana", "bo", "cy"))
     assert [e.type for e in events].count(EventType.STEP_FAILED) == 1
+
+
+def test_retry_after_a_failed_call_may_call_the_tool_with_other_arguments() -> None:
+    """A failed call holds no result to mis-serve: the next attempt's call (say, with a smaller
+    request after a "too large" error) takes its record over."""
+    calls = Calls()
+    app = App("retry-other-args")
+
+    def quote(size: int) -> str:
+        calls.effect(f"quote:{size}", str(size))
+        if size > 10:
+            raise ValueError("request too large")
+        return f"quoted {size}"
+
+    def ask(sctx: StepContext) -> str:
+        return sctx.tool("quote", quote, 100 if sctx.attempt == 1 else 5)
+
+    @app.job("ask")
+    def job(ctx: JobContext, _: None) -> str:
+        return ctx.step(ask, retry=RetryPolicy(max_attempts=3))
+
+    with LocalRuntime(app) as local:
+        view = local.wait(local.start("ask"))
+
+    assert view.status is JobStatus.COMPLETED and view.result == "quoted 5"
+    assert calls.effects == {"quote:100": 1, "quote:5": 1}

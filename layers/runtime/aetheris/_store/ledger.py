@@ -11,8 +11,9 @@ A tool call is claimed before it runs and recorded after. The claim carries the 
   the superseded claimer can no longer record) and raises ``EffectOutcomeUnknown``;
 * recording requires the claim to still be ours, so a zombie's late result is rejected;
 * every claim carries the call's identity (a digest of the tool name and its arguments): a call at
-  the same position with another identity never takes that record — ``EffectMismatch`` instead —
-  so reordered calls can never be given each other's results;
+  the same position with another identity never takes a record holding a result or an open claim
+  — ``EffectMismatch`` instead — so reordered calls can never be given each other's results (a
+  FAILED record holds neither: a retry with other arguments takes it over);
 * a tool that failed is claimed again only while its retry policy has attempts left within the
   step attempt (``failed_attempt`` / ``failures_in_attempt``): a redelivered tick cannot call a
   failing tool more often than its policy allows.
@@ -118,9 +119,15 @@ class EffectLedger:
             less_than("claim_seq", who.seq)
             | (equals("claim_seq", who.seq) & less_than("claim_fence", who.fence))
         )
+        same_call: Condition | None = None
+        if identity is not None:
+            # Only the same call (same tool, same arguments) may take a record that holds, or may
+            # hold, a call's outcome: a result, or an open claim whose call may have happened. A
+            # failed call left nothing to be served: a retry with other arguments takes it over.
+            same_call = absent("digest") | equals("digest", identity.digest)
         condition: Condition = never_claimed | failed_before
         if semantics is EffectSemantics.AT_LEAST_ONCE:
-            condition = condition | superseded
+            condition = condition | (superseded & same_call if same_call is not None else superseded)
         values: dict[str, object] = {
             "state": CLAIMED,
             "idempotency_key": ref.idempotency_key,
@@ -134,8 +141,6 @@ class EffectLedger:
             "claim_attempt": attempt.step_attempt,
         }
         if identity is not None:
-            # Only the same call may take this record: same tool, same arguments.
-            condition = (absent("digest") | equals("digest", identity.digest)) & condition
             values |= {"digest": identity.digest, "call": identity.describe, "args_preview": identity.preview}
         token = secrets.token_hex(8)  # tells our own claim apart if the client retries the write
         values["claim_token"] = token
@@ -155,7 +160,9 @@ class EffectLedger:
             if current is None:  # deleted under us: treat as a lost race, the caller retries the step
                 raise LeaseLost(ref.job_id, f"effect {ref.idempotency_key} vanished while claiming")
             recorded_digest = current.get("digest")
-            if identity is not None and recorded_digest is not None and recorded_digest != identity.digest:
+            other_call = identity is not None and recorded_digest not in (None, identity.digest)
+            if other_call and current["state"] != FAILED:
+                assert identity is not None
                 raise EffectMismatch(ref.idempotency_key, str(current.get("call", "?")), identity.describe)
             if current["state"] == RECORDED:
                 return AlreadyRecorded(result=str(current["result"]))
