@@ -136,6 +136,10 @@ class LocalRuntime:
         elif self._endpoint_url is None:
             from moto import mock_aws
 
+            from aetheris._local import moto_speedups
+
+            moto_speedups.install()  # before the first request, not only once run_until_idle ran
+
             self._exit.enter_context(mock_aws())
         region = "us-east-1"
         clients: dict[str, Any] = {"region_name": region, "endpoint_url": self._endpoint_url}
