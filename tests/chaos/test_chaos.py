@@ -137,7 +137,9 @@ def _stale_fence_commit(obs: Observations) -> None:
 
 
 def _lost_signal(obs: Observations) -> None:
-    sent = obs.signals[0]
+    # On a job that completed: one cancelled while it waited needed none of its signals.
+    job_id = _completed_job(obs)
+    sent = next(s for s in obs.signals if s.job_id == job_id)
     obs.signals.append(
         SignalSend(sent.job_index, sent.job_id, "approve", "sig-never-consumed", {}, False, 1, True)
     )
@@ -153,8 +155,18 @@ def _job_item(obs: Observations, job_id: str) -> dict[str, object]:
 
 
 def _repeat_without_a_fault(obs: Observations) -> None:
-    call = next(line for line in obs.external if line["semantics"] == "AT_LEAST_ONCE" and line["ok"])
-    obs.external.append({**call, "pid": -1, "t": float(call["t"]) + 1.0, "result": "again"})
+    """A second call of a key by no worker at all, a second after a call near which nothing of the
+    run happened that could explain a repeat (no death of its caller, no takeover of its job): the
+    run's faults are random, so the key is chosen by asking the checker which calls have no such
+    neighbour — then the planted repeat must be reported as unexplained."""
+    alo = [line for line in obs.external if line["semantics"] == "AT_LEAST_ONCE" and line["ok"]]
+    for call in alo[:60]:
+        trial = copy.deepcopy(obs)
+        trial.external.append({**call, "pid": -1, "t": float(call["t"]) + 1.0, "result": "again"})
+        if check(trial).alo_repeats_unexplained:
+            obs.external.append({**call, "pid": -1, "t": float(call["t"]) + 1.0, "result": "again"})
+            return
+    raise AssertionError("every call of this run has a fault or a takeover beside it")
 
 
 def _dead_letter(obs: Observations) -> None:

@@ -150,7 +150,9 @@ def check_signals(ev: Evidence) -> None:
             r.odd_values[f"signal:{send.probe}:{send.verdict}"] = (
                 r.odd_values.get(f"signal:{send.probe}:{send.verdict}", 0) + 1
             )
-            if send.verdict not in ("accepted", "refused"):
+            # A job cancelled (or ended) before the probe was sent answers "finished": that is right.
+            finished_job = send.verdict == "finished" and _ended(status.get(send.job_id))
+            if send.verdict not in ("accepted", "refused") and not finished_job:
                 r.violate(f"{where}: the odd payload ({send.probe}) got {send.verdict}: {send.error}")
         if not send.accepted:
             continue
@@ -163,7 +165,11 @@ def check_signals(ev: Evidence) -> None:
         elif times > 1:
             r.signals_consumed_twice += 1
             r.violate(f"{where} was consumed {times} times")
-        elif _ended(status.get(send.job_id)) and send.name not in reached.get(send.job_id, set()):
+        elif _ended(status.get(send.job_id)) and (
+            send.name not in reached.get(send.job_id, set()) or status.get(send.job_id) is JobStatus.CANCELLED
+        ):
+            # Never waited for, or the job was cancelled while it waited: a cancel takes effect at
+            # the operation it finds, a wait whose signal has arrived included.
             r.signals_unneeded += 1
         else:
             r.signals_lost += 1
