@@ -29,6 +29,7 @@ from aetheris._engine.faults import SimulatedCrash
 from aetheris._engine.history import next_tick_delay
 from aetheris._engine.invocation import Invocation
 from aetheris._engine.services import Services
+from aetheris._engine.tracing import subsegment
 from aetheris._store.dynamo import Item, TransactionConflict
 from aetheris._store.jobs import COMMITTED, JobSnapshot
 from aetheris._store.log import SlotLease, SlotTaken
@@ -113,7 +114,8 @@ class Worker:
             services, definition, snapshot, lease, budget, self.app.strict_effects, crash_loop=crash_loop
         )
         try:
-            come_back = invocation.run()
+            with subsegment("tick", job_id=tick.job_id, seq=slot):
+                come_back = invocation.run()
         except BaseException as error:  # noqa: BLE001 - the one table below decides what each one means
             return self._failed_tick(error, lease)
         if invocation.swallowed:

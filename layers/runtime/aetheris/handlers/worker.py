@@ -23,7 +23,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -35,6 +35,8 @@ from aetheris import hosting
 SERVICE = "worker"
 logger = Logger(service="aetheris-worker")
 metrics = Metrics(namespace=obs.NAMESPACE, service=SERVICE)
+# Patches botocore: every DynamoDB, SQS and S3 call of a tick is an X-Ray subsegment (off locally).
+tracer = Tracer(service="aetheris-worker")
 processor = BatchProcessor(event_type=EventType.SQS)
 # Message ids of this invocation's deferred records (one invocation at a time per module import).
 _deferred: list[str] = []
@@ -83,6 +85,7 @@ def with_deferred(answer: dict[str, Any], deferred: list[str]) -> dict[str, Any]
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     obs.route_engine_logs_on_lambda(logger)

@@ -20,6 +20,7 @@ from aetheris._engine.history import OpRecord
 from aetheris._engine.operations.base import Operation, OperationHost
 from aetheris._engine.step_context import StepContext, check_name
 from aetheris._engine.store_io import runtime_io
+from aetheris._engine.tracing import subsegment
 from aetheris.errors import ErrorInfo, rebuild_error
 from aetheris.events import Event, EventType, OpKind
 from aetheris.policy import DEFAULT_STEP_RETRY, RetryPolicy
@@ -71,7 +72,8 @@ class StepOp(Operation[Any]):
         with inv.keeper:
             try:
                 limit = inv.step_time_limit(self.timeout)
-                value = call_within(inv.strict_effects, limit, self.fn, sctx, self.args, self.kwargs)
+                with subsegment(f"step {self.name}", job_id=inv.job_id, attempt=inv.attempt):
+                    value = call_within(inv.strict_effects, limit, self.fn, sctx, self.args, self.kwargs)
                 adapter = _serde.return_adapter(self.fn)
                 text = inv.recorder.value(value, adapter, f"result of step {self.name}")
             except RUNTIME_FLOW:
