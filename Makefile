@@ -95,7 +95,7 @@ $(BENCH_STAMP): pyproject.toml
 bench-peers: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python bench/peers.py $(PEERS_ARGS)
 
-# The full chaos run (200 jobs, >= 1000 faults); the suite runs a smaller seeded one.
+# The full chaos run (300 jobs, >= 5,000 faults, >= 100 cancels, every crash point); the suite runs a smaller seeded one.
 chaos: $(STAMP)
 	$(BIN)/python bench/chaos.py
 
