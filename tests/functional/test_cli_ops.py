@@ -45,7 +45,8 @@ def test_cli_trace_prints_the_crashed_attempt_its_takeover_and_the_retry_backoff
         ("crashed", crashed.worker_id, 1),
         ("committed", taken.worker_id, 2),
     ]
-    assert rows[0].start_known is False  # the log keeps no claim time for the dead worker: shown as "?"
+    # The takeover commit keeps the dead claim's claimed_at (reclaimed_claimed_at): its start is drawn.
+    assert rows[0].start_known is True
     notify = [r for r in timeline_rows(document, trace.updated_at) if r.op == 2]
     assert [r.outcome for r in notify] == ["failed", "committed"] and notify[0].backoff_until is not None
     assert "released by signal appr-1" in text and "undo-reserve" in text
