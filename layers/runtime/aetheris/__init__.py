@@ -42,6 +42,14 @@ from aetheris.errors import (
 
 # The log
 from aetheris.events import EffectState, Event, EventType, JobStatus, SlotState
+from aetheris.fanout import (
+    BatchItem,
+    BatchResult,
+    BranchStatus,
+    Completion,
+    CompletionReason,
+    FanOutFailed,
+)
 from aetheris.policy import EffectSemantics, RetryPolicy
 from aetheris.runtime import JobView, Runtime, StartedJob
 from aetheris.trace import Trace, build_trace
@@ -50,7 +58,12 @@ __all__ = [
     "CRASH_POINTS",
     "AetherisError",
     "App",
+    "BatchItem",
+    "BatchResult",
+    "BranchStatus",
     "CompensationFailed",
+    "Completion",
+    "CompletionReason",
     "CrashPoint",
     "DeterminismViolation",
     "EffectMismatch",
@@ -60,6 +73,7 @@ __all__ = [
     "ErrorInfo",
     "Event",
     "EventType",
+    "FanOutFailed",
     "IdempotencyConflict",
     "InvalidStep",
     "JobContext",

@@ -49,6 +49,14 @@ class EventType(enum.StrEnum):
     CANCEL_REQUESTED = "CancelRequested"  # a cancel took effect here: the operation was not run
     # The operation could not be run (its ticks kept dying or failing): the job stops here.
     OPERATION_ABORTED = "OperationAborted"
+    # Fan-out (``ctx.map`` / ``ctx.parallel``): the branches were started; the join's batch.
+    FAN_OUT_STARTED = "FanOutStarted"
+    FAN_OUT_JOINED = "FanOutJoined"
+    # A branch that was not run (or not retried): the fan-out's rule was decided, or a cancel came.
+    BRANCH_CANCELLED = "BranchCancelled"
+    # Child jobs (``ctx.child``): the child was started and the parent parked; the child ended.
+    CHILD_STARTED = "ChildStarted"
+    CHILD_ENDED = "ChildEnded"
     JOB_COMPLETED = "JobCompleted"
     JOB_FAILED = "JobFailed"
     JOB_CANCELLED = "JobCancelled"
@@ -59,6 +67,9 @@ class SlotState(enum.StrEnum):
 
     CLAIMED = "CLAIMED"
     COMMITTED = "COMMITTED"
+    # A fan-out branch slot reserved by the branch that started it (``max_concurrency``): not
+    # claimed by any worker yet; its first tick claims it like a free slot.
+    QUEUED = "QUEUED"
 
 
 class EffectState(enum.StrEnum):
@@ -80,6 +91,9 @@ class OpKind(enum.StrEnum):
     SLEEP = "sleep"
     COMPENSATE = "compensate"
     END = "end"
+    FANOUT = "fanout"  # ctx.map / ctx.parallel, in the job's log
+    BRANCH = "branch"  # one branch of a fan-out, in the branch's own slots
+    CHILD = "child"  # ctx.child
 
 
 class Event(BaseModel):
@@ -107,6 +121,7 @@ class Event(BaseModel):
     values: list[Any] = []
     next_attempt_at: datetime | None = None
     reclaimed_from: str | None = None
+    branch: int | None = None  # set on a fan-out branch's events (their ``op`` is the fan-out's)
     detail: dict[str, Any] = {}
 
     @classmethod

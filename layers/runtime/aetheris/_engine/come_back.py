@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from aetheris._engine.history import next_tick_delay
+from aetheris._store.queue import Tick
 from aetheris.events import Event
 
 
@@ -22,6 +23,8 @@ class ComeBack:
     # Released while parked: look once more for a wake-up (signal, cancel) whose tick found the
     # slot held and was dropped — the second look that closes that race.
     look_again: bool = False
+    # More ticks to send once the commit is in: a fan-out's first branches.
+    also: tuple[Tick, ...] = ()
 
     @classmethod
     def after_commit(cls, event: Event, now: datetime, *, wake_now: bool = False) -> ComeBack:

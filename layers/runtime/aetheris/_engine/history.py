@@ -15,7 +15,12 @@ from aetheris._store.queue import MAX_DELAY
 from aetheris.events import Event, EventType, OpKind
 
 # Events that start an operation without settling it: the job is parked on it.
-_PARKING = (EventType.WAIT_STARTED, EventType.TIMER_STARTED)
+_PARKING = (
+    EventType.WAIT_STARTED,
+    EventType.TIMER_STARTED,
+    EventType.FAN_OUT_STARTED,
+    EventType.CHILD_STARTED,
+)
 
 
 @dataclass

@@ -47,6 +47,7 @@ from aetheris._engine.saga import Compensation, compensate_then_end
 from aetheris._engine.services import Services
 from aetheris._engine.store_io import StoreFailure, runtime_io
 from aetheris._store import schema, watch
+from aetheris._store.branches import Branches
 from aetheris._store.jobs import COMMITTED, JobSnapshot
 from aetheris._store.log import JobChanged, SlotLease
 from aetheris._store.payloads import Payloads
@@ -88,6 +89,10 @@ class Invocation:
         self.committed: Event | None = None
         self._counted = False
         self.time_budget = time_budget or services.settings.step_timeout
+        # Set on a fan-out branch's invocation (``branch_invocation.py``): (fan-out position, branch).
+        self.branch_target: tuple[int, int] | None = None
+        self.branch_state: Branches | None = None
+        self.branch_record: OpRecord | None = None
 
     @property
     def clock(self) -> Clock:
@@ -356,6 +361,10 @@ _STATUS_AFTER = {
     EventType.COMPENSATION_COMMITTED: JobStatus.COMPENSATING,
     EventType.CANCEL_REQUESTED: JobStatus.RUNNING,
     EventType.OPERATION_ABORTED: JobStatus.RUNNING,
+    EventType.FAN_OUT_STARTED: JobStatus.WAITING,
+    EventType.FAN_OUT_JOINED: JobStatus.RUNNING,
+    EventType.CHILD_STARTED: JobStatus.WAITING,
+    EventType.CHILD_ENDED: JobStatus.RUNNING,
 }
 
 

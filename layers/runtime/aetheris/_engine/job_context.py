@@ -10,15 +10,17 @@ operation even if the job function caught it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aetheris._engine import guard
 from aetheris._engine.body import refuse_unrunnable
 from aetheris._engine.control import Abort
+from aetheris._engine.fanout_rule import FanOutSpec
 from aetheris._engine.faults import SimulatedCrash
 from aetheris._engine.operations.base import Operation
+from aetheris._engine.operations.fanout import Branch, FanOutOp
 from aetheris._engine.operations.park import SleepOp, WaitOp
 from aetheris._engine.operations.step import StepOp
 from aetheris._engine.saga import Compensation
@@ -27,6 +29,7 @@ from aetheris._engine.store_io import StoreFailure
 from aetheris._observability import ReplaySafeLogger
 from aetheris.errors import LeaseLost, NondeterminismError, Suspend
 from aetheris.events import OpKind
+from aetheris.fanout import BatchResult, Completion, CompletionReason
 from aetheris.policy import RetryPolicy
 
 if TYPE_CHECKING:
@@ -98,6 +101,76 @@ class JobContext:
                 host.compensations.append(Compensation(record, compensate, args, kwargs))
             return result
 
+    def map(
+        self,
+        fn: Callable[..., T],
+        items: Iterable[Any],
+        max_concurrency: int | None = None,
+        completion: Completion | None = None,
+        *,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: timedelta | None = None,
+        compensate: Callable[..., Any] | None = None,
+    ) -> Any:
+        """Run ``fn(step_context, item)`` for every item, each as its own durable step on its own
+        invocation, concurrently (at most ``max_concurrency`` at a time).
+
+        Returns the results in input order; the first branch to fail for good fails the whole (its
+        error is raised, branches not started are never run). With ``completion=`` returns a
+        ``BatchResult`` instead, or raises ``FanOutFailed`` when the rule is breached. ``retry``
+        and ``timeout`` apply to each branch; ``compensate(step_context, item)`` undoes a branch
+        that succeeded if the job later fails or is cancelled.
+        """
+        listed = list(items)
+        label = name or step_name(fn, self._host.replay.position)
+        branches = [Branch(fn, (item,), compensate) for item in listed]
+        return self._fan_out(
+            label, [label] * len(listed), branches, max_concurrency, completion, retry, timeout
+        )
+
+    def parallel(
+        self,
+        branches: Sequence[Callable[..., Any]],
+        max_concurrency: int | None = None,
+        completion: Completion | None = None,
+        *,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: timedelta | None = None,
+    ) -> Any:
+        """Run each ``branch(step_context)`` as its own durable step, concurrently; see ``map``.
+
+        Branches are callables taking the step context: ``lambda sctx: search(sctx, "a")`` or
+        ``functools.partial(search, query="a")``.
+        """
+        listed = list(branches)
+        names = [step_name(branch, b) for b, branch in enumerate(listed)]
+        label = name or "parallel"
+        bodies = [Branch(branch, ()) for branch in listed]
+        return self._fan_out(label, names, bodies, max_concurrency, completion, retry, timeout)
+
+    def _fan_out(
+        self,
+        label: str,
+        names: list[str],
+        branches: list[Branch],
+        max_concurrency: int | None,
+        completion: Completion | None,
+        retry: RetryPolicy | None,
+        timeout: timedelta | None,
+    ) -> Any:
+        with guard.suspended():
+            host = self._host.enter()
+            spec = _fan_out_spec(label, names, max_concurrency, completion)
+            for branch in branches:
+                refuse_unrunnable(branch.fn, "fan-out branch")
+            if not branches:  # nothing to run: no operation, the same on every replay
+                empty = BatchResult(items=[], reason=CompletionReason.ALL_COMPLETED)
+                return empty if completion is not None else []
+            record = host.replay.begin(OpKind.FANOUT, spec.name)
+            return self._run(FanOutOp(record, spec, branches, retry, timeout))
+
     def wait_for_signal(self, name: str, timeout: timedelta | None = None) -> Any:
         """Park the job until signal ``name`` arrives and return its payload.
 
@@ -147,3 +220,22 @@ class JobContext:
 
     def _ids(self) -> Any:
         return self._host.live_ids()
+
+
+def _fan_out_spec(
+    label: str, names: list[str], max_concurrency: int | None, completion: Completion | None
+) -> FanOutSpec:
+    """The fan-out as it will be recorded; what cannot work is refused here, clearly."""
+    check_name("fan-out", label)
+    if len(label) > 90:
+        raise ValueError(f"fan-out name {label!r} must be at most 90 characters")
+    if max_concurrency is not None and (isinstance(max_concurrency, bool) or max_concurrency < 1):
+        raise ValueError(f"max_concurrency must be a whole number of at least 1, not {max_concurrency!r}")
+    if completion is not None and not isinstance(completion, Completion):
+        raise TypeError("completion must be an aetheris.Completion")
+    if completion is not None and (completion.min_successful or 0) > len(names):
+        raise ValueError(
+            f"completion.min_successful is {completion.min_successful} "
+            f"but there are only {len(names)} branches"
+        )
+    return FanOutSpec(label, tuple(names), max_concurrency, completion)

@@ -24,12 +24,15 @@ from datetime import timedelta
 from botocore.exceptions import BotoCoreError, ClientError
 
 from aetheris._clock import to_millis
+from aetheris._engine.branch_ticks import handle_branch
 from aetheris._engine.come_back import ComeBack
+from aetheris._engine.fanout_rule import FanOutSpec
 from aetheris._engine.faults import SimulatedCrash
 from aetheris._engine.history import next_tick_delay
 from aetheris._engine.invocation import Invocation
 from aetheris._engine.services import Services
 from aetheris._engine.tracing import subsegment
+from aetheris._store.branches import BranchStore
 from aetheris._store.dynamo import Item, TransactionConflict
 from aetheris._store.jobs import COMMITTED, JobSnapshot
 from aetheris._store.log import SlotLease, SlotTaken
@@ -80,6 +83,8 @@ class Worker:
     def handle(self, tick: Tick, receive_count: int = 1, time_left: timedelta | None = None) -> TickOutcome:
         """Advance the job by one operation; ``time_left`` is what the Lambda invocation has left."""
         services = self.services
+        if tick.branch is not None:
+            return handle_branch(self, tick, receive_count, time_left)
         snapshot = services.jobs.load(tick.job_id)
         if snapshot is None:
             log.warning("tick for unknown job %s", tick.job_id)
@@ -162,6 +167,9 @@ class Worker:
         if come_back.after is not None:
             services.faults.reach("before_enqueue")
             services.queue.send(Tick(job_id=tick.job_id, seq=slot + 1), come_back.after)
+        for also in come_back.also:  # a fan-out's first branches, once its start is committed
+            services.faults.reach("before_enqueue")
+            services.queue.send(also)
         if committed is not None and committed.type in _ENDED:
             self._expire(tick.job_id, expires_at(committed.at, services.settings.retention))
             return _ENDED[committed.type]
@@ -205,6 +213,19 @@ class Worker:
 
     def _resend_possibly_lost_tick(self, snapshot: JobSnapshot) -> None:
         last = Event.from_item(snapshot.events[-1])
+        if last.type is EventType.FAN_OUT_STARTED and last.op is not None:
+            self._resend_first_branches(last)
+            return
         delay = next_tick_delay(last, self.services.clock.now())
         if delay is not None:
             self.services.queue.send(Tick(job_id=last.job_id, seq=snapshot.next_seq), delay)
+
+    def _resend_first_branches(self, started: Event) -> None:
+        """The fan-out's start was committed and its worker may have died before sending the
+        first branches' ticks: send those of the first branches that have no slot yet."""
+        assert started.op is not None
+        spec = FanOutSpec.from_detail(started.detail)
+        branches = BranchStore(self.services.jobs.table).load(started.job_id, started.op)
+        for b in range(spec.initial):
+            if b not in branches.lanes:
+                self.services.queue.send(Tick(job_id=started.job_id, seq=0, branch=f"{started.op}.{b}"))

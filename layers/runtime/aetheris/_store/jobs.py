@@ -22,6 +22,7 @@ from aetheris.events import SCHEMA_VERSION, EventType, JobStatus, SlotState
 
 CLAIMED = SlotState.CLAIMED
 COMMITTED = SlotState.COMMITTED
+QUEUED = SlotState.QUEUED
 
 
 @dataclass

@@ -24,7 +24,7 @@ from typing import Any
 from aetheris._store import schema
 from aetheris._store.conditions import Condition, absent, equals, less_than, present
 from aetheris._store.dynamo import ConditionFailed, Item, Table, TransactionConflict
-from aetheris._store.jobs import CLAIMED, COMMITTED
+from aetheris._store.jobs import CLAIMED, COMMITTED, QUEUED
 from aetheris.errors import LeaseLost
 
 _CLAIM_ONLY = ("lease_until", "claim_token")  # claim attributes a commit removes
@@ -46,6 +46,12 @@ class SlotLease:
     # The taken-over claim's start and lease end (ms): the trace draws the crashed attempt with them.
     reclaimed_claimed_at: int | None = None
     reclaimed_lease_until: int | None = None
+    # The slot's sort key when it is not the job log's ``EV#<seq>`` (a fan-out branch's slot).
+    sk: str | None = None
+
+    @property
+    def slot_sk(self) -> str:
+        return self.sk or schema.event_sk(self.seq)
 
 
 class JobChanged(Exception):
@@ -68,16 +74,26 @@ class EventLog:
     def __init__(self, table: Table) -> None:
         self.table = table
 
-    def claim(self, job_id: str, seq: int, worker_id: str, now_ms: int, lease_until_ms: int) -> SlotLease:
-        # The claim wins only if slot n was never claimed, or its claimer's lease has run out.
-        free = absent(schema.PK)
+    def claim(
+        self,
+        job_id: str,
+        seq: int,
+        worker_id: str,
+        now_ms: int,
+        lease_until_ms: int,
+        *,
+        sk: str | None = None,
+    ) -> SlotLease:
+        # The claim wins only if slot n was never claimed (or only reserved for a fan-out branch),
+        # or its claimer's lease has run out.
+        free = absent(schema.PK) | equals("state", QUEUED)
         abandoned = equals("state", CLAIMED) & less_than("lease_until", now_ms)
         # Tells our own claim from anyone else's if the client has to retry the write.
         token = secrets.token_hex(8)
         try:
             old = self.table.update(
                 job_id,
-                schema.event_sk(seq),
+                sk or schema.event_sk(seq),
                 {
                     "job_id": job_id,
                     "seq": seq,
@@ -96,9 +112,9 @@ class EventLog:
             if _our_claim(current, token):
                 # Our own claim, applied once, its answer lost and the request retried by the client.
                 assert current is not None
-                return SlotLease(job_id, seq, int(current["fence"]), worker_id, lease_until_ms)
+                return SlotLease(job_id, seq, int(current["fence"]), worker_id, lease_until_ms, sk=sk)
             raise SlotTaken(current) from None
-        previous_fence = int(old["fence"]) if old else 0
+        previous_fence = int(old.get("fence", 0)) if old else 0
         # A claim given back unfilled (lease_until 0: an idle or early tick) is not a takeover.
         taken_over = bool(old) and int((old or {}).get("lease_until", 0)) > 0
         return SlotLease(
@@ -112,13 +128,12 @@ class EventLog:
             last_error=str(old["last_error"]) if old and old.get("last_error") else None,
             reclaimed_claimed_at=_int(old, "claimed_at") if taken_over else None,
             reclaimed_lease_until=_int(old, "lease_until") if taken_over else None,
+            sk=sk,
         )
 
     def renew(self, lease: SlotLease, lease_until_ms: int) -> None:
         try:
-            self.table.update(
-                lease.job_id, schema.event_sk(lease.seq), {"lease_until": lease_until_ms}, _ours(lease)
-            )
+            self.table.update(lease.job_id, lease.slot_sk, {"lease_until": lease_until_ms}, _ours(lease))
         except ConditionFailed as lost:
             raise LeaseLost(lease.job_id, _who(lost.current, lease)) from None
         lease.lease_until_ms = lease_until_ms
@@ -136,7 +151,7 @@ class EventLog:
         with suppress(ConditionFailed):
             self.table.update(
                 lease.job_id,
-                schema.event_sk(lease.seq),
+                lease.slot_sk,
                 values,
                 _ours(lease),
                 increments=None if error is not None else {"released": 1},
@@ -159,15 +174,13 @@ class EventLog:
         values = {**event, "state": COMMITTED, "fence": lease.fence, "worker_id": lease.worker_id}
         if job_update is None:
             try:
-                self.table.update(
-                    lease.job_id, schema.event_sk(lease.seq), values, _ours(lease), remove=_CLAIM_ONLY
-                )
+                self.table.update(lease.job_id, lease.slot_sk, values, _ours(lease), remove=_CLAIM_ONLY)
             except ConditionFailed as lost:
                 if not _committed_by(lost.current, lease):
                     raise LeaseLost(lease.job_id, _who(lost.current, lease)) from None
             return
         slot_update = self.table.update_request(
-            lease.job_id, schema.event_sk(lease.seq), values, _ours(lease), remove=_CLAIM_ONLY
+            lease.job_id, lease.slot_sk, values, _ours(lease), remove=_CLAIM_ONLY
         )
         job_condition = _job_exists()
         if cancel_free:

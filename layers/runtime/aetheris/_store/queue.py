@@ -24,6 +24,8 @@ class Tick(BaseModel):
 
     job_id: str = Field(min_length=1, max_length=128)
     seq: int = Field(ge=0)
+    # A fan-out branch's tick: "<op>.<branch>"; ``seq`` is then the slot in that branch's own log.
+    branch: str | None = Field(default=None, pattern=r"^[0-9]{1,6}\.[0-9]{1,6}$")
 
 
 class StepQueue:
@@ -33,7 +35,8 @@ class StepQueue:
 
     def send(self, tick: Tick, delay: timedelta = timedelta(0)) -> None:
         seconds = int(min(max(delay, timedelta(0)), MAX_DELAY).total_seconds())
-        self.client.send_message(QueueUrl=self.url, MessageBody=tick.model_dump_json(), DelaySeconds=seconds)
+        body = tick.model_dump_json(exclude_none=True)
+        self.client.send_message(QueueUrl=self.url, MessageBody=body, DelaySeconds=seconds)
 
 
 class SignalMessage(BaseModel):

@@ -3,6 +3,8 @@
     pk = job_id, sk = "EV#0000000042"     log slot 42: CLAIMED by a worker, then COMMITTED as an event
     pk = job_id, sk = "EW#JOB"            the job item: a projection of the log (status, result)
     pk = job_id, sk = "FX#<step>#<name>#n" effect ledger entry (CLAIMED → RECORDED | FAILED)
+    pk = job_id, sk = "EU#<op>#<branch>#<n>" fan-out branch slot n (its attempts; see _store/branches.py)
+    pk = job_id, sk = "EU#<op>#JOIN"       the fan-out's join marker
 
 The job item sorts right after the events and before the ledger, so one Query
 ``sk BETWEEN "EV#<n>" AND "EW#JOB"`` reads the log from slot n *and* the job item: a worker that
@@ -16,6 +18,8 @@ SK = "sk"
 JOB_SK = "EW#JOB"
 EVENT_PREFIX = "EV#"
 EFFECT_PREFIX = "FX#"
+# Before the log: the job's load (``EV#n`` .. ``EW#JOB``) never reads branch items.
+BRANCH_PREFIX = "EU#"
 
 STATUS_INDEX = "by-status"
 STATUS_INDEX_PK = "gsi1pk"
@@ -40,3 +44,15 @@ def effect_sk(step_id: str, name: str, index: int) -> str:
 def idempotency_key(job_id: str, step_id: str, name: str, index: int) -> str:
     """The key a tool call carries: the same on every attempt and every worker."""
     return f"{job_id}:{step_id}:{name}:{index}"
+
+
+def branch_prefix(op: int) -> str:
+    return f"{BRANCH_PREFIX}{op:06d}#"
+
+
+def branch_sk(op: int, branch: int, seq: int) -> str:
+    return f"{branch_prefix(op)}{branch:06d}#{seq:04d}"
+
+
+def branch_join_sk(op: int) -> str:
+    return f"{branch_prefix(op)}JOIN"  # "J" sorts after the digits: after every branch slot
