@@ -28,6 +28,8 @@ from aetheris import (
 )
 from aetheris.testing import LocalRuntime
 
+EXCEEDED = "FAILURE_TOLERANCE_EXCEEDED"
+
 
 class Flaky(Exception):
     pass
@@ -150,8 +152,14 @@ def test_a_failing_branch_is_retried_by_its_policy_alone() -> None:
             {"count": 5, "bad": [1, 3], "rule": {"tolerated_failure_count": 2}},
             {"reason": "ALL_COMPLETED", "results": [0, 2, 4]},
         ),
-        ({"count": 5, "bad": [1, 3, 4], "rule": {"tolerated_failure_count": 2}}, {"breached": "FAILURE_TOLERANCE_EXCEEDED"}),
-        ({"count": 4, "bad": [0, 1, 2], "rule": {"min_successful": 2}}, {"breached": "FAILURE_TOLERANCE_EXCEEDED"}),
+        (
+            {"count": 5, "bad": [1, 3, 4], "rule": {"tolerated_failure_count": 2}},
+            {"breached": "FAILURE_TOLERANCE_EXCEEDED"},
+        ),
+        (
+            {"count": 4, "bad": [0, 1, 2], "rule": {"min_successful": 2}},
+            {"breached": "FAILURE_TOLERANCE_EXCEEDED"},
+        ),
         ({"count": 4, "bad": [2], "rule": {"tolerated_failure_percentage": 25}}, {"reason": "ALL_COMPLETED"}),
     ],
 )
@@ -194,5 +202,8 @@ def test_max_concurrency_below_one_is_a_clear_error() -> None:
     with LocalRuntime(app) as local:
         view = local.wait(local.start("bad", None))
     assert view.status is JobStatus.FAILED
-    assert view.error is not None and "max_concurrency must be a whole number of at least 1" in view.error.message
+    assert (
+        view.error is not None
+        and "max_concurrency must be a whole number of at least 1" in view.error.message
+    )
     assert BranchStatus.CANCELLED.value == "CANCELLED"
