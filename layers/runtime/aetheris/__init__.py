@@ -17,6 +17,7 @@ from aetheris.config import Settings
 # Errors
 from aetheris.errors import (
     AetherisError,
+    ChildJobFailed,
     CompensationFailed,
     EffectMismatch,
     EffectOutcomeUnknown,
@@ -61,6 +62,7 @@ __all__ = [
     "BatchItem",
     "BatchResult",
     "BranchStatus",
+    "ChildJobFailed",
     "CompensationFailed",
     "Completion",
     "CompletionReason",

@@ -226,6 +226,18 @@ class JobFinished(NonRetryableError):
         return (type(self), (self.job_id, self.status))
 
 
+class ChildJobFailed(NonRetryableError):
+    """A child job (``ctx.child``) ended FAILED or CANCELLED; the parent may catch it."""
+
+    def __init__(self, child_id: str, status: str, error_type: str, message: str) -> None:
+        self.child_id, self.status = child_id, status
+        self.error_type, self.error_message = error_type, message
+        super().__init__(f"child job {child_id} ended {status}: {error_type.rpartition('.')[2]}: {message}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.child_id, self.status, self.error_type, self.error_message))
+
+
 class StepFailedError(NonRetryableError):
     """Stand-in raised on replay when a recorded error's own class cannot be rebuilt."""
 

@@ -75,6 +75,7 @@ class JobView(BaseModel):
     waiting_for: str | None = None
     cancel_requested_at: datetime | None = None
     last_seq: int | None = None
+    parent_id: str | None = None  # set on a child job (``ctx.child``): the job that started it
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> JobView:
@@ -91,6 +92,7 @@ class JobView(BaseModel):
             waiting_for=item.get("waiting_for"),
             cancel_requested_at=item.get("cancel_requested_at"),
             last_seq=item.get("last_seq"),
+            parent_id=item.get("parent_id"),
         )
 
 

@@ -108,6 +108,7 @@ def handle_branch(worker: Worker, tick: Tick, receive_count: int, time_left: tim
         spec=spec,
         branches=branches,
     )
+    invocation.app = worker.app
     try:
         come_back = invocation.run()
     except BaseException as error:  # noqa: BLE001 - the worker's one table decides

@@ -51,7 +51,7 @@ from aetheris._store.branches import Branches
 from aetheris._store.jobs import COMMITTED, JobSnapshot
 from aetheris._store.log import JobChanged, SlotLease
 from aetheris._store.payloads import Payloads
-from aetheris.app import JobDefinition
+from aetheris.app import App, JobDefinition
 from aetheris.errors import ErrorInfo, NondeterminismError, Suspend, WorkerCrashLoop
 from aetheris.events import Event, EventType, JobStatus, OpKind
 
@@ -93,6 +93,7 @@ class Invocation:
         self.branch_target: tuple[int, int] | None = None
         self.branch_state: Branches | None = None
         self.branch_record: OpRecord | None = None
+        self.app: App | None = None  # set by the worker: a child job's definition is looked up there
 
     @property
     def clock(self) -> Clock:
@@ -246,6 +247,7 @@ class Invocation:
     def _commit_stop(
         self, op: Operation[Any], event_type: EventType, error: BaseException | None
     ) -> NoReturn:
+        op.on_stop(self)
         detail = {"requested_at": self.cancel_requested_at} if error is None else {"reason": "crash_loop"}
         status = JobStatus.COMPENSATING if self.compensations else JobStatus.RUNNING
         info = self.recorder.error(error) if error is not None else None

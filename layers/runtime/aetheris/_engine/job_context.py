@@ -20,6 +20,7 @@ from aetheris._engine.control import Abort
 from aetheris._engine.fanout_rule import FanOutSpec
 from aetheris._engine.faults import SimulatedCrash
 from aetheris._engine.operations.base import Operation
+from aetheris._engine.operations.child import ChildOp
 from aetheris._engine.operations.fanout import Branch, FanOutOp
 from aetheris._engine.operations.park import SleepOp, WaitOp
 from aetheris._engine.operations.step import StepOp
@@ -170,6 +171,20 @@ class JobContext:
                 return empty if completion is not None else []
             record = host.replay.begin(OpKind.FANOUT, spec.name)
             return self._run(FanOutOp(record, spec, branches, retry, timeout))
+
+    def child(self, job_type: str, input: Any = None, *, name: str | None = None) -> Any:
+        """Start a child job (a sub-agent) of ``job_type`` with ``input``, park until it ends, and
+        return its result — or raise ``ChildJobFailed`` (catchable) if it failed or was cancelled.
+
+        The child's id derives from this job's id and the call's position, so it is started once
+        whatever happens to this job's workers; it belongs to this job's tenant. Cancelling this
+        job while it waits asks the child to cancel too (it is not waited for).
+        """
+        with guard.suspended():
+            host = self._host.enter()
+            label = check_name("child", name or f"child-{job_type}"[:100])
+            record = host.replay.begin(OpKind.CHILD, label)
+            return self._run(ChildOp(record, job_type, input))
 
     def wait_for_signal(self, name: str, timeout: timedelta | None = None) -> Any:
         """Park the job until signal ``name`` arrives and return its payload.

@@ -90,6 +90,8 @@ class Worker:
             log.warning("tick for unknown job %s", tick.job_id)
             return TickOutcome.UNKNOWN_JOB
         if snapshot.status.is_terminal:
+            if receive_count > 1:
+                self._wake_parent(snapshot.job)  # the child's end may have died before waking it
             return TickOutcome.STALE
         slot = snapshot.next_seq
         if tick.seq != slot:
@@ -118,6 +120,7 @@ class Worker:
         invocation = Invocation(
             services, definition, snapshot, lease, budget, self.app.strict_effects, crash_loop=crash_loop
         )
+        invocation.app = self.app
         try:
             with subsegment("tick", job_id=tick.job_id, seq=slot):
                 come_back = invocation.run()
@@ -171,6 +174,7 @@ class Worker:
             services.faults.reach("before_enqueue")
             services.queue.send(also)
         if committed is not None and committed.type in _ENDED:
+            self._wake_parent(invocation.snapshot.job)
             self._expire(tick.job_id, expires_at(committed.at, services.settings.retention))
             return _ENDED[committed.type]
         return TickOutcome.ADVANCED
@@ -219,6 +223,13 @@ class Worker:
         delay = next_tick_delay(last, self.services.clock.now())
         if delay is not None:
             self.services.queue.send(Tick(job_id=last.job_id, seq=snapshot.next_seq), delay)
+
+    def _wake_parent(self, job: Item) -> None:
+        """A child job ended: tick its parent at the slot after the parent's ``ChildStarted``."""
+        parent = job.get("parent_id")
+        if parent:
+            self.services.faults.reach("before_enqueue")
+            self.services.queue.send(Tick(job_id=str(parent), seq=int(job.get("parent_seq", 0))))
 
     def _resend_first_branches(self, started: Event) -> None:
         """The fan-out's start was committed and its worker may have died before sending the

@@ -71,6 +71,7 @@ class JobStore:
         also: list[dict[str, Any]] | None = None,
         attention: dict[str, Any] | None = None,
         tenant: str = DEFAULT_TENANT,
+        extra: dict[str, Any] | None = None,
     ) -> Item | None:
         """Create the job (of ``tenant``) and its ``JobCreated`` event; returns the existing job item
         if it exists.
@@ -93,6 +94,7 @@ class JobStore:
             TENANT_ATTRIBUTE: tenant,
             **status_attributes(job_id, JobStatus.PENDING, at),
             **(attention or {}),
+            **(extra or {}),
         }
         created = {
             schema.PK: job_id,

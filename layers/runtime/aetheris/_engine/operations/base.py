@@ -82,6 +82,9 @@ class Operation(ABC, Generic[T]):
             return self.replayed(outcome, host)
         self.execute(host.live(self))
 
+    def on_stop(self, inv: Invocation) -> None:
+        """The job stops at this operation (a cancel, a crash loop): let go of what it started."""
+
     @abstractmethod
     def replayed(self, outcome: Event, host: OperationHost) -> T:
         """The recorded outcome as the job function sees it (a recorded error is raised)."""
