@@ -80,7 +80,18 @@ def timeline_rows(trace: dict[str, Any], now: datetime) -> list[Row]:
             note = f"fires at {timer.get('fire_at')}"
             rows.append(Row(index, name, "timer", "", "", "timer", _at(timer.get("started_at")), end, note))
             last_end = end
-        if not op.get("attempts") and not wait and not timer:
+        if op.get("kind") == "fanout" and op.get("started_at"):
+            end = _at(op.get("ended_at")) or now
+            rows.append(
+                Row(index, name, "fan-out", "", "", "wait", _at(op["started_at"]), end, str(op["state"]))
+            )
+        elif op.get("child_id"):
+            end = _at(op.get("ended_at")) or now
+            note = f"child job {op['child_id']} ({op.get('state')})"
+            rows.append(
+                Row(index, name, "child", "", "", "wait", _at(op.get("started_at")) or last_end, end, note)
+            )
+        elif not op.get("attempts") and not wait and not timer:
             at = _at(op.get("ended_at")) or _at(op.get("started_at")) or last_end
             rows.append(Row(index, name, str(op.get("state")), "", "", str(op.get("state")), at, at, ""))
     return rows

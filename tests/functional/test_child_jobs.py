@@ -123,3 +123,22 @@ def test_the_child_belongs_to_the_parents_tenant() -> None:
         local.wait(started.job_id)
         child = local.runtimes[0].services.jobs.get(f"{started.job_id}.c1")
     assert child is not None and child["tenant"] == "acme"
+
+
+def test_job_detail_and_trace_link_parent_and_children() -> None:
+    from aetheris.handlers.api_models import JobDetail
+
+    calls: Counter[str] = Counter()
+    with LocalRuntime(build(calls)) as local:
+        parent = local.start("lead", ["owls"])
+        local.wait(parent)
+        detail = JobDetail.read(local.runtimes[0], parent)
+        child = JobDetail.read(local.runtimes[0], f"{parent}.c1")
+        trace = local.trace(parent)
+        child_trace = local.trace(f"{parent}.c1")
+
+    assert detail.children == [f"{parent}.c1"] and detail.parent_id is None
+    assert child.parent_id == parent
+    (op,) = [o for o in trace.operations if o.child_id is not None]
+    assert op.child_id == f"{parent}.c1" and op.state == "committed"
+    assert child_trace.parent_id == parent

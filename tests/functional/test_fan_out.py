@@ -207,3 +207,21 @@ def test_max_concurrency_below_one_is_a_clear_error() -> None:
         and "max_concurrency must be a whole number of at least 1" in view.error.message
     )
     assert BranchStatus.CANCELLED.value == "CANCELLED"
+
+
+def test_the_trace_shows_each_branch_as_a_row_beside_its_fan_out() -> None:
+    counted = Counted()
+    with LocalRuntime(build(counted)) as local:
+        job_id = local.start("squares", 3)
+        local.wait(job_id)
+        trace = local.trace(job_id)
+
+    fan_out = next(op for op in trace.operations if op.kind.value == "fanout")
+    branches = [op for op in trace.operations if op.branch is not None]
+    assert fan_out.state == "joined" and fan_out.result["succeeded"] == 3
+    assert [(b.fan_out, b.branch, b.name, b.state) for b in branches] == [
+        (fan_out.index, n, f"square.{n}", "committed") for n in range(3)
+    ]
+    assert all(len(b.attempts) == 1 and b.attempts[0].outcome == "committed" for b in branches)
+    positions = [op.index for op in trace.operations]
+    assert positions == sorted(positions), "branches follow their fan-out"

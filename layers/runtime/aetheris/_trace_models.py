@@ -24,6 +24,9 @@ OpState = Literal[
     "completed",
     "cancelled",
     "aborted",
+    "fanned_out",  # a fan-out whose branches run (each branch is an operation row of its own)
+    "joined",  # a fan-out whose batch was recorded
+    "child_running",  # a child job (``child_id``) runs; the job waits for it
 ]
 
 
@@ -139,6 +142,9 @@ class Operation(BaseModel):
         description="claims of its slots that neither committed nor were given back, besides "
         "the crashed attempts shown (their workers are not recorded)",
     )
+    fan_out: int | None = Field(default=None, description="for a branch: the index of its fan-out")
+    branch: int | None = Field(default=None, description="for a branch: its position in the fan-out")
+    child_id: str | None = Field(default=None, description="for a child job operation: the child's id")
 
 
 class SlotClaim(BaseModel):
@@ -200,6 +206,7 @@ class Trace(BaseModel):
     waiting_for: str | None
     result: Any
     error: TraceError | None
+    parent_id: str | None = Field(default=None, description="for a child job: the job that started it")
     compensated: list[str] = Field(description="compensations the job's end reports as run")
     operations: list[Operation]
     open_claim: SlotClaim | None

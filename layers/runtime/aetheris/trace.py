@@ -32,6 +32,7 @@ from aetheris._clock import from_millis
 from aetheris._engine.history import step_id
 from aetheris._previews import DEFAULT_REDACT_KEYS, Values
 from aetheris._store import schema
+from aetheris._store.branches import BranchStore
 from aetheris._store.jobs import JobStore
 from aetheris._trace_attempts import (
     attach_open_claim,
@@ -108,6 +109,7 @@ def load_trace(
         return None
     resolve = services.payloads.resolve
     slots = [resolve(item) for item in snapshot.events]
+    branch_events = [Event.from_item(resolve(i)) for i in BranchStore(services.jobs.table).all(job_id)]
     trace = build_trace(
         JobView.from_item(resolve(snapshot.job)),
         [Event.from_item(item) for item in slots],
@@ -117,6 +119,7 @@ def load_trace(
         slots=slots,
         now=services.clock.now(),
         redact_keys=getattr(runtime.settings, "redact_keys", DEFAULT_REDACT_KEYS),
+        branches=branch_events,
     )
     return filter_trace(trace, operation=operation, effect=effect)
 
@@ -131,6 +134,7 @@ def build_trace(
     slots: Sequence[Mapping[str, Any]] = (),
     now: datetime | None = None,
     redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
+    branches: Sequence[Event] = (),
 ) -> Trace:
     """The trace of ``job`` from its events (in seq order), its ledger items and the open slot claim.
 
@@ -138,7 +142,8 @@ def build_trace(
     over); without them a crashed attempt shows its worker and fence only. With ``now``, an open
     claim whose lease ran out is marked ``expired``. Values of keys named like secrets
     (``redact_keys``) are redacted; with ``max_value_bytes``, a value whose JSON is longer is
-    replaced by ``{"truncated": true, "bytes": n, "preview": "..."}``.
+    replaced by ``{"truncated": true, "bytes": n, "preview": "..."}``. ``branches`` are the
+    committed events of fan-out branches: each branch is an operation row after its fan-out.
     """
     values = Values(max_value_bytes, redact_keys)
     by_seq = {int(item["seq"]): item for item in slots if "seq" in item}
@@ -147,8 +152,19 @@ def build_trace(
         if event.op is not None and event.op_kind is not None:
             op = ops.get(event.op) or ops.setdefault(event.op, _new_op(event.op, event.op_kind, event.name))
             _apply(op, event, values, by_seq.get(event.seq, {}))
-    unmatched = _attach_effects(ops, ledger, job.status, values)
-    operations = [ops[index] for index in sorted(ops)]
+    lanes: dict[tuple[int, int], Operation] = {}
+    for event in branches:
+        if event.op is None or event.branch is None:
+            continue
+        key = (event.op, event.branch)
+        row = lanes.get(key) or lanes.setdefault(key, _new_op(event.op, OpKind.BRANCH, event.name))
+        row.fan_out, row.branch = event.op, event.branch
+        _apply(row, event, values, {})
+    unmatched = _attach_effects(ops, ledger, job.status, values, lanes)
+    operations = []
+    for index in sorted(ops):
+        operations.append(ops[index])
+        operations.extend(lanes[key] for key in sorted(lanes) if key[0] == index)
     _pair_compensations(operations)
     open_claim = slot_claim(claim, now)
     attach_open_claim(operations, open_claim)
@@ -166,6 +182,7 @@ def build_trace(
         waiting_for=job.waiting_for,
         result=values.keep(job.result),
         error=TraceError.of(job.error),
+        parent_id=job.parent_id,
         compensated=[str(name) for name in end.detail.get("compensated", [])] if end else [],
         operations=operations,
         open_claim=open_claim,
@@ -188,7 +205,7 @@ def build_trace(
 
 def _new_op(index: int, kind: OpKind, name: str | None) -> Operation:
     name = name or ""
-    runs_body = kind in (OpKind.STEP, OpKind.COMPENSATE)
+    runs_body = kind in (OpKind.STEP, OpKind.COMPENSATE, OpKind.BRANCH)
     return Operation(
         index=index,
         kind=kind,
@@ -265,6 +282,20 @@ def _apply(op: Operation, event: Event, values: Values, slot: Mapping[str, Any])
             update={"fired_at": event.at}
         )
         op.state = "fired"
+    elif kind is EventType.FAN_OUT_STARTED:
+        op.state, settled = "fanned_out", False
+    elif kind is EventType.FAN_OUT_JOINED:
+        op.state = "joined"
+        op.result = dict(event.detail)
+    elif kind is EventType.BRANCH_CANCELLED:
+        op.state = "cancelled"  # never run (or not retried): the fan-out's rule was decided, or a cancel
+    elif kind is EventType.CHILD_STARTED:
+        op.child_id = str(event.detail.get("child_id"))
+        op.state, settled = "child_running", False
+    elif kind is EventType.CHILD_ENDED:
+        op.child_id = str(event.detail.get("child_id"))
+        op.state = "committed" if event.detail.get("status") == JobStatus.COMPLETED else "failed"
+        op.result = values.load(event.result)
     elif kind is EventType.JOB_COMPLETED:
         op.state = "completed"
     elif kind in (EventType.JOB_CANCELLED, EventType.CANCEL_REQUESTED):
@@ -284,7 +315,11 @@ def _apply(op: Operation, event: Event, values: Values, slot: Mapping[str, Any])
 
 
 def _attach_effects(
-    ops: dict[int, Operation], ledger: Sequence[Mapping[str, Any]], status: JobStatus, values: Values
+    ops: dict[int, Operation],
+    ledger: Sequence[Mapping[str, Any]],
+    status: JobStatus,
+    values: Values,
+    lanes: Mapping[tuple[int, int], Operation] | None = None,
 ) -> list[Effect]:
     """Give each ledger entry to the operation its key names; return the ones that name none."""
     unmatched: list[Effect] = []
@@ -294,6 +329,10 @@ def _attach_effects(
             unmatched.append(_effect(item, str(item.get("effect", "")), 0, values))
             continue
         index, op_name, name, call = parsed
+        lane = next((r for r in (lanes or {}).values() if r.step_id == step_id(index, op_name)), None)
+        if lane is not None:
+            lane.effects.append(_effect(item, name, call, values))
+            continue
         op = ops.get(index)
         if op is None:
             # Claimed effects but no outcome yet: the step (or compensation) is running or died.
@@ -303,7 +342,7 @@ def _attach_effects(
             unmatched.append(_effect(item, name, call, values))
             continue
         op.effects.append(_effect(item, name, call, values))
-    for op in ops.values():
+    for op in [*ops.values(), *(lanes or {}).values()]:
         op.effects.sort(key=_effect_order)
     return unmatched
 

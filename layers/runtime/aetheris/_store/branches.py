@@ -113,6 +113,15 @@ class BranchStore:
                 lane.queued_by = int(item["queued_by"])
         return Branches(op, lanes, join)
 
+    def all(self, job_id: str) -> list[Item]:
+        """Every committed branch slot of the job, of every fan-out (for its trace)."""
+        items = self.table.query(
+            KeyConditionExpression="pk = :job AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues=to_dynamo({":job": job_id, ":prefix": schema.BRANCH_PREFIX}),
+            ConsistentRead=True,
+        )
+        return [item for item in items if item.get("state") == COMMITTED]
+
     def reserve(self, job_id: str, op: int, branch: int, by: int) -> bool:
         """Reserve branch ``branch``'s first slot for the branch ``by`` that ended: ``False`` if it
         is reserved or claimed already (by someone else: the finisher tries the next branch)."""

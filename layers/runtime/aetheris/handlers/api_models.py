@@ -97,6 +97,8 @@ class JobDetail(JobSummary):
     cancel_requested_at: datetime | None = Field(
         default=None, description="when a cancel was asked for; the job stops at its next operation"
     )
+    parent_id: str | None = Field(default=None, description="for a child job: the job that started it")
+    children: list[str] = Field(default_factory=list, description="the child jobs it started (ctx.child)")
     truncated: list[str] = Field(
         default_factory=list,
         description="the fields (input, result) too big for this answer: each is a ValuePreview "
@@ -151,9 +153,15 @@ class JobDetail(JobSummary):
             current_step=last_step.name if last_step else None,
             attempt=last_step.attempt if last_step else 0,
             last_seq=last.seq if last else 0,
-            waiting_for=last.name if last and last.type is EventType.WAIT_STARTED else None,
+            waiting_for=view.waiting_for if last and last.type in _PARKED_ON else None,
             cancel_requested_at=view.cancel_requested_at,
+            parent_id=view.parent_id,
+            children=[str(e.detail["child_id"]) for e in events if e.type is EventType.CHILD_STARTED],
         )
+
+
+# The job waits on what its job item names (a signal, a fan-out's branches, a child job).
+_PARKED_ON = (EventType.WAIT_STARTED, EventType.FAN_OUT_STARTED, EventType.CHILD_STARTED)
 
 
 class JobPage(BaseModel):

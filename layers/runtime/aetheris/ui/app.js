@@ -173,6 +173,8 @@
       job: job.job_id, type: `${job.job_type} v${job.version}`, status: badge(job.status), created: when(job.created_at),
       "status changed": when(job.updated_at), "waiting for": job.waiting_for, "current step": job.current_step,
       attempt: job.attempt, "cancel requested": job.cancel_requested_at && when(job.cancel_requested_at),
+      "parent job": job.parent_id && jobLink(job.parent_id),
+      "child jobs": job.children && job.children.length ? job.children.flatMap((c, i) => (i ? [", ", jobLink(c)] : [jobLink(c)])) : null,
     };
     const outcome = job.error ? ["error", json(job.error)] : job.result !== null && job.result !== undefined ? ["result", json(job.result)] : null;
     return [
@@ -257,7 +259,7 @@
     const now = new Date().toISOString();
     let lastEnd = trace.created_at;
     for (const op of trace.operations) {
-      const name = `${op.index} ${op.kind} ${op.name}`;
+      const name = op.branch != null ? `${op.fan_out} branch ${op.name}` : `${op.index} ${op.kind} ${op.name}`;
       for (const a of op.attempts) {
         const known = a.started_at || a.claimed_at;
         const start = known || lastEnd;
@@ -288,7 +290,14 @@
         rows.push({ label: `${name} · timer until ${when(op.timer.fire_at)}`, data: { "data-kind": "timer", "data-op": op.index, "data-outcome": op.state }, bars: [{ cls: "timer", start: op.timer.started_at, end, title: op.state }], marks: [] });
         lastEnd = end;
       }
-      if (!op.attempts.length && !op.wait && !op.timer) {
+      if (op.kind === "fanout" && op.started_at) {
+        // The fan-out's span; its branches follow as rows of their own, side by side in time.
+        const end = op.ended_at || now;
+        rows.push({ label: `${name} · fan-out · ${op.state}`, data: { "data-kind": "fanout", "data-op": op.index, "data-outcome": op.state }, bars: [{ cls: "wait", start: op.started_at, end, title: op.state }], marks: [] });
+      } else if (op.child_id) {
+        const end = op.ended_at || now;
+        rows.push({ label: [`${name} · child job `, jobLink(op.child_id), ` · ${op.state}`], title: `${name} · child job ${op.child_id}`, data: { "data-kind": "child", "data-op": op.index, "data-outcome": op.state }, bars: [{ cls: "wait", start: op.started_at || lastEnd, end, title: op.state }], marks: [] });
+      } else if (!op.attempts.length && !op.wait && !op.timer) {
         const at = op.ended_at || op.started_at || lastEnd;
         rows.push({ label: `${name} · ${op.state}`, data: { "data-kind": op.kind, "data-op": op.index, "data-outcome": op.state }, bars: [], marks: [{ at, text: "■", title: op.state }] });
       }
