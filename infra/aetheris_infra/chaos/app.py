@@ -54,7 +54,10 @@ TOOLS: dict[str, EffectSemantics] = {
     "mail.send": ALO,
     "mail.fanout": ALO,
     "audit.log": ALO,
+    "quote.branch": ALO,  # one per branch of the ``quotes`` fan-out
+    "child.work": ALO,  # the child job's one tool
 }
+CHILD_JOB_TYPE = "order_child"
 RECIPIENTS = ("ana", "bo", "chloé", "dmitri")  # the fan-out step's set
 BIG_ERROR_CHARS = 250_000  # "~200 KB": with its args the recorded error is past the 400 KB item limit
 # Injected infrastructure faults can fail a step attempt; they must never exhaust its retries.
@@ -82,6 +85,8 @@ class ChaosOrder(BaseModel):
     refund: bool = False
     saga_values: bool = False
     cancel_in: InJobCancel | None = None
+    branches: int = 0  # a ``quotes`` fan-out of that many branches (at most 2 at a time); 0: none
+    child: bool = False  # a child job (``order_child``) does part of the work
 
 
 class ChaosResult(BaseModel):
@@ -95,6 +100,8 @@ class ChaosResult(BaseModel):
     memo: Any = None
     fanout: dict[str, str] | None = None
     audit: str | None = None
+    quotes: list[str] | None = None
+    child: str | None = None
 
 
 class Rejected(NonRetryableError):
@@ -256,7 +263,21 @@ def notify(sctx: StepContext, order: ChaosOrder, charged: str) -> str:
     return _tool(sctx, "mail.send", cancel="last_step" if asks else None)
 
 
+def quote_branch(sctx: StepContext, index: int) -> str:
+    """One branch of the ``quotes`` fan-out: its own step, its own key, its own retries."""
+    return _tool(sctx, "quote.branch", arg=str(index))
+
+
+def child_work(sctx: StepContext, n: int) -> str:
+    return _tool(sctx, "child.work", arg=str(n))
+
+
 app = App("chaos")
+
+
+@app.job(CHILD_JOB_TYPE)
+def order_child(ctx: JobContext, n: int) -> str:
+    return ctx.step(child_work, n, retry=STEP_RETRY)
 
 
 def _audited(ctx: JobContext, order: ChaosOrder) -> str:
@@ -280,6 +301,12 @@ def order_job(ctx: JobContext, order: ChaosOrder) -> ChaosResult:
         raise Rejected(order.n)
     done = [ctx.step(work, order, i, name=f"work-{i}", retry=STEP_RETRY) for i in range(order.work_steps)]
     fanned = ctx.step(fan_out, order, name="fan-out", retry=STEP_RETRY) if order.fanout else None
+    quotes = None
+    if order.branches:
+        quotes = ctx.map(
+            quote_branch, range(order.branches), max_concurrency=2, retry=STEP_RETRY, name="quotes"
+        )
+    child = ctx.child(CHILD_JOB_TYPE, order.n) if order.child else None
     undo_charge = refund if order.refund else None
     charged = ctx.step(charge, order, retry=STEP_RETRY, compensate=undo_charge)
     if order.saga_values:
@@ -298,4 +325,6 @@ def order_job(ctx: JobContext, order: ChaosOrder) -> ChaosResult:
         memo=memo,
         fanout=fanned,
         audit=audited,
+        quotes=quotes,
+        child=child,
     )

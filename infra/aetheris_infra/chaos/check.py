@@ -84,21 +84,32 @@ def _jobs(obs: Observations, report: ChaosReport) -> list[CheckedJob]:
             report.violate(f"job {plan.index} was never started{why}{held}")
             continue
         report.jobs_started += 1
-        job = CheckedJob(plan, job_id, inbox=inbox.get(job_id, []))
-        for item in sorted(by_pk.get(job_id, []), key=lambda i: str(i["sk"])):
-            sk = str(item["sk"])
-            if sk.startswith(EVENT_PREFIX):
-                job.slots.append(item)
-            if sk.startswith(EVENT_PREFIX) and item.get("state") == "COMMITTED":
-                job.events.append(Event.from_item(item))
-            elif sk.startswith(EVENT_PREFIX):
-                job.open_claims.append(int(item["seq"]))
-            elif sk.startswith(EFFECT_PREFIX):
-                job.effects.append(item)
-            else:
-                job.item = item
+        job = _loaded(CheckedJob(plan, job_id, inbox=inbox.get(job_id, [])), by_pk)
+        started = [e for e in job.events if e.type is EventType.CHILD_STARTED]
+        if started:  # its child job: checked for its calls and its result
+            child_id = str(started[0].detail["child_id"])
+            job.child = _loaded(CheckedJob(plan, child_id, inbox=inbox.get(child_id, [])), by_pk)
         jobs.append(job)
     return jobs
+
+
+def _loaded(job: CheckedJob, by_pk: dict[str, list[dict[str, Any]]]) -> CheckedJob:
+    for item in sorted(by_pk.get(job.job_id, []), key=lambda i: str(i["sk"])):
+        sk = str(item["sk"])
+        if sk.startswith("EU#"):
+            job.branch_slots.append(item)
+            continue
+        if sk.startswith(EVENT_PREFIX):
+            job.slots.append(item)
+        if sk.startswith(EVENT_PREFIX) and item.get("state") == "COMMITTED":
+            job.events.append(Event.from_item(item))
+        elif sk.startswith(EVENT_PREFIX):
+            job.open_claims.append(int(item["seq"]))
+        elif sk.startswith(EFFECT_PREFIX):
+            job.effects.append(item)
+        else:
+            job.item = item
+    return job
 
 
 def _count_faults(obs: Observations, report: ChaosReport) -> None:

@@ -44,7 +44,8 @@ def check_effects(ev: Evidence) -> None:
     known: set[str] = set()
     calls_by_semantics: Counter[str] = Counter()
     keys_by_semantics: Counter[str] = Counter()
-    for job in ev.jobs:
+    children = [job.child for job in ev.jobs if job.child is not None]
+    for job in [*ev.jobs, *children]:
         for entry in job.effects:
             if "semantics" not in entry:
                 continue  # a recorded value (sctx.uuid()), not a tool call

@@ -124,6 +124,10 @@ def expected_result(job: CheckedJob, ev: Evidence) -> dict[str, Any]:
         "memo": payloads.get(MEMO) if order.memo else None,
         "fanout": _recorded_fanout(job, ev) if order.fanout else None,
         "audit": job.recorded("audit", "audit.log") if order.bare_except else None,
+        "quotes": [job.recorded(f"quotes.{b}", "quote.branch") for b in range(order.branches)]
+        if order.branches
+        else None,
+        "child": job.child.recorded("child_work", "child.work") if order.child and job.child else None,
     }
 
 

@@ -31,6 +31,8 @@ class CheckedJob:
     effects: list[dict[str, Any]] = field(default_factory=list)
     slots: list[dict[str, Any]] = field(default_factory=list)  # every log slot item, as scanned
     inbox: list[dict[str, Any]] = field(default_factory=list)
+    branch_slots: list[dict[str, Any]] = field(default_factory=list)  # its fan-outs' branch slots
+    child: CheckedJob | None = None  # the child job it started (``ctx.child``), as the run left it
 
     @property
     def status(self) -> JobStatus | None:

@@ -173,6 +173,9 @@ def _off_the_path(
     if input_probe is not None:
         changes["note"] = odd_value(input_probe)
     changes["memo"] = memo_probe is not None
+    if draw(w.branch_maps):
+        changes["branches"] = rng.choice((2, 3, 4))
+    changes["child"] = draw(w.child_jobs)
     return order.model_copy(update=changes), cancel, input_probe, memo_probe
 
 

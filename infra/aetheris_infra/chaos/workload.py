@@ -22,6 +22,9 @@ is what ``tests/chaos`` runs (the elements today's engine passes), ``Workload.fu
   ``ODD_VALUES`` (deep, non-ASCII, too deep, too big, lone surrogates, NaN, huge numbers): the
   runtime must refuse it at once with a clear error, or keep it exactly (the job returns it).
 * ``long_timers``: some sleeps last several sweep periods (every timer's due time is checked).
+* ``branch_maps``: a ``quotes`` fan-out (``ctx.map``, 2-4 branches, at most 2 at a time), each
+  branch calling one tool under its own key; cancels and crashes land in it like anywhere.
+* ``child_jobs``: a child job (``ctx.child``) does one tool call; cancelling the order cancels it.
 
 On the engine of commit bcac789 (before issue 11's redesign; every element passes on the redesigned
 engine, so ``ci()`` is now ``full()``), measured with
@@ -106,6 +109,8 @@ class Workload:
     odd_inputs: float = 0.0
     input_kinds: tuple[OddKind, ...] = INPUT_KINDS
     long_timers: float = 0.0
+    branch_maps: float = 0.0
+    child_jobs: float = 0.0
 
     @classmethod
     def happy(cls) -> Workload:
@@ -126,6 +131,8 @@ class Workload:
             odd_signals=0.3,
             odd_inputs=0.3,
             long_timers=0.2,
+            branch_maps=0.4,
+            child_jobs=0.3,
         )
 
     @classmethod
@@ -215,5 +222,7 @@ def walks(plan: Any) -> list[str]:
         "reordered_calls": order.fanout,
         "bare_except": order.bare_except,
         "long_timers": order.nap_ms >= 3000,
+        "branch_maps": order.branches > 0,
+        "child_jobs": order.child,
     }
     return names + [name for name, on in flags.items() if on]
