@@ -247,6 +247,9 @@ def cmd_dev(args: argparse.Namespace, api: Api, out: Out) -> int:
     except OSError as error:
         out.errors.print(f"cannot start the local stack on {args.host}:{args.port}: {error}")
         return EXIT_BAD
+    from aetheris_infra.dev_logs import use_readable_logs
+
+    use_readable_logs()  # text with each line's job, seq, attempt, fence, worker; JSON is for Lambda
     # Powertools warns on every flush without metrics; locally they are off (see LocalStack).
     warnings.filterwarnings("ignore", message="No application metrics", category=UserWarning)
     stop = threading.Event()

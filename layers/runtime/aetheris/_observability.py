@@ -14,7 +14,8 @@ buffer, with no Powertools in sight; the handler publishes what the buffer holds
 
 ``ReplaySafeLogger`` is ``ctx.logger``: while the job function replays recorded operations its lines
 are dropped (they were written when those operations ran live), as the Lambda durable functions
-SDK's context logger does; live lines carry the job's keys.
+SDK's context logger does; live lines carry the tick's keys (``_log_context``: job_id, job_type,
+seq, attempt, fence, worker_id) and its own (``sctx.logger``: the step's name).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final, Protocol
+
+from aetheris import _log_context
 
 NAMESPACE: Final = "Aetheris"
 MAX_DIMENSION_VALUES: Final = 50  # distinct job types per process; more are reported as "other"
@@ -117,8 +120,8 @@ FROM_SWEEPER: Final = frozenset({Metric.STUCK_JOBS, Metric.OLDEST_PENDING_AGE})
 # a stale-fence rejection.
 LEASE_CONFLICT_OUTCOMES: Final = frozenset({"busy", "deferred"})
 STALE_FENCE_OUTCOMES: Final = frozenset({"lease_lost"})
-# Keys every log line of a tick carries where known.
-LOG_KEYS: Final = ("job_id", "job_type", "seq", "attempt", "fence", "worker_id")
+# Keys every log line of a tick carries where known (which line has which: _log_context).
+LOG_KEYS: Final = _log_context.TICK_KEYS
 
 
 def tick_metric(outcome: str) -> str:
@@ -259,7 +262,8 @@ class LogTarget(Protocol):
 
 
 class ReplaySafeLogger:
-    """A logger for job and step code: silent while ``is_replaying()``, keys added to live lines.
+    """A logger for job and step code: silent while ``is_replaying()``, keys added to live lines:
+    the open tick's (``_log_context.current()``), then its own, then the call's ``extra``.
 
     ``ReplaySafeLogger(logging.getLogger("aetheris.job"), lambda: ctx.is_replaying, job_id=...)``.
     ``suppressed`` counts the lines dropped on replay (what a test can check). ``bind(**keys)``
@@ -302,7 +306,7 @@ class ReplaySafeLogger:
         if self._is_replaying():
             self.suppressed += 1
             return
-        extra = {**self.keys, **(kwargs.pop("extra", None) or {})}
+        extra = {**_log_context.current(), **self.keys, **(kwargs.pop("extra", None) or {})}
         # The line is attributed to the caller of info(), not to this wrapper.
         getattr(self._target, level)(msg, *args, extra=extra, stacklevel=self._stacklevel, **kwargs)
 

@@ -12,7 +12,7 @@ Requests per call, with 1M jobs (any mix of finished and live): 5 live statuses 
 statuses x 1-10 pages (only jobs finished in the last hour are read) + 4 oldest-age Queries + 4
 GetQueueAttributes + the stuck reads: ``sweep_shards`` (32) index Queries + 1 Query per due entry
 (≤ ``max_due``, normally a handful) + 2 DLQ receives. So 50 requests with small counts and nothing
-due (measured: ``tests/functional/test_observability.py``), at most 82 + 32 + the due entries with
+due (measured: ``tests/functional/test_operator_views.py``), at most 82 + 32 + the due entries with
 a million live jobs, and nothing that grows with the number of finished jobs. Exact counts of
 millions of live jobs need counters maintained on status change (one more item in the status-change
 transaction); rejected for now: it adds a write to the commit path, which is the lead's.

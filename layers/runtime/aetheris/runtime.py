@@ -17,7 +17,7 @@ import boto3
 from botocore.config import Config
 from pydantic import BaseModel, ConfigDict
 
-from aetheris import _serde
+from aetheris import _log_context, _serde
 from aetheris._clock import Clock, IdSource, SystemClock, to_millis
 from aetheris._engine.faults import Faults
 from aetheris._engine.services import Services
@@ -321,6 +321,7 @@ class Runtime:
             return "conflict"
         services.faults.reach("after_inbox_write")
         job = services.jobs.get(message.job_id)
+        _log_context.add(job_type=job.get("job_type") if job else None)
         if job is None or JobStatus(job["status"]).is_terminal:
             # Accepted while the job was live, landed after it ended (or expired): the retention
             # pass may have read the inbox already, so this signal gets its TTL here.
@@ -328,7 +329,9 @@ class Runtime:
             services.retention.expire_item(services.inbox.table, message.job_id, message.signal_id, at)
             return "unknown_job" if job is None else "job_finished"
         if job["status"] == JobStatus.WAITING.value and job.get("waiting_for") == message.name:
-            services.queue.send(Tick(job_id=message.job_id, seq=int(job.get("last_seq", 0)) + 1))
+            seq = int(job.get("last_seq", 0)) + 1
+            _log_context.add(seq=seq)  # the slot of the tick that wakes it
+            services.queue.send(Tick(job_id=message.job_id, seq=seq))
             return "woke"
         return "stored" if stored else "duplicate"
 

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from aetheris import _log_context
 from aetheris._engine import guard
 from aetheris._engine.faults import SimulatedCrash
 from aetheris._engine.store_io import StoreFailure
@@ -67,7 +68,9 @@ def call_within(
         finally:
             sctx.close()
 
-    thread = threading.Thread(target=body, name=f"step-{sctx.name}", daemon=True)
+    # The body's lines (sctx.logger, the engine's tool lines) carry the tick's keys on its thread too.
+    target = _log_context.in_this_context(body)
+    thread = threading.Thread(target=target, name=f"step-{sctx.name}", daemon=True)
     thread.start()
     thread.join(limit.total_seconds())
     if thread.is_alive():

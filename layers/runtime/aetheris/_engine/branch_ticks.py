@@ -20,6 +20,7 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from aetheris import _log_context
 from aetheris._clock import to_millis
 from aetheris._engine.branch_invocation import BranchInvocation
 from aetheris._engine.come_back import ComeBack
@@ -109,6 +110,12 @@ def handle_branch(worker: Worker, tick: Tick, receive_count: int, time_left: tim
         branches=branches,
     )
     invocation.app = worker.app
+    _log_context.add(
+        job_type=snapshot.job.get("job_type"),
+        branch=tick.branch,
+        fence=lease.fence,
+        attempt=len(lane.events) + 1,
+    )
     try:
         come_back = invocation.run()
     except BaseException as error:  # noqa: BLE001 - the worker's one table decides

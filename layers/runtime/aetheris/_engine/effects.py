@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic_core import to_jsonable_python
 
-from aetheris import _serde
+from aetheris import _log_context, _serde
 from aetheris._clock import to_millis
 from aetheris._engine.store_io import runtime_io
 from aetheris._previews import DEFAULT_REDACT_KEYS, preview_args
@@ -35,6 +35,7 @@ from aetheris.policy import NO_RETRY, EffectSemantics, RetryPolicy
 if TYPE_CHECKING:
     from aetheris._engine.invocation import Invocation
 
+log = _log_context.logger("aetheris.effects")
 # A claim carries its arguments' preview: kept well inside one write unit with the rest of the claim.
 PREVIEW_BYTES = 512
 
@@ -117,7 +118,17 @@ def _loop(inv: Invocation, call: ToolCall) -> Generator[_Call, Any, Any]:
                 )
             if isinstance(error, NonRetryableError) or policy.gives_up_on(error, attempt):
                 raise
-            clock.sleep(policy.delay_before(attempt + 1, services.ids.random()))
+            delay = policy.delay_before(attempt + 1, services.ids.random())
+            # The error's type only: its message is the tool's text and may quote its arguments.
+            log.info(
+                "tool %s failed on call %s (%s); called again in %.3f s",
+                call.ref.name,
+                attempt,
+                type(error).__name__,
+                delay.total_seconds(),
+                extra={"tool": call.ref.name, "tool_attempt": attempt},
+            )
+            clock.sleep(delay)
             continue
         faults.reach("after_effect")
         with runtime_io():

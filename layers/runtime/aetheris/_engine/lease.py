@@ -18,10 +18,13 @@ from datetime import timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from aetheris import _log_context
 from aetheris._clock import Clock, to_millis
 from aetheris._engine.faults import NO_FAULTS, Faults
 from aetheris._store.log import EventLog, SlotLease
 from aetheris.errors import LeaseLost
+
+log = _log_context.logger("aetheris.lease")
 
 
 class LeaseKeeper:
@@ -67,7 +70,8 @@ class LeaseKeeper:
 
     def __enter__(self) -> LeaseKeeper:
         self._stopped = False
-        self._thread = threading.Thread(target=self._beat, name=f"lease-{self.lease.job_id}", daemon=True)
+        beat = _log_context.in_this_context(self._beat)  # its lines carry the tick's keys
+        self._thread = threading.Thread(target=beat, name=f"lease-{self.lease.job_id}", daemon=True)
         self._thread.start()
         return self
 
@@ -94,7 +98,10 @@ class LeaseKeeper:
             try:
                 self.renew()
                 self.beats += 1
-            except LeaseLost:
+            except LeaseLost as lost:
+                log.warning("lease lost while the step ran (another worker took the slot over): %s", lost)
                 return  # the step finds out at its next effect or at commit
-            except (BotoCoreError, ClientError):
-                continue  # a failed renewal is tried again at the next beat; the lease may still hold
+            except (BotoCoreError, ClientError) as error:
+                # Tried again at the next beat; the lease may still hold.
+                log.warning("lease renewal failed, tried again at the next beat: %s", type(error).__name__)
+                continue

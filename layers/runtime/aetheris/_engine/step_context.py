@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import logging
 import re
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from aetheris import _log_context
 from aetheris._engine import guard
 from aetheris._engine.effects import ToolCall, run_tool, run_tool_async
 from aetheris._engine.store_io import runtime_io
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from aetheris.budget import Budget
 
 T = TypeVar("T")
-_STEP_LOG = logging.getLogger("aetheris.step")
+_STEP_LOG = _log_context.logger("aetheris.step")
 _NAME = re.compile(r"^[A-Za-z0-9_.\-/]{1,100}$")
 
 
@@ -64,6 +64,8 @@ class StepContext:
         self.closed = False  # the attempt ended (returned, raised, timed out): no more calls
         self.abandoned = False  # it timed out: a call from its still-running body is refused
         self.warnings: list[str] = []  # effects that bypassed sctx.tool (reported in the trace)
+        # The engine's lines while the step runs name it (the tick's keys, _log_context).
+        _log_context.add(step=self.name, attempt=attempt)
         # A step body runs only live, so its lines are never replayed; they carry where they ran.
         self.logger = ReplaySafeLogger(
             _STEP_LOG,

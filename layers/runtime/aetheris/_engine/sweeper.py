@@ -44,11 +44,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from aetheris import _log_context
 from aetheris._diagnosis import Action, Finding, Reason, diagnose
 from aetheris._engine.services import Services
 from aetheris._store import schema, watch
 from aetheris._store.queue import Tick
 
+# Its lines about one job carry job_id, job_type, seq (the slot it ticks); no fence, attempt or
+# worker: the sweeper holds nothing (the dead claim's worker and fence are in the evidence).
+log = _log_context.logger("aetheris.sweeper")
 _STALLED = (Reason.TICK_LOST, Reason.LEASE_EXPIRED, Reason.CANCEL_PENDING)
 
 
@@ -96,11 +100,16 @@ class Sweeper:
         return report
 
     def _look(self, entry: watch.Entry, report: SweepReport) -> None:
+        with _log_context.tick(job_id=entry.job_id):  # its own keys: the next entry is another job
+            self._look_at(entry, report)
+
+    def _look_at(self, entry: watch.Entry, report: SweepReport) -> None:
         services, settings = self.services, self.settings
         tail = watch.read_tail(services.jobs.table, entry.job_id)
         now = services.clock.now()
         if tail is None or tail.due_at_ms is None or tail.due_at_ms > entry.due_at_ms:
             return  # gone, or moved since the index was read (the index lags the table)
+        _log_context.add(job_type=tail.job.get("job_type"), seq=tail.next_seq)
         finding = diagnose(tail, now, settings)
         if finding.stuck(now, settings.stall_after):
             report.stuck.append(entry.job_id)
@@ -115,6 +124,20 @@ class Sweeper:
             report.expired.append(entry.job_id)
         elif finding.action is Action.TICK and self._rescue(tail, finding):
             report.ticked.append(entry.job_id)
+            if finding.reason in _STALLED:
+                evidence = finding.evidence
+                log.info(
+                    "job %s is %s: sent it a tick for slot %s (rescue %s)",
+                    entry.job_id,
+                    finding.reason,
+                    tail.next_seq,
+                    finding.sweeps,
+                    extra={
+                        "reason": str(finding.reason),
+                        "claimed_by": evidence.get("worker_id"),
+                        "claim_fence": evidence.get("fence"),
+                    },
+                )
 
     def _rescue(self, tail: watch.Tail, finding: Finding) -> bool:
         # Recorded first: if the job moves meanwhile (the condition fails), no tick is needed.

@@ -18,17 +18,17 @@ A tick names the slot it is for, so duplicates and stale ticks are recognised wi
 from __future__ import annotations
 
 import enum
-import logging
 from datetime import timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from aetheris import _log_context
 from aetheris._clock import to_millis
 from aetheris._engine.branch_ticks import handle_branch
 from aetheris._engine.come_back import ComeBack
 from aetheris._engine.fanout_rule import FanOutSpec
 from aetheris._engine.faults import SimulatedCrash
-from aetheris._engine.history import next_tick_delay
+from aetheris._engine.history import History, next_tick_delay
 from aetheris._engine.invocation import Invocation
 from aetheris._engine.services import Services
 from aetheris._engine.tracing import subsegment
@@ -42,7 +42,8 @@ from aetheris.app import App
 from aetheris.errors import LeaseLost, UnknownJobType, WorkerCrashLoop
 from aetheris.events import Event, EventType, JobStatus
 
-log = logging.getLogger("aetheris.worker")
+# Every line carries the tick's keys (job_id, job_type, seq, attempt, fence, worker_id: _log_context).
+log = _log_context.logger("aetheris.worker")
 # Left for committing and enqueueing after a step that used all of its time.
 STEP_TIME_MARGIN = timedelta(seconds=5)
 
@@ -82,6 +83,10 @@ class Worker:
 
     def handle(self, tick: Tick, receive_count: int = 1, time_left: timedelta | None = None) -> TickOutcome:
         """Advance the job by one operation; ``time_left`` is what the Lambda invocation has left."""
+        with _log_context.tick(job_id=tick.job_id, seq=tick.seq, worker_id=self.worker_id):
+            return self._handle(tick, receive_count, time_left)
+
+    def _handle(self, tick: Tick, receive_count: int, time_left: timedelta | None) -> TickOutcome:
         services = self.services
         if tick.branch is not None:
             return handle_branch(self, tick, receive_count, time_left)
@@ -89,6 +94,7 @@ class Worker:
         if snapshot is None:
             log.warning("tick for unknown job %s", tick.job_id)
             return TickOutcome.UNKNOWN_JOB
+        _log_context.add(job_type=snapshot.job.get("job_type"))
         if snapshot.status.is_terminal:
             if receive_count > 1:
                 self._wake_parent(snapshot.job)  # the child's end may have died before waking it
@@ -121,11 +127,21 @@ class Worker:
             services, definition, snapshot, lease, budget, self.app.strict_effects, crash_loop=crash_loop
         )
         invocation.app = self.app
+        _log_context.add(fence=lease.fence, attempt=attempt_due(invocation.history))
+        if lease.reclaimed_from is not None:
+            log.info(
+                "took slot %s over from %s, whose lease expired (fence now %s)",
+                slot,
+                lease.reclaimed_from,
+                lease.fence,
+                extra={"reclaimed_from": lease.reclaimed_from},
+            )
         try:
             with subsegment("tick", job_id=tick.job_id, seq=slot):
                 come_back = invocation.run()
         except BaseException as error:  # noqa: BLE001 - the one table below decides what each one means
             return self._failed_tick(error, lease)
+        _log_context.add(attempt=invocation.attempt)
         if invocation.swallowed:
             log.error(invocation.swallowed)
         return self._settle(invocation, come_back, tick)
@@ -167,6 +183,8 @@ class Worker:
                 services.queue.send(Tick(job_id=tick.job_id, seq=slot))
             return TickOutcome.IDLE
         committed = come_back.committed
+        if committed is not None and committed.type is EventType.STEP_FAILED:
+            _log_failed_attempt(committed)
         if come_back.after is not None:
             services.faults.reach("before_enqueue")
             services.queue.send(Tick(job_id=tick.job_id, seq=slot + 1), come_back.after)
@@ -240,3 +258,33 @@ class Worker:
         for b in range(spec.initial):
             if b not in branches.lanes:
                 self.services.queue.send(Tick(job_id=started.job_id, seq=0, branch=f"{started.op}.{b}"))
+
+
+def attempt_due(history: History) -> int:
+    """The attempt of the operation this tick advances, as its commit will record it: the
+    unsettled operation's failures + 1 (a step retried, a wait parked on), else 1 (a new one)."""
+    last = history.ops[max(history.ops)] if history.ops else None
+    return last.failures + 1 if last is not None and last.outcome is None else 1
+
+
+def _log_failed_attempt(event: Event) -> None:
+    # The error's type only: its message is user text and may quote what the step was given.
+    error = event.error.type if event.error is not None else "an error"
+    if event.next_attempt_at is not None:
+        log.info(
+            "step %s failed on attempt %s (%s); attempt %s at %s",
+            event.name,
+            event.attempt,
+            error,
+            (event.attempt or 1) + 1,
+            event.next_attempt_at.isoformat(),
+            extra={"step": event.name},
+        )
+    else:
+        log.info(
+            "step %s failed on attempt %s (%s), no attempts left",
+            event.name,
+            event.attempt,
+            error,
+            extra={"step": event.name},
+        )

@@ -15,10 +15,11 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from aetheris import _log_context, hosting
 from aetheris import _observability as obs
-from aetheris import hosting
 
 logger = Logger(service="aetheris-signals")
+logger.addFilter(_log_context.FILTER)  # the record's keys, and the job type once ingest read the job
 metrics = Metrics(namespace=obs.NAMESPACE, service="signals")
 processor = BatchProcessor(event_type=EventType.SQS)
 # Outcomes of a signal id's first landing in the inbox (a duplicate or a late one is not accepted).
@@ -27,15 +28,12 @@ _ACCEPTED = ("woke", "stored")
 
 def record_handler(record: SQSRecord) -> None:
     keys = {**_signal_keys(record.body), "message_id": record.message_id}
-    logger.thread_safe_append_keys(**keys)
-    try:
+    with _log_context.tick(**keys):  # cleared when the record is done
         outcome = hosting.runtime().ingest_signal(record.body)
         metrics.add_metric(name=obs.signal_metric(outcome), unit=MetricUnit.Count, value=1)
         if outcome in _ACCEPTED:
             metrics.add_metric(name=obs.Metric.SIGNALS_ACCEPTED, unit=MetricUnit.Count, value=1)
         logger.debug("signal ingested", extra={"outcome": outcome})
-    finally:
-        logger.thread_safe_remove_keys(keys)
 
 
 def _signal_keys(body: str) -> dict[str, Any]:

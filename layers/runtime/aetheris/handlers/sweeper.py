@@ -14,11 +14,12 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from aetheris import _log_context, _operator_views, hosting
 from aetheris import _observability as obs
-from aetheris import _operator_views, hosting
 from aetheris.events import JobStatus
 
 logger = Logger(service="aetheris-sweeper")
+logger.addFilter(_log_context.FILTER)  # (its own lines are about many jobs: they carry no job's keys)
 metrics = Metrics(namespace="Aetheris", service="sweeper")
 
 # Gauges (no dimensions): name -> (queue, depth field).
@@ -37,6 +38,7 @@ BACKLOG_GAUGES = {
 @logger.inject_lambda_context
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    obs.route_engine_logs_on_lambda(logger)  # the engine's per-job lines, with each job's keys
     runtime = hosting.runtime()
     report = runtime.sweep()
     metrics.add_metric(name="SweptJobsTicked", unit=MetricUnit.Count, value=len(report.ticked))

@@ -11,10 +11,12 @@ It only adapts the event: each record's body is a tick and the runtime decides t
   after the queue's max receives instead of vanishing, and a batch in which every record raised is
   an invocation error, as it should be (something is broken).
 
-Every log line of a record carries ``job_id``, ``seq`` and ``worker_id`` (the runtime adds what only
-it knows when it logs through the same logger, see ``_observability.route_engine_logs``); each
-tick's outcome is counted (``Tick_<outcome>``, lease conflicts, stale-fence rejections) and the
-engine's own samples are published after the record.
+Every log line of a record — this handler's, the engine's (routed through this logger on Lambda,
+``_observability.route_engine_logs``), the job's ``ctx.logger`` / ``sctx.logger`` — carries the
+record's tick keys: ``job_id``, ``seq``, ``worker_id``, ``message_id``, and what the engine learns
+(``job_type``, ``fence``, ``attempt``, ``step``; ``aetheris._log_context``), cleared when the record
+is done. Each tick's outcome is counted (``Tick_<outcome>``, lease conflicts, stale-fence
+rejections) and the engine's own samples are published after the record.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from aetheris import _log_context, hosting
 from aetheris import _observability as obs
-from aetheris import hosting
 
 SERVICE = "worker"
 logger = Logger(service="aetheris-worker")
+logger.addFilter(_log_context.FILTER)  # its own lines carry the tick keys too
 metrics = Metrics(namespace=obs.NAMESPACE, service=SERVICE)
 # Patches botocore: every DynamoDB, SQS and S3 call of a tick is an X-Ray subsegment (off locally).
 tracer = Tracer(service="aetheris-worker")
@@ -49,8 +52,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         time_left = timedelta(milliseconds=lambda_context.get_remaining_time_in_millis())
     runtime = hosting.runtime()
     keys = {**_tick_keys(record.body), "worker_id": runtime.worker_id, "message_id": record.message_id}
-    logger.thread_safe_append_keys(**keys)
-    try:
+    with _log_context.tick(**keys):  # cleared when the record is done: the next one is another job's
         outcome = runtime.handle_tick(record.body, receive_count, time_left)
         metrics.add_metric(name=obs.tick_metric(outcome.value), unit=MetricUnit.Count, value=1)
         obs.publish(metrics, obs.tick_samples(outcome.value), SERVICE)
@@ -61,8 +63,6 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         if not outcome.acknowledge:
             logger.info("tick deferred: it comes back after the visibility timeout")
             _deferred.append(record.message_id)
-    finally:
-        logger.thread_safe_remove_keys(keys)
 
 
 def _tick_keys(body: str) -> dict[str, Any]:
