@@ -37,6 +37,7 @@ class Probe:
         self.bodies: dict[int, int] = {}
         self.calls: dict[str, int] = {}
         self.together = threading.Event()
+        self.last_done = threading.Event()  # the last branch's body has returned
 
     def enter(self, n: int) -> None:
         with self.lock:
@@ -56,7 +57,7 @@ class Probe:
         return f"done-{key.rsplit(':', 3)[1]}"
 
 
-def build(probe: Probe, rendezvous: bool) -> App:
+def build(probe: Probe, rendezvous: bool, reverse: bool = False) -> App:
     app = App("fanrace")
 
     def work(sctx: StepContext, n: int) -> str:
@@ -64,7 +65,12 @@ def build(probe: Probe, rendezvous: bool) -> App:
         try:
             if rendezvous and n < 2:  # branches 0 and 1 each wait until another branch runs too
                 assert probe.together.wait(DEADLINE), "no second branch ever ran at the same time"
-            return sctx.tool("api", probe.call, sctx.idempotency_key("api"))
+            if reverse and n == 0:  # the first branch finishes after the last one
+                assert probe.last_done.wait(DEADLINE), "the last branch never finished"
+            answer = sctx.tool("api", probe.call, sctx.idempotency_key("api"))
+            if n == 1:
+                probe.last_done.set()
+            return answer
         finally:
             probe.leave()
 
@@ -249,9 +255,14 @@ def test_cancel_while_branches_run_stops_the_rest_and_undoes_what_committed() ->
 
 def test_replay_is_deterministic_whatever_order_branches_finished_in() -> None:
     probe = Probe()
-    with LocalRuntime(build(probe, rendezvous=True), server=True, workers=3) as local:
-        job_id = local.start("fan", {"count": 4})
+    with LocalRuntime(build(probe, rendezvous=False, reverse=True), server=True, workers=3) as local:
+        job_id = local.start("fan", {"count": 2})
         drive(local, job_id)
+        lanes = BranchStore(local.runtimes[0].services.jobs.table).load(job_id, 0).lanes
+        assert lanes[1].events[-1].at <= lanes[0].events[-1].at, "branch 1 committed first"
+        assert local.get(job_id).result == ["done-0-work.0", "done-0-work.1"], (
+            "yet results are in input order"
+        )
         report = local.replay(job_id)
         history = local.export(job_id)
     assert report.consistent and report.reached_end, report
