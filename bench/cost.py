@@ -1,7 +1,8 @@
 """Cost per million operations, all-in, by operation kind — beside Lambda durable functions and Step
 Functions Standard for the same work.
 
-For each kind (effect-free step, step with one tool call, wait + signal, timer) it runs ``JOBS``
+For each kind (effect-free step, step with one tool call, wait + signal, timer, one branch of a
+``ctx.map`` fan-out) it runs ``JOBS``
 jobs at once on the embedded stack (moto in-process, the SQS event sources at the template's batch
 size) twice — jobs of ``SHORT`` and of ``LONG`` operations — and bills every botocore call
 (``meter.py``: DynamoDB units from real item sizes including index writes, SQS requests, S3,
@@ -117,6 +118,7 @@ def main() -> None:
         action="store_true",
         help="without aetheris_infra.moto_speedups (the same requests and units, only slower)",
     )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the results")
     args = parser.parse_args()
     if not args.plain_moto:
         from aetheris._local import moto_speedups
@@ -124,7 +126,7 @@ def main() -> None:
         moto_speedups.install()
     worker = function_config("WorkerFunction")
     model = LambdaModel(worker.memory_mb, worker.architecture)
-    previous = json.loads(RESULTS.read_text()).get("kinds", {}) if RESULTS.exists() else {}
+    previous = json.loads(args.out.read_text()).get("kinds", {}) if args.out.exists() else {}
     rows: dict[str, Any] = {k: v for k, v in previous.items() if k not in args.kinds}
     for kind in args.kinds:
         short, short_info = run(kind, SHORT)
@@ -149,11 +151,11 @@ def main() -> None:
             "run_seconds": [short_info["seconds"], long_info["seconds"]],
         }
         print(f"{kind:6} all-in ${rows[kind]['all_in_usd_per_million']:.2f}/M", flush=True)
-        _write(rows, worker, model)
+        _write(rows, worker, model, args.out)
     print(table(rows))
 
 
-def _write(rows: dict[str, Any], worker: Any, model: LambdaModel) -> None:
+def _write(rows: dict[str, Any], worker: Any, model: LambdaModel, out: Path = RESULTS) -> None:
     results = {
         "what": "USD per million operations, all-in, us-east-1 list prices; ours measured on the embedded "
         "stack (counts exact, Lambda duration modelled from measured CPU), peers computed from pricing",
@@ -171,7 +173,7 @@ def _write(rows: dict[str, Any], worker: Any, model: LambdaModel) -> None:
         "machine": _machine(),
         "kinds": {k: rows[k] for k in KINDS if k in rows},
     }
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    out.write_text(json.dumps(results, indent=2) + "\n")
 
 
 def _steady_cpu(op: Bill, long: Bill) -> None:
@@ -199,6 +201,7 @@ def table(rows: dict[str, Any]) -> str:
         "tool": "step with one tool call",
         "wait": "wait + signal",
         "timer": "timer",
+        "branch": "fan-out branch (ctx.map)",
     }
     lines = [
         f"{'USD per million, all-in':28} {'Aetheris':>9} {'LDF':>8} {'SFN Std':>8}   "

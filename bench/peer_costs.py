@@ -57,7 +57,8 @@ def peer_costs(kind: str, model: LambdaModel, front_door: float, prices: Prices 
     resume = prices.lambda_request + model.duration_cost(RESUME_S, prices)
     task = prices.lambda_request + model.duration_cost(TASK_MS / 1000, prices)
     transition = prices.sfn_standard_transition
-    if kind in ("step", "tool"):
+    # A branch: on LDF a map item is a child context's step; on SFN a Map iteration's task state.
+    if kind in ("step", "tool", "branch"):
         return PeerCost(ldf=op + checkpoint, sfn=transition + task)
     if kind == "wait":
         return PeerCost(

@@ -12,7 +12,7 @@ from typing import Any
 
 from aetheris import App, JobContext, StepContext
 
-KINDS = ("step", "tool", "wait", "timer")
+KINDS = ("step", "tool", "wait", "timer", "branch")
 TIMER = timedelta(seconds=60)  # under SQS's 15-minute delay: the timer rides a delayed tick
 
 
@@ -48,6 +48,11 @@ def build_app() -> App:
         for _ in range(n):
             ctx.sleep(TIMER)
         return n
+
+    @app.job("branch")
+    def branch_job(ctx: JobContext, n: int) -> int:
+        # One fan-out of n effect-free branches: the difference between two n is one branch.
+        return sum(ctx.map(plain, range(n)))
 
     return app
 
