@@ -107,6 +107,7 @@ class Event(BaseModel):
     values: list[Any] = []
     next_attempt_at: datetime | None = None
     reclaimed_from: str | None = None
+    input: str | None = None  # JobCreated: the job's input as stored JSON text
     detail: dict[str, Any] = {}
 
     @classmethod

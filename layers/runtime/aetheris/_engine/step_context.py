@@ -77,8 +77,8 @@ class StepContext:
 
     @property
     def job_budget(self) -> Budget | None:
-        """The job's ``Budget`` (``@app.job(budget=...)``), if it has one."""
-        return self._inv.definition.budget
+        """The job's ``Budget`` (per start, else ``@app.job(budget=...)``, raised by signals), if any."""
+        return self._inv.budget
 
     def ledger_entries(self) -> list[dict[str, Any]]:
         """The job's effect-ledger entries as one consistent read sees them (values resolved)."""

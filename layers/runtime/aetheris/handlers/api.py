@@ -242,7 +242,12 @@ def list_events(
     def shown_item(item: dict[str, Any]) -> dict[str, Any]:
         # Only what the page shows is fetched; a big offloaded result becomes a preview unread.
         href = f"/jobs/{job_id}/events/{item['seq']}/result"
-        return {**item, "result": shown(services.payloads, item.get("result"), href, as_text=True)}
+        shown_input = shown(services.payloads, item.get("input"), f"/jobs/{job_id}/input", as_text=True)
+        return {
+            **item,
+            "result": shown(services.payloads, item.get("result"), href, as_text=True),
+            "input": shown_input,  # JobCreated's
+        }
 
     # Each shown event costs at most SHOWN_VALUE_BYTES in the answer, and the page is cut at half
     # the answer budget as the listing measures it: the answer stays under MAX_ANSWER_BYTES.

@@ -166,6 +166,7 @@ class EventView(Event):
 
     # Pydantic re-declares the field; widening it for previews is the point of this view.
     result: str | ValuePreview | None = None  # type: ignore[assignment]
+    input: str | ValuePreview | None = None  # type: ignore[assignment]
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> EventView:

@@ -107,7 +107,7 @@ class CompensationOp(StepOp):
 
 def _over_step_budget(inv: Invocation, op: StepOp) -> Exception | None:
     """``BudgetExceeded`` if this new step would pass the job's ``Budget.max_steps``."""
-    budget = inv.definition.budget
+    budget = inv.budget
     if budget is None or budget.max_steps is None or op.kind is not OpKind.STEP or op.record.events:
         return None
     done = sum(
