@@ -77,7 +77,7 @@ def test_retry_of_a_failed_job_runs_the_failed_step_again_and_no_recorded_effect
     assert created.detail["forked_from"]["job_id"] == old and created.detail["forked_from"]["via"] == "retry"
     assert created.input is not None and json.loads(created.input) == 5
     assert all(e.job_id == new for e in events)
-    # assert trace.forked_from is not None and trace.forked_from.job_id == old
+    assert trace.forked_from is not None and trace.forked_from.job_id == old
 
 
 def test_fork_at_a_seq_copies_the_log_up_to_it_and_runs_the_rest_live_with_new_keys() -> None:

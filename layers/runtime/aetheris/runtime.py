@@ -42,7 +42,7 @@ from aetheris.app import App
 from aetheris.budget import Budget
 from aetheris.config import Settings
 from aetheris.errors import ErrorInfo, IdempotencyConflict, JobFinished, JobNotFound
-from aetheris.events import Event, JobStatus
+from aetheris.events import Event, ForkedFrom, JobStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -78,6 +78,8 @@ class JobView(BaseModel):
     waiting_for: str | None = None
     cancel_requested_at: datetime | None = None
     last_seq: int | None = None
+    forked_from: ForkedFrom | None = None
+    budget: Budget | None = None  # the per-start budget, if the job was started with one
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> JobView:
@@ -94,6 +96,10 @@ class JobView(BaseModel):
             waiting_for=item.get("waiting_for"),
             cancel_requested_at=item.get("cancel_requested_at"),
             last_seq=item.get("last_seq"),
+            forked_from=ForkedFrom.model_validate_json(item["forked_from"])
+            if item.get("forked_from")
+            else None,
+            budget=Budget.model_validate_json(item["budget"]) if item.get("budget") else None,
         )
 
 

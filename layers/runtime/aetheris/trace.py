@@ -164,6 +164,7 @@ def build_trace(
         updated_at=job.updated_at,
         cancel_requested_at=job.cancel_requested_at,
         waiting_for=job.waiting_for,
+        forked_from=job.forked_from,
         result=values.keep(job.result),
         error=TraceError.of(job.error),
         compensated=[str(name) for name in end.detail.get("compensated", [])] if end else [],
