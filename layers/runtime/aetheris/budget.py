@@ -171,10 +171,19 @@ def before_call(sctx: StepContext, model_id: str, request: dict[str, Any], name:
         return  # this very call is recorded: the ledger answers it, nothing is spent
     spent = spend_of(entries)
     tokens, cost = _worst_case(model_id, request)
+    exceeded: BudgetExceeded | None = None
     if limits.max_tokens is not None and spent.tokens + tokens > limits.max_tokens:
-        raise BudgetExceeded(sctx.job_id, "tokens", limits.max_tokens, spent.tokens, tokens)
-    if limits.max_cost_usd is not None:
+        exceeded = BudgetExceeded(sctx.job_id, "tokens", limits.max_tokens, spent.tokens, tokens)
+    elif limits.max_cost_usd is not None:
         if cost is None:
-            raise BudgetExceeded(sctx.job_id, "USD (model not in the price table)", limits.max_cost_usd, 0, 0)
-        if spent.cost_usd + cost > limits.max_cost_usd:
-            raise BudgetExceeded(sctx.job_id, "USD", limits.max_cost_usd, round(spent.cost_usd, 10), cost)
+            exceeded = BudgetExceeded(
+                sctx.job_id, "USD (model not in the price table)", limits.max_cost_usd, 0, 0
+            )
+        elif spent.cost_usd + cost > limits.max_cost_usd:
+            exceeded = BudgetExceeded(
+                sctx.job_id, "USD", limits.max_cost_usd, round(spent.cost_usd, 10), cost
+            )
+    if exceeded is not None:
+        if limits.on_exceeded == "wait":
+            sctx.budget_blocked = exceeded  # the step parks on the raise signal (operations/budget_wait.py)
+        raise exceeded

@@ -64,6 +64,8 @@ class StepContext:
         self.closed = False  # the attempt ended (returned, raised, timed out): no more calls
         self.abandoned = False  # it timed out: a call from its still-running body is refused
         self.warnings: list[str] = []  # effects that bypassed sctx.tool (reported in the trace)
+        # A model call refused by a Budget(on_exceeded="wait"): the step parks, whatever the body did.
+        self.budget_blocked: BaseException | None = None
         # A step body runs only live, so its lines are never replayed; they carry where they ran.
         self.logger = ReplaySafeLogger(
             _STEP_LOG,
