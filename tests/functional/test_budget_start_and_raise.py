@@ -101,6 +101,7 @@ def test_a_blocked_call_waits_for_a_raise_and_is_made_exactly_once(crash: str | 
         events = local.events(job)
         spend = spend_of(local.runtimes[0].effects(job))
         report = local.replay(job)
+        blocked = local.trace(job).operations[1]  # ask-1: blocked, raised, then committed
 
     assert parked.status is JobStatus.WAITING and parked.waiting_for == "budget"
     assert sent_while_parked == 1  # the second call was not made while the budget could not pay
@@ -112,6 +113,8 @@ def test_a_blocked_call_waits_for_a_raise_and_is_made_exactly_once(crash: str | 
     raises = [e for e in events if e.type is EventType.SIGNAL_CONSUMED]
     assert [e.detail["budget_raise"] for e in raises] == [{"max_tokens": 2000}]
     assert report.consistent
+    assert blocked.state == "committed" and blocked.wait is not None and blocked.wait.signal == "budget"
+    assert blocked.signal is not None and blocked.signal.payload == {"max_tokens": 2000}
 
 
 def test_an_insufficient_raise_parks_the_job_again_and_max_steps_waits_on_its_own_signal() -> None:

@@ -48,7 +48,7 @@ class Budget(BaseModel):
     if the raised budget allows it (else the job parks again).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)  # no true-as-1
 
     max_tokens: int | None = Field(default=None, ge=0)
     max_cost_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
@@ -60,7 +60,7 @@ class Budget(BaseModel):
 class BudgetRaise(BaseModel):
     """The payload of a budget-raise signal: the limits given replace the job's (others stay)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)  # no true-as-1
 
     max_tokens: int | None = Field(default=None, ge=0)
     max_cost_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)

@@ -10,15 +10,15 @@ handlers below, always as ``{"error": {"code", "message"}}``:
 
 * 400 ``malformed_json`` (body is not JSON), ``invalid_parameter`` (a query or path parameter is
   wrong, e.g. an unknown ``status``, ``limit`` out of range, a signal name a job cannot wait for),
-  ``invalid_cursor``, ``unknown_job_type``, ``trace_too_large``, ``invalid_seq`` (a fork's seq is
-  outside the job's log or at its end);
+  ``invalid_cursor``, ``unknown_job_type``, ``trace_too_large``;
 * 403 ``no_tenant`` (the caller's verified identity names no tenant, e.g. a JWT without the claim);
 * 404 ``job_not_found`` (also for another tenant's job: ids do not leak), ``event_not_found``,
   ``not_found`` (no such path); 405 ``method_not_allowed`` (the path is served for other methods,
   listed in ``Allow``); 409 ``idempotency_conflict``, ``job_finished`` (a signal or cancel for a job
   that has ended), ``signal_id_conflict`` (the signal id was used for a signal with another name or
   payload), ``idempotency_key_busy`` (concurrent starts with the key kept racing: start again),
-  ``not_retryable`` (a retry of a job that did not end FAILED/CANCELLED, or whose compensations ran);
+  ``not_retryable`` (a retry of a job that did not end FAILED/CANCELLED, or whose compensations ran),
+  ``invalid_seq`` (a fork's seq is past the end of the job's log as it is now, or at its end);
 * 413 ``payload_too_large`` (the body, or the job input once serialized); 415 ``unsupported_media_type``
   (a body that is not ``application/json``, in any capitalisation: form-encoded bodies are refused,
   never read);
@@ -455,7 +455,7 @@ def _signal_id_conflict(error: SignalIdConflict) -> Response[str]:
 @_handles(InvalidForkPoint)
 def _invalid_fork_point(error: InvalidForkPoint) -> Response[str]:
     return error_response(
-        HTTPStatus.BAD_REQUEST, "invalid_seq", f"{error}; GET /jobs/{error.job_id}/events lists the seqs"
+        HTTPStatus.CONFLICT, "invalid_seq", f"{error}; GET /jobs/{error.job_id}/events lists the seqs"
     )
 
 

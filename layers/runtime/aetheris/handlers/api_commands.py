@@ -111,8 +111,8 @@ _STARTED: dict[str, Any] = {"application/json": {"model": JobStarted}}
         "made again (they are answered from the copied log and ledger); later ones get the new job's own "
         "idempotency keys. Without `at_seq`: retry a FAILED or CANCELLED job from its failed operation "
         "(that operation runs again with a fresh retry policy). The new job's `forked_from` names this "
-        "one. 400 `invalid_seq` for a seq outside the log or at its end; 409 `not_retryable` for a retry "
-        "of a job that is not FAILED/CANCELLED or whose compensations ran."
+        "one. 409 `invalid_seq` for a seq past the end of the job's log (as it is now) or at its end; 409 "
+        "`not_retryable` for a retry of a job that is not FAILED/CANCELLED or whose compensations ran."
     ),
     responses={
         **answers(JobStarted, 400, 404, 409, 413, 415, 422),

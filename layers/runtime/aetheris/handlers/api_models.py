@@ -68,9 +68,9 @@ class StartJobRequest(BaseModel):
 
 
 class ForkJobRequest(BaseModel):
-    """Body of ``POST /jobs/{job_id}/fork``; unknown fields are refused."""
+    """Body of ``POST /jobs/{job_id}/fork``; unknown fields are refused, and so are ``true`` for 1."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     at_seq: int | None = Field(
         default=None,
