@@ -8,8 +8,9 @@ import json
 
 import pytest
 
-from aetheris import App, EventType, JobContext, JobStatus, RetryPolicy, StepContext
+from aetheris import App, EventType, JobContext, JobStatus, NonRetryableError, RetryPolicy, StepContext
 from aetheris._fork import InvalidForkPoint, NotRetryable
+from aetheris.budget import Budget
 from aetheris.errors import JobNotFound
 from aetheris.testing import LocalRuntime
 from tests.functional.jobs import Calls
@@ -160,3 +161,41 @@ def test_fork_of_an_unknown_job_or_bad_seq_is_refused() -> None:
         running = local.start("order", 1)
         with pytest.raises(NotRetryable, match="only a FAILED or CANCELLED"):
             local.retry(running)
+
+
+def build_saga(calls: Calls) -> App:
+    app = App("fork-saga")
+
+    def reserve(sctx: StepContext, what: str) -> str:
+        return sctx.tool(f"{what}.reserve", lambda: calls.effect(f"reserve-{what}", what) and what)
+
+    def release(sctx: StepContext, what: str) -> None:
+        sctx.tool(f"{what}.release", lambda: calls.effect(f"release-{what}", what))
+
+    def explode(sctx: StepContext) -> None:
+        raise NonRetryableError("no")
+
+    @app.job("trip")
+    def trip(ctx: JobContext, _: None) -> None:
+        ctx.step(reserve, "hotel", name="hotel", compensate=release)
+        ctx.step(reserve, "car", name="car", compensate=release)
+        ctx.step(explode)
+
+    return app
+
+
+def test_fork_inside_a_compensation_run_goes_on_with_it_and_retry_refuses_a_compensated_job() -> None:
+    calls = Calls()
+    with LocalRuntime(build_saga(calls)) as local:
+        old = local.start("trip", None, budget=Budget(max_steps=10))
+        assert local.wait(old).status is JobStatus.FAILED
+        undone_car = next(e for e in local.events(old) if e.type is EventType.COMPENSATION_COMMITTED)
+        new = local.fork(old, undone_car.seq)  # the car was released, the hotel not yet
+        done = local.wait(new)
+        with pytest.raises(NotRetryable, match="compensations already undid"):
+            local.retry(old)
+
+    assert done.status is JobStatus.FAILED and done.budget == Budget(max_steps=10)  # the old job's budget
+    assert calls.effects["reserve-hotel"] == calls.effects["reserve-car"] == 1  # copied, never again
+    assert calls.effects["release-car"] == 1  # its compensation was copied: not run again
+    assert calls.effects["release-hotel"] == 2  # after the cut: the old job's run, and the fork's

@@ -125,3 +125,13 @@ def test_cli_fork_and_retry_print_the_new_job(run: Run) -> None:  # noqa: F811 -
     assert shown[0] == 0 and f"{failed} at seq" in shown[1] and "retry" in shown[1]
     assert refused[0] == 4 and "not_retryable" in refused[1] + refused[2]
     assert bad_seq[0] == 4 and "invalid_seq" in bad_seq[2]
+
+
+def test_cli_start_budget_is_the_jobs_own(run: Run) -> None:  # noqa: F811 - fixture
+    code, out, err = run("--json", "start", "cli.greet", "--input", '"bo"', "--budget", '{"max_steps": 1}')
+    job = until(run, json.loads(out)["job_id"], "FAILED")
+    malformed = run("start", "cli.greet", "--input", '"bo"', "--budget", '{"max_steps": "one"}')
+
+    assert code == 0, err
+    assert job["budget"]["max_steps"] == 1 and job["error"]["type"] == "aetheris.budget.BudgetExceeded"
+    assert malformed[0] == 4 and "validation_error" in malformed[2]
