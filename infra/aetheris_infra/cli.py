@@ -77,6 +77,8 @@ def cmd_start(args: argparse.Namespace, api: Api, out: Out) -> int:
     body = {"job_type": args.type, "input": _json_arg(args.input, "--input")}
     if args.idempotency_key:
         body["idempotency_key"] = args.idempotency_key
+    if args.budget:
+        body["budget"] = _json_arg(args.budget, "--budget")
     code, started = api.call("POST", "/jobs", body)
     if not args.wait:
         verb = "started" if code == 201 else "already started with this idempotency key:"
@@ -84,6 +86,27 @@ def cmd_start(args: argparse.Namespace, api: Api, out: Out) -> int:
         return EXIT_OK
     if not out.json:
         out.console.print(f"job {started['job_id']} started; waiting for it to finish…")
+    return wait_and_show(api, out, started["job_id"], args.timeout, until_parked=True)
+
+
+def cmd_fork(args: argparse.Namespace, api: Api, out: Out) -> int:
+    return _forked(args, api, out, {"at_seq": args.at}, f"forked job {args.id} at seq {args.at}")
+
+
+def cmd_retry(args: argparse.Namespace, api: Api, out: Out) -> int:
+    return _forked(args, api, out, {}, f"retrying job {args.id} from its failed operation")
+
+
+def _forked(args: argparse.Namespace, api: Api, out: Out, body: dict[str, Any], what: str) -> int:
+    """``POST /jobs/{id}/fork``; prints the new job's id (``fork`` and ``retry`` both start one)."""
+    if args.idempotency_key:
+        body["idempotency_key"] = args.idempotency_key
+    if args.budget:
+        body["budget"] = _json_arg(args.budget, "--budget")
+    _, started = api.call("POST", job_path(args.id, "fork"), body)
+    out.emit(started, lambda: out.console.print(f"{what}: new job {started['job_id']} ({started['status']})"))
+    if not args.wait:
+        return EXIT_OK
     return wait_and_show(api, out, started["job_id"], args.timeout, until_parked=True)
 
 
@@ -375,6 +398,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--wait", action="store_true", help=wait_help.replace("the end", "the end or a signal wait (exit 5)")
     )
     start.add_argument("--timeout", type=float, default=300.0, help="seconds --wait waits at most")
+    budget_help = "limits for this job as JSON, e.g. '{\"max_tokens\": 20000}' (replaces its type's Budget)"
+    start.add_argument("--budget", help=budget_help)
+    for name, run, text in (
+        ("fork", cmd_fork, "start a new job from a job's log up to --at SEQ, on today's code (time travel)"),
+        ("retry", cmd_retry, "start a new job that runs a FAILED/CANCELLED job again from its failed step"),
+    ):
+        sub = command(name, run, text)
+        sub.add_argument("id", metavar="ID")
+        if name == "fork":
+            sub.add_argument("--at", type=int, required=True, metavar="SEQ", help="the last seq to copy")
+        sub.add_argument("--idempotency-key", help="the same key returns the same new job")
+        sub.add_argument("--budget", help="limits for the new job as JSON (default: the old job's)")
+        sub.add_argument(
+            "--wait", action="store_true", help=wait_help.replace("the end", "the new job's end")
+        )
+        sub.add_argument("--timeout", type=float, default=300.0, help="seconds --wait waits at most")
     status = command("status", cmd_status, "a job's status, progress, result or error")
     status.add_argument("id", metavar="ID")
     status.add_argument("--wait", action="store_true", help=wait_help)

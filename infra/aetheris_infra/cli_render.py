@@ -67,6 +67,8 @@ def show_job(out: Out, job: dict[str, Any]) -> None:
         ("last seq", job.get("last_seq")),
         ("waiting for", job.get("waiting_for")),
         ("idempotency key", job.get("idempotency_key")),
+        ("forked from", _forked_from(job.get("forked_from"))),
+        ("budget", _budget(job.get("budget"))),
     ]
     for name, value in rows:
         if value is not None:
@@ -78,6 +80,26 @@ def show_job(out: Out, job: dict[str, Any]) -> None:
     if job.get("result") is not None:
         out.console.print(Text("result:", style="bold"))
         out.console.print_json(data=job["result"])
+
+
+def _forked_from(link: Any) -> str | None:
+    if not isinstance(link, dict):
+        return None
+    copied = link.get("copied_through")
+    return f"{link.get('job_id')} at seq {link.get('seq')} ({link.get('via')}, copied through {copied})"
+
+
+def _budget(budget: Any) -> str | None:
+    if not isinstance(budget, dict):
+        return None
+    limits = [
+        f"{name}={budget[name]}"
+        for name in ("max_tokens", "max_cost_usd", "max_steps")
+        if budget.get(name) is not None
+    ]
+    if budget.get("on_exceeded") == "wait":
+        limits.append(f"waits for signal {budget.get('raise_signal')!r} when exceeded")
+    return ", ".join(limits) or "no limits"
 
 
 def show_events(out: Out, events: list[dict[str, Any]], title: str) -> None:

@@ -113,9 +113,21 @@ def test_replay_event_list_against_changed_code_names_the_divergence(
     assert report.divergence is not None and "ship" in str(report.divergence)
 
 
-def test_replay_event_list_without_input_says_to_pass_it(recorded: tuple[JobHistory, list[Event]]) -> None:
+def test_replay_event_list_alone_reads_the_input_from_job_created(
+    recorded: tuple[JobHistory, list[Event]],
+) -> None:
+    assert recorded[1][0].input is not None and json.loads(recorded[1][0].input) == {"order_id": "o-7"}
+
+    _replays_cleanly(recorded[1])
+
+
+def test_replay_event_list_recorded_without_input_says_to_pass_it(
+    recorded: tuple[JobHistory, list[Event]],
+) -> None:
+    older = [recorded[1][0].model_copy(update={"input": None}), *recorded[1][1:]]  # before JobCreated had it
+
     with pytest.raises(TypeError, match=r"needs the job's input: pass input="):
-        replay(app, recorded[1])
+        replay(app, older)
 
 
 def test_replay_event_list_without_job_created_is_refused(recorded: tuple[JobHistory, list[Event]]) -> None:

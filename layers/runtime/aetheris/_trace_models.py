@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from aetheris.errors import ErrorInfo
-from aetheris.events import EffectState, JobStatus, OpKind
+from aetheris.events import EffectState, ForkedFrom, JobStatus, OpKind
 from aetheris.policy import EffectSemantics
 
 OpState = Literal[
@@ -204,6 +204,7 @@ class Trace(BaseModel):
     updated_at: datetime
     cancel_requested_at: datetime | None
     waiting_for: str | None
+    forked_from: ForkedFrom | None = Field(default=None, description="set on a job made by fork or retry")
     result: Any
     error: TraceError | None
     parent_id: str | None = Field(default=None, description="for a child job: the job that started it")

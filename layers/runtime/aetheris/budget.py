@@ -23,27 +23,61 @@ ledger already closes.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from aetheris._llm.prices import Usage, price_table
 from aetheris.errors import NonRetryableError
+from aetheris.events import Event, EventType
 
 if TYPE_CHECKING:
     from aetheris._engine.step_context import StepContext
 
-__all__ = ["Budget", "BudgetExceeded", "Spend", "before_call", "spend_of"]
+__all__ = ["Budget", "BudgetExceeded", "BudgetRaise", "Spend", "before_call", "effective", "spend_of"]
 
 
 class Budget(BaseModel):
-    """Limits of one job; ``None`` is no limit."""
+    """Limits of one job; ``None`` is no limit.
 
-    model_config = ConfigDict(frozen=True)
+    ``on_exceeded="fail"`` (the default): the call or step that would exceed a limit is not made and
+    raises ``BudgetExceeded``. ``"wait"``: it is not made either, and the job parks instead
+    (``WAITING``, ``waiting_for`` = ``raise_signal``) until a signal ``raise_signal`` arrives whose
+    payload (a ``BudgetRaise``) sets new limits; then the blocked step runs again and the call is made
+    if the raised budget allows it (else the job parks again).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)  # no true-as-1
 
     max_tokens: int | None = Field(default=None, ge=0)
     max_cost_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     max_steps: int | None = Field(default=None, ge=1)
+    on_exceeded: Literal["fail", "wait"] = "fail"
+    raise_signal: str = Field(default="budget", pattern=r"^[A-Za-z0-9_.\-/]{1,100}$")
+
+
+class BudgetRaise(BaseModel):
+    """The payload of a budget-raise signal: the limits given replace the job's (others stay)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)  # no true-as-1
+
+    max_tokens: int | None = Field(default=None, ge=0)
+    max_cost_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    max_steps: int | None = Field(default=None, ge=1)
+
+
+def effective(base: Budget | None, stored: str | None, events: Iterable[Event]) -> Budget | None:
+    """The job's budget now: its per-start one (``stored``) or else its type's (``base``), with every
+    raise recorded in its log applied in order — so a replay sees the same limits at the same place."""
+    budget = Budget.model_validate_json(stored) if stored else base
+    for event in events:
+        raise_ = event.detail.get("budget_raise") if event.type is EventType.SIGNAL_CONSUMED else None
+        if budget is not None and isinstance(raise_, dict):
+            budget = budget.model_copy(
+                update=BudgetRaise.model_validate(raise_).model_dump(exclude_unset=True)
+            )
+    return budget
 
 
 class Spend(BaseModel):
@@ -137,10 +171,19 @@ def before_call(sctx: StepContext, model_id: str, request: dict[str, Any], name:
         return  # this very call is recorded: the ledger answers it, nothing is spent
     spent = spend_of(entries)
     tokens, cost = _worst_case(model_id, request)
+    exceeded: BudgetExceeded | None = None
     if limits.max_tokens is not None and spent.tokens + tokens > limits.max_tokens:
-        raise BudgetExceeded(sctx.job_id, "tokens", limits.max_tokens, spent.tokens, tokens)
-    if limits.max_cost_usd is not None:
+        exceeded = BudgetExceeded(sctx.job_id, "tokens", limits.max_tokens, spent.tokens, tokens)
+    elif limits.max_cost_usd is not None:
         if cost is None:
-            raise BudgetExceeded(sctx.job_id, "USD (model not in the price table)", limits.max_cost_usd, 0, 0)
-        if spent.cost_usd + cost > limits.max_cost_usd:
-            raise BudgetExceeded(sctx.job_id, "USD", limits.max_cost_usd, round(spent.cost_usd, 10), cost)
+            exceeded = BudgetExceeded(
+                sctx.job_id, "USD (model not in the price table)", limits.max_cost_usd, 0, 0
+            )
+        elif spent.cost_usd + cost > limits.max_cost_usd:
+            exceeded = BudgetExceeded(
+                sctx.job_id, "USD", limits.max_cost_usd, round(spent.cost_usd, 10), cost
+            )
+    if exceeded is not None:
+        if limits.on_exceeded == "wait":
+            sctx.budget_blocked = exceeded  # the step parks on the raise signal (operations/budget_wait.py)
+        raise exceeded

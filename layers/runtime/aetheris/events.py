@@ -10,9 +10,9 @@ from __future__ import annotations
 import enum
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from aetheris.errors import ErrorInfo
 
@@ -96,6 +96,17 @@ class OpKind(enum.StrEnum):
     CHILD = "child"  # ctx.child
 
 
+class ForkedFrom(BaseModel):
+    """Where a forked job came from (its ``JobCreated`` says so): ``aetheris fork`` / ``retry``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str = Field(description="the job whose log this one's starts with")
+    seq: int = Field(description="the seq asked for (fork), or of the failure retried (retry)")
+    copied_through: int = Field(description="the last seq copied (a parking event is left to the fork)")
+    via: Literal["fork", "retry"]
+
+
 class Event(BaseModel):
     """One committed log entry, as read back from the store."""
 
@@ -122,6 +133,7 @@ class Event(BaseModel):
     next_attempt_at: datetime | None = None
     reclaimed_from: str | None = None
     branch: int | None = None  # set on a fan-out branch's events (their ``op`` is the fan-out's)
+    input: str | None = None  # JobCreated: the job's input as stored JSON text
     detail: dict[str, Any] = {}
 
     @classmethod

@@ -9,6 +9,7 @@ LocalStack) and a fake clock.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -24,22 +25,24 @@ from aetheris._engine.services import Services
 from aetheris._engine.step_context import check_name
 from aetheris._engine.sweeper import Sweeper, SweepReport
 from aetheris._engine.worker import TickOutcome, Worker
+from aetheris._fork import ForkPlan, copy_log, plan_fork, plan_retry
 from aetheris._store import watch
 from aetheris._store.dynamo import ConditionFailed, Table, TransactionConflict
 from aetheris._store.idempotency import IdempotencyKeys, KeyContended, retained
 from aetheris._store.inbox import Inbox, InboxSignal, SignalIdConflict
-from aetheris._store.jobs import JobStore
+from aetheris._store.jobs import JobSnapshot, JobStore
 from aetheris._store.ledger import EffectLedger
 from aetheris._store.log import EventLog
 from aetheris._store.payloads import Payloads
 from aetheris._store.queue import SignalMessage, SignalQueue, StepQueue, Tick
 from aetheris._store.retention import Retention, expires_at
-from aetheris._tenancy import DEFAULT_TENANT, owns, scoped_key
+from aetheris._tenancy import DEFAULT_TENANT, owns, scoped_key, tenant_of
 from aetheris._values import storable_json
 from aetheris.app import App
+from aetheris.budget import Budget
 from aetheris.config import Settings
 from aetheris.errors import ErrorInfo, IdempotencyConflict, JobFinished, JobNotFound
-from aetheris.events import Event, JobStatus
+from aetheris.events import Event, ForkedFrom, JobStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -76,6 +79,8 @@ class JobView(BaseModel):
     cancel_requested_at: datetime | None = None
     last_seq: int | None = None
     parent_id: str | None = None  # set on a child job (``ctx.child``): the job that started it
+    forked_from: ForkedFrom | None = None
+    budget: Budget | None = None  # the per-start budget, if the job was started with one
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> JobView:
@@ -93,6 +98,10 @@ class JobView(BaseModel):
             cancel_requested_at=item.get("cancel_requested_at"),
             last_seq=item.get("last_seq"),
             parent_id=item.get("parent_id"),
+            forked_from=ForkedFrom.model_validate_json(item["forked_from"])
+            if item.get("forked_from")
+            else None,
+            budget=Budget.model_validate_json(item["budget"]) if item.get("budget") else None,
         )
 
 
@@ -155,9 +164,13 @@ class Runtime:
         idempotency_key: str | None = None,
         version: str | None = None,
         tenant: str | None = None,
+        budget: Budget | None = None,
     ) -> StartedJob:
         """Create a job (of ``tenant``, default ``DEFAULT_TENANT``) and send its first tick. The same
         idempotency key returns the same job within a tenant; other tenants' keys are theirs.
+
+        ``budget`` replaces the job type's ``Budget`` for this job (stored with it, enforced the same
+        way; see ``aetheris.budget``).
 
         A key names its job for as long as the job is retained; once its retention passed (or
         DynamoDB's TTL is part-way through deleting it) the key starts a fresh job under a new id
@@ -167,9 +180,12 @@ class Runtime:
         value = definition.input.validate_python(input)
         input_json = storable_json(value, "input", via=definition.input, limit=self.services.payloads.limit)
         tenant = tenant or DEFAULT_TENANT
+        budget_json = None if budget is None else Budget.model_validate(budget).model_dump_json()
         if idempotency_key is None:
             job_id = self.services.ids.uuid()
-            self._create(job_id, job_type, definition.version, input_json, None, tenant)
+            self._create(
+                job_id, job_type, definition.version, input_json, None, tenant, budget_json=budget_json
+            )
             return StartedJob(job_id, created=True, status=JobStatus.PENDING)
         keys = IdempotencyKeys(self.services.jobs.table)
         for _ in range(_KEY_RACES):
@@ -186,6 +202,7 @@ class Runtime:
                         idempotency_key,
                         tenant,
                         slot.claim,
+                        budget_json=budget_json,
                     )
                 except TransactionConflict:
                     continue  # another start with this key moved first: look again
@@ -209,6 +226,10 @@ class Runtime:
         idempotency_key: str | None,
         tenant: str,
         claim: list[dict[str, Any]] | None = None,
+        *,
+        budget_json: str | None = None,
+        forked_from: dict[str, Any] | None = None,
+        first_seq: int = 1,
     ) -> dict[str, Any] | None:
         """Create the job and send its first tick; the existing job item if the id is taken."""
         # A big input goes to S3 before the job item references it (content-addressed: a repeat
@@ -219,11 +240,113 @@ class Runtime:
             job_id, JobStatus.PENDING, now, settings.stall_after, settings.sweep_shards
         )
         existing = self.services.jobs.create(
-            job_id, job_type, version, stored_input, now, idempotency_key, claim, attention, tenant
+            job_id,
+            job_type,
+            version,
+            stored_input,
+            now,
+            idempotency_key,
+            claim,
+            attention,
+            tenant,
+            budget_json=budget_json,
+            forked_from=forked_from,
+            last_seq=first_seq - 1,
         )
         if existing is None:
-            self.services.queue.send(Tick(job_id=job_id, seq=1))
+            self.services.queue.send(Tick(job_id=job_id, seq=first_seq))
         return existing
+
+    def fork(
+        self,
+        job_id: str,
+        at_seq: int,
+        *,
+        tenant: str | None = None,
+        idempotency_key: str | None = None,
+        budget: Budget | None = None,
+    ) -> StartedJob:
+        """Start a new job whose log is job ``job_id``'s up to ``at_seq`` (see ``aetheris._fork``)."""
+        return self._fork(
+            job_id, lambda snapshot: plan_fork(snapshot, at_seq), tenant, idempotency_key, budget
+        )
+
+    def retry(
+        self,
+        job_id: str,
+        *,
+        tenant: str | None = None,
+        idempotency_key: str | None = None,
+        budget: Budget | None = None,
+    ) -> StartedJob:
+        """Start a new job that runs a FAILED or CANCELLED job again from its failed operation."""
+        return self._fork(job_id, plan_retry, tenant, idempotency_key, budget)
+
+    def _fork(
+        self,
+        job_id: str,
+        plan_of: Callable[[JobSnapshot], ForkPlan],
+        tenant: str | None,
+        idempotency_key: str | None,
+        budget: Budget | None,
+    ) -> StartedJob:
+        snapshot = self.services.jobs.load(job_id)
+        if snapshot is None or not owns(snapshot.job, tenant):
+            raise JobNotFound(job_id)  # another tenant's job is no job: ids do not leak
+        plan = plan_of(snapshot)
+        source = snapshot.job
+        definition = self.app.get(str(source["job_type"]))  # the latest version: the code deployed now
+        tenant = tenant or tenant_of(source)
+        input_json = self.services.payloads.text(source.get("input")) or "null"
+        budget_json = (
+            source.get("budget") if budget is None else Budget.model_validate(budget).model_dump_json()
+        )
+        forked_from = plan.forked_from()
+        if idempotency_key is None:
+            new_id = self.services.ids.uuid()
+            claim: list[dict[str, Any]] = []
+        else:
+            # Fork keys are a namespace of their own: a start's key never names a fork.
+            slot = IdempotencyKeys(self.services.jobs.table).slot(
+                scoped_key(f"fork:{idempotency_key}", tenant), self.services.clock.now()
+            )
+            if slot.job is not None:
+                return self._same_fork(slot.job, forked_from, idempotency_key, tenant)
+            new_id, claim = slot.job_id, slot.claim
+        copy_log(self.services, plan, new_id)
+        try:
+            existing = self._create(
+                new_id,
+                definition.name,
+                definition.version,
+                input_json,
+                idempotency_key,
+                tenant,
+                claim,
+                budget_json=budget_json,
+                forked_from=forked_from,
+                first_seq=plan.through + 1,
+            )
+        except TransactionConflict:
+            raise KeyContended(idempotency_key or new_id, 1) from None
+        if existing is not None:
+            return self._same_fork(existing, forked_from, idempotency_key or new_id, tenant)
+        return StartedJob(new_id, created=True, status=JobStatus.PENDING)
+
+    def _same_fork(
+        self, existing: dict[str, Any], forked_from: dict[str, Any], key: str, tenant: str
+    ) -> StartedJob:
+        recorded = json.loads(existing.get("forked_from") or "{}")
+        same = {k: recorded.get(k) for k in ("job_id", "seq", "via")} == {
+            k: forked_from[k] for k in ("job_id", "seq", "via")
+        }
+        if not same or not owns(existing, tenant):
+            raise IdempotencyConflict(key, str(existing["job_id"]))
+        if existing["status"] == JobStatus.PENDING.value:  # its first tick may have been lost
+            self.services.queue.send(
+                Tick(job_id=str(existing["job_id"]), seq=int(existing.get("last_seq", 0)) + 1)
+            )
+        return StartedJob(str(existing["job_id"]), created=False, status=JobStatus(existing["status"]))
 
     def _same_job(self, existing: dict[str, Any], job_type: str, input_json: str, key: str) -> StartedJob:
         job_id = str(existing["job_id"])

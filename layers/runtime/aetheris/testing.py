@@ -34,8 +34,10 @@ from aetheris import hosting
 from aetheris._clock import FakeClock, IdSource
 from aetheris._engine.faults import CrashPoint, Faults, SimulatedCrash
 from aetheris._engine.replayer import ReplayReport, replay_events
+from aetheris._store.payloads import is_reference
 from aetheris._store.queue import StepQueue, Tick
 from aetheris.app import App
+from aetheris.budget import Budget
 from aetheris.config import Settings
 from aetheris.events import Event, EventType
 from aetheris.history import JobHistory
@@ -205,8 +207,24 @@ class LocalRuntime:
 
     # -- the user's view ----------------------------------------------------------------------
 
-    def start(self, job_type: str, input: Any = None, idempotency_key: str | None = None) -> str:
-        return self.runtimes[0].start(job_type, input, idempotency_key=idempotency_key).job_id
+    def start(
+        self,
+        job_type: str,
+        input: Any = None,
+        idempotency_key: str | None = None,
+        *,
+        budget: Budget | None = None,
+    ) -> str:
+        """Start a job; ``budget`` replaces its job type's ``Budget`` for this job."""
+        return self.runtimes[0].start(job_type, input, idempotency_key=idempotency_key, budget=budget).job_id
+
+    def fork(self, job_id: str, at_seq: int, *, budget: Budget | None = None) -> str:
+        """A new job whose log is ``job_id``'s up to ``at_seq``, run on today's code (``aetheris fork``)."""
+        return self.runtimes[0].fork(job_id, at_seq, budget=budget).job_id
+
+    def retry(self, job_id: str, *, budget: Budget | None = None) -> str:
+        """A new job that runs the FAILED (or CANCELLED) job again from its failed operation."""
+        return self.runtimes[0].retry(job_id, budget=budget).job_id
 
     def get(self, job_id: str) -> JobView:
         view = self.runtimes[0].get(job_id)
@@ -348,9 +366,10 @@ def replay(app: App, history: History, *, input: Any = _NO_INPUT) -> ReplayRepor
 
     ``history`` is a ``JobHistory``, its dict, a path to a file written by ``aetheris export``, or
     a job's event list as ``LocalRuntime.events(job_id)`` returns it (``Event`` objects, or their
-    JSON dicts as ``GET /jobs/{id}/events`` serves them). An event list names the job's type and
-    version (its ``JobCreated`` event) but not its input: pass that as ``input=`` (a value or a
-    pydantic model, as given to ``start``); a history carries its own, so ``input=`` is refused.
+    JSON dicts as ``GET /jobs/{id}/events`` serves them). An event list's ``JobCreated`` event names
+    the job's type, version and input; for a log recorded before ``JobCreated`` carried the input
+    (or one whose input was offloaded to S3), pass it as ``input=`` (a value or a pydantic model, as
+    given to ``start``); a history carries its own, so ``input=`` is refused.
     """
     if isinstance(history, JobHistory | Mapping | str | os.PathLike):
         if input is not _NO_INPUT:
@@ -362,6 +381,10 @@ def replay(app: App, history: History, *, input: Any = _NO_INPUT) -> ReplayRepor
     created = next((event for event in events if event.type is EventType.JOB_CREATED), None)
     if created is None:
         raise ValueError("the event list has no JobCreated event: pass a job's whole log (from seq 0)")
+    if input is _NO_INPUT and isinstance(created.input, str) and not is_reference(created.input):
+        # JobCreated records the input (jobs started before it did need input=)
+        definition = app.get(str(created.detail["job_type"]), str(created.detail["version"]))
+        return replay_events(definition, created.input, events)
     if input is _NO_INPUT:
         raise TypeError(
             f"replaying job {created.job_id} from its events needs the job's input: pass input=... "

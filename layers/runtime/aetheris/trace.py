@@ -180,6 +180,7 @@ def build_trace(
         updated_at=job.updated_at,
         cancel_requested_at=job.cancel_requested_at,
         waiting_for=job.waiting_for,
+        forked_from=job.forked_from,
         result=values.keep(job.result),
         error=TraceError.of(job.error),
         parent_id=job.parent_id,
@@ -255,7 +256,9 @@ def _apply(op: Operation, event: Event, values: Values, slot: Mapping[str, Any])
         settled = not (failed and event.next_attempt_at is not None)
         op.state = "committed" if not failed else "failed" if settled else "retrying"
     elif kind is EventType.WAIT_STARTED:
-        op.wait = Wait(signal=op.name, deadline=_moment(event.detail.get("deadline")), parked_at=event.at)
+        # A wait's signal is its name; a step blocked on its budget names the raise signal.
+        signal = str(event.detail.get("signal") or op.name)
+        op.wait = Wait(signal=signal, deadline=_moment(event.detail.get("deadline")), parked_at=event.at)
         op.state, settled = "waiting", False
     elif kind is EventType.SIGNAL_CONSUMED:
         arrived = event.detail.get("arrived_at_ms")

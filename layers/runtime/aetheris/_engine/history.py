@@ -45,6 +45,8 @@ class OpRecord:
             return None
         if last.type is EventType.STEP_FAILED and last.next_attempt_at is not None:
             return None
+        if last.type is EventType.SIGNAL_CONSUMED and self.kind is OpKind.STEP:
+            return None  # a budget raise for a blocked step (operations/budget_wait.py): it runs again
         return last
 
     def first(self, event_type: EventType) -> Event | None:

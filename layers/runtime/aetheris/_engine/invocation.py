@@ -52,6 +52,7 @@ from aetheris._store.jobs import COMMITTED, JobSnapshot
 from aetheris._store.log import JobChanged, SlotLease
 from aetheris._store.payloads import Payloads
 from aetheris.app import App, JobDefinition
+from aetheris.budget import Budget, effective
 from aetheris.errors import ErrorInfo, NondeterminismError, Suspend, WorkerCrashLoop
 from aetheris.events import Event, EventType, JobStatus, OpKind
 
@@ -107,6 +108,11 @@ class Invocation:
     @property
     def payloads(self) -> Payloads:
         return self.services.payloads
+
+    @property
+    def budget(self) -> Budget | None:
+        """The job's ``Budget``: its per-start one or its type's, raised by recorded budget signals."""
+        return effective(self.definition.budget, self.snapshot.job.get("budget"), self.history.events)
 
     def step_time_limit(self, timeout: timedelta | None) -> timedelta:
         return min(timeout or self.services.settings.step_timeout, self.time_budget)

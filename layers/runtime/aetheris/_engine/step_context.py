@@ -66,6 +66,8 @@ class StepContext:
         self.warnings: list[str] = []  # effects that bypassed sctx.tool (reported in the trace)
         # The engine's lines while the step runs name it (the tick's keys, _log_context).
         _log_context.add(step=self.name, attempt=attempt)
+        # A model call refused by a Budget(on_exceeded="wait"): the step parks, whatever the body did.
+        self.budget_blocked: BaseException | None = None
         # A step body runs only live, so its lines are never replayed; they carry where they ran.
         self.logger = ReplaySafeLogger(
             _STEP_LOG,
@@ -79,8 +81,8 @@ class StepContext:
 
     @property
     def job_budget(self) -> Budget | None:
-        """The job's ``Budget`` (``@app.job(budget=...)``), if it has one."""
-        return self._inv.definition.budget
+        """The job's ``Budget`` (per start, else ``@app.job(budget=...)``, raised by signals), if any."""
+        return self._inv.budget
 
     def ledger_entries(self) -> list[dict[str, Any]]:
         """The job's effect-ledger entries as one consistent read sees them (values resolved)."""

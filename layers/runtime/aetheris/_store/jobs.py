@@ -71,10 +71,18 @@ class JobStore:
         also: list[dict[str, Any]] | None = None,
         attention: dict[str, Any] | None = None,
         tenant: str = DEFAULT_TENANT,
+        *,
+        budget_json: str | None = None,
+        forked_from: dict[str, Any] | None = None,
+        last_seq: int = 0,
         extra: dict[str, Any] | None = None,
     ) -> Item | None:
         """Create the job (of ``tenant``) and its ``JobCreated`` event; returns the existing job item
         if it exists.
+
+        ``JobCreated`` carries the job's input (the same stored text as the job item: inline JSON or
+        the reference to its offloaded object), its per-start ``budget_json`` and, for a fork, where
+        it was forked from: a job's log alone says how it began (``aetheris export``, ``fork``).
 
         ``also`` are more transaction actions that must succeed with the create (an idempotency
         key's generation record). Any other lost condition — slot 0 or one of ``also`` taken while
@@ -92,6 +100,10 @@ class JobStore:
             "created_at": at.isoformat(),
             "idempotency_key": idempotency_key,
             TENANT_ATTRIBUTE: tenant,
+            **({"budget": budget_json} if budget_json else {}),
+            **({"forked_from": json.dumps(forked_from)} if forked_from else {}),
+            # A fork's log starts with its copies: signals and cancels tick the slot after them.
+            **({"last_seq": last_seq} if last_seq else {}),
             **status_attributes(job_id, JobStatus.PENDING, at),
             **(attention or {}),
             **(extra or {}),
@@ -108,7 +120,15 @@ class JobStore:
             "attempt": 0,
             "worker_id": "client",
             "schema_version": SCHEMA_VERSION,
-            "detail": json.dumps({"job_type": job_type, "version": version}),
+            "input": input_json,
+            "detail": json.dumps(
+                {
+                    "job_type": job_type,
+                    "version": version,
+                    **({"budget": json.loads(budget_json)} if budget_json else {}),
+                    **({"forked_from": forked_from} if forked_from else {}),
+                }
+            ),
         }
         # The job id is new: neither the job item nor slot 0 may exist yet.
         first_write = absent(schema.PK)

@@ -16,7 +16,9 @@ handlers below, always as ``{"error": {"code", "message"}}``:
   ``not_found`` (no such path); 405 ``method_not_allowed`` (the path is served for other methods,
   listed in ``Allow``); 409 ``idempotency_conflict``, ``job_finished`` (a signal or cancel for a job
   that has ended), ``signal_id_conflict`` (the signal id was used for a signal with another name or
-  payload), ``idempotency_key_busy`` (concurrent starts with the key kept racing: start again);
+  payload), ``idempotency_key_busy`` (concurrent starts with the key kept racing: start again),
+  ``not_retryable`` (a retry of a job that did not end FAILED/CANCELLED, or whose compensations ran),
+  ``invalid_seq`` (a fork's seq is past the end of the job's log as it is now, or at its end);
 * 413 ``payload_too_large`` (the body, or the job input once serialized); 415 ``unsupported_media_type``
   (a body that is not ``application/json``, in any capitalisation: form-encoded bodies are refused,
   never read);
@@ -52,6 +54,7 @@ from pydantic import ValidationError
 
 from aetheris import _observability as obs
 from aetheris import hosting
+from aetheris._fork import InvalidForkPoint, NotRetryable
 from aetheris._store.idempotency import KeyContended
 from aetheris._store.inbox import SignalIdConflict
 from aetheris._store.listing import InvalidCursor, Listing
@@ -191,6 +194,7 @@ def start_job(request: Annotated[StartJobRequest, Body()]) -> Response[JobStarte
             request.input,
             idempotency_key=request.idempotency_key,
             tenant=tenant_of_request(app.current_event),
+            budget=request.budget,
         )
     except ValidationError as invalid:
         raise InvalidJobInput(request.job_type, invalid) from None
@@ -242,7 +246,12 @@ def list_events(
     def shown_item(item: dict[str, Any]) -> dict[str, Any]:
         # Only what the page shows is fetched; a big offloaded result becomes a preview unread.
         href = f"/jobs/{job_id}/events/{item['seq']}/result"
-        return {**item, "result": shown(services.payloads, item.get("result"), href, as_text=True)}
+        shown_input = shown(services.payloads, item.get("input"), f"/jobs/{job_id}/input", as_text=True)
+        return {
+            **item,
+            "result": shown(services.payloads, item.get("result"), href, as_text=True),
+            "input": shown_input,  # JobCreated's
+        }
 
     # Each shown event costs at most SHOWN_VALUE_BYTES in the answer, and the page is cut at half
     # the answer budget as the listing measures it: the answer stays under MAX_ANSWER_BYTES.
@@ -441,6 +450,18 @@ def _key_contended(error: KeyContended) -> Response[str]:
 @_handles(SignalIdConflict)
 def _signal_id_conflict(error: SignalIdConflict) -> Response[str]:
     return error_response(HTTPStatus.CONFLICT, "signal_id_conflict", str(error))
+
+
+@_handles(InvalidForkPoint)
+def _invalid_fork_point(error: InvalidForkPoint) -> Response[str]:
+    return error_response(
+        HTTPStatus.CONFLICT, "invalid_seq", f"{error}; GET /jobs/{error.job_id}/events lists the seqs"
+    )
+
+
+@_handles(NotRetryable)
+def _not_retryable(error: NotRetryable) -> Response[str]:
+    return error_response(HTTPStatus.CONFLICT, "not_retryable", str(error))
 
 
 @_handles(InvalidJobInput)

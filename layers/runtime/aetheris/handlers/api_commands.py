@@ -1,4 +1,4 @@
-"""HTTP API routes that act on a running job: send it a signal, cancel it.
+"""HTTP API routes that act on a job: send it a signal, cancel it, fork (or retry) it.
 
 Both answer only once the runtime has accepted the request durably: a signal is on the signal
 queue before the 202 (the signal-ingest Lambda puts it in the inbox and wakes the job), a cancel
@@ -10,7 +10,7 @@ exception handlers.
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Annotated
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
@@ -21,7 +21,15 @@ from aetheris._engine.step_context import check_name
 from aetheris.errors import AetherisError, JobFinished
 from aetheris.events import JobStatus
 from aetheris.handlers.api_http import SIGNAL_NAME_PATTERN
-from aetheris.handlers.api_models import JobDetail, JobId, SignalAccepted, SignalRequest, answers
+from aetheris.handlers.api_models import (
+    ForkJobRequest,
+    JobDetail,
+    JobId,
+    JobStarted,
+    SignalAccepted,
+    SignalRequest,
+    answers,
+)
 from aetheris.handlers.api_tenancy import tenant_of_request
 
 SignalName = Annotated[
@@ -89,3 +97,47 @@ def cancel_job(job_id: JobId) -> JobDetail:
         if finished.status != JobStatus.CANCELLED:
             raise
     return JobDetail.read(runtime, job_id, tenant)
+
+
+_STARTED: dict[str, Any] = {"application/json": {"model": JobStarted}}
+
+
+@router.post(
+    "/jobs/<job_id>/fork",
+    summary="Fork a job (time travel), or retry a failed one",
+    description=(
+        "Starts a NEW job of the same type, on the job type's latest deployed version, whose log is this "
+        "job's up to `at_seq`; the operations after it run live. Effects recorded up to `at_seq` are not "
+        "made again (they are answered from the copied log and ledger); later ones get the new job's own "
+        "idempotency keys. Without `at_seq`: retry a FAILED or CANCELLED job from its failed operation "
+        "(that operation runs again with a fresh retry policy). The new job's `forked_from` names this "
+        "one. 409 `invalid_seq` for a seq past the end of the job's log (as it is now) or at its end; 409 "
+        "`not_retryable` for a retry of a job that is not FAILED/CANCELLED or whose compensations ran."
+    ),
+    responses={
+        **answers(JobStarted, 400, 404, 409, 413, 415, 422),
+        200: {
+            "description": "Forked before with this idempotency key: the same new job",
+            "content": _STARTED,
+        },
+        201: {"description": "Forked: the new job", "content": _STARTED},
+    },
+)
+def fork_job(job_id: JobId, request: Annotated[ForkJobRequest | None, Body()] = None) -> Response[JobStarted]:
+    body = request or ForkJobRequest()
+    runtime = hosting.runtime()
+    tenant = tenant_of_request(router.current_event)
+    if body.at_seq is None:
+        started = runtime.retry(
+            job_id, tenant=tenant, idempotency_key=body.idempotency_key, budget=body.budget
+        )
+    else:
+        started = runtime.fork(
+            job_id, body.at_seq, tenant=tenant, idempotency_key=body.idempotency_key, budget=body.budget
+        )
+    return Response(
+        status_code=HTTPStatus.CREATED if started.created else HTTPStatus.OK,
+        content_type=content_types.APPLICATION_JSON,
+        body=JobStarted(job_id=started.job_id, status=started.status),
+        headers={"Location": f"/jobs/{started.job_id}"},
+    )

@@ -20,8 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aetheris._store.listing import EVENT_CURSOR_PATTERN, JOB_CURSOR_PATTERN
 from aetheris._tenancy import owns
+from aetheris.budget import Budget
 from aetheris.errors import ErrorInfo, JobNotFound
-from aetheris.events import Event, EventType, JobStatus, OpKind
+from aetheris.events import Event, EventType, ForkedFrom, JobStatus, OpKind
 from aetheris.handlers.api_bounds import (
     MAX_ANSWER_BYTES,
     ValuePreview,
@@ -61,6 +62,30 @@ class StartJobRequest(BaseModel):
         max_length=256,
         description="starting again with the same key returns the same job instead of a new one",
     )
+    budget: Budget | None = Field(
+        default=None, description="limits for this job, in place of its job type's Budget (aetheris.budget)"
+    )
+
+
+class ForkJobRequest(BaseModel):
+    """Body of ``POST /jobs/{job_id}/fork``; unknown fields are refused, and so are ``true`` for 1."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    at_seq: int | None = Field(
+        default=None,
+        ge=0,
+        le=10**9,
+        description="copy the log up to this seq and go on from there; omitted: retry a FAILED or "
+        "CANCELLED job from its failed operation",
+    )
+    idempotency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="forking again with the same key returns the same new job instead of another",
+    )
+    budget: Budget | None = Field(default=None, description="limits for the new job (default: the old job's)")
 
 
 class JobStarted(BaseModel):
@@ -99,6 +124,10 @@ class JobDetail(JobSummary):
     )
     parent_id: str | None = Field(default=None, description="for a child job: the job that started it")
     children: list[str] = Field(default_factory=list, description="the child jobs it started (ctx.child)")
+    forked_from: ForkedFrom | None = Field(
+        default=None, description="the job and seq this one was forked (or retried) from"
+    )
+    budget: Budget | None = Field(default=None, description="the budget this job was started with, if any")
     truncated: list[str] = Field(
         default_factory=list,
         description="the fields (input, result) too big for this answer: each is a ValuePreview "
@@ -153,15 +182,23 @@ class JobDetail(JobSummary):
             current_step=last_step.name if last_step else None,
             attempt=last_step.attempt if last_step else 0,
             last_seq=last.seq if last else 0,
-            waiting_for=view.waiting_for if last and last.type in _PARKED_ON else None,
+            waiting_for=_waiting_for(last, view),
             cancel_requested_at=view.cancel_requested_at,
+            forked_from=view.forked_from,
+            budget=view.budget,
             parent_id=view.parent_id,
             children=[str(e.detail["child_id"]) for e in events if e.type is EventType.CHILD_STARTED],
         )
 
 
-# The job waits on what its job item names (a signal, a fan-out's branches, a child job).
-_PARKED_ON = (EventType.WAIT_STARTED, EventType.FAN_OUT_STARTED, EventType.CHILD_STARTED)
+def _waiting_for(last: Event | None, view: JobView) -> str | None:
+    """What a parked job waits for: a wait's signal (or a step's blocked on its budget), a fan-out's
+    branches, a child job."""
+    if last is not None and last.type in (EventType.FAN_OUT_STARTED, EventType.CHILD_STARTED):
+        return view.waiting_for
+    if last is None or last.type is not EventType.WAIT_STARTED:
+        return None
+    return str(last.detail.get("signal") or last.name)
 
 
 class JobPage(BaseModel):
@@ -174,6 +211,7 @@ class EventView(Event):
 
     # Pydantic re-declares the field; widening it for previews is the point of this view.
     result: str | ValuePreview | None = None  # type: ignore[assignment]
+    input: str | ValuePreview | None = None  # type: ignore[assignment]
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> EventView:

@@ -18,6 +18,7 @@ from aetheris._engine.body import RUNTIME_FLOW, call_within
 from aetheris._engine.come_back import ComeBack
 from aetheris._engine.history import OpRecord
 from aetheris._engine.operations.base import Operation, OperationHost
+from aetheris._engine.operations.budget_wait import park_for_budget, parked_on_budget
 from aetheris._engine.step_context import StepContext, check_name
 from aetheris._engine.store_io import runtime_io
 from aetheris._engine.tracing import subsegment
@@ -62,7 +63,13 @@ class StepOp(Operation[Any]):
         if due is not None and due > now:
             inv.suspend(ComeBack.retry_in(due - now))
         inv.attempt = self.record.failures + 1
+        parked_on = parked_on_budget(self.record)
+        if parked_on is not None:  # blocked by the budget: only a raise moves it
+            park_for_budget(inv, self.record, parked_on)
         over = _over_step_budget(inv, self)
+        budget = inv.budget
+        if over is not None and budget is not None and budget.on_exceeded == "wait":
+            park_for_budget(inv, self.record, budget.raise_signal, over)
         if over is not None:  # recorded as the step's outcome, so replay fails it the same way
             event = inv.commit(EventType.STEP_FAILED, self.record, error=inv.recorder.error(over))
             inv.suspend(ComeBack.after_commit(event, inv.clock.now()))
@@ -79,6 +86,7 @@ class StepOp(Operation[Any]):
             except RUNTIME_FLOW:
                 raise
             except BaseException as error:  # noqa: BLE001 - any error of the body is the step's outcome
+                _park_if_blocked(inv, self.record, sctx)
                 retry_at = None
                 if not policy.gives_up_on(error, inv.attempt):
                     retry_at = inv.clock.now() + policy.delay_before(inv.attempt + 1, inv.ids.random())
@@ -91,6 +99,7 @@ class StepOp(Operation[Any]):
                     detail=_warnings(sctx),
                 )
             else:
+                _park_if_blocked(inv, self.record, sctx)
                 event = inv.commit(
                     self.committed_type, self.record, started=started, result=text, detail=_warnings(sctx)
                 )
@@ -107,8 +116,9 @@ class CompensationOp(StepOp):
 
 def _over_step_budget(inv: Invocation, op: StepOp) -> Exception | None:
     """``BudgetExceeded`` if this new step would pass the job's ``Budget.max_steps``."""
-    budget = inv.definition.budget
-    if budget is None or budget.max_steps is None or op.kind is not OpKind.STEP or op.record.events:
+    budget = inv.budget
+    # Checked before a step's first attempt (a retry is no new step); a raise re-checks it.
+    if budget is None or budget.max_steps is None or op.kind is not OpKind.STEP or op.record.failures:
         return None
     done = sum(
         1
@@ -120,6 +130,13 @@ def _over_step_budget(inv: Invocation, op: StepOp) -> Exception | None:
     from aetheris.budget import BudgetExceeded
 
     return BudgetExceeded(inv.job_id, "steps", budget.max_steps, done, 1)
+
+
+def _park_if_blocked(inv: Invocation, record: OpRecord, sctx: StepContext) -> None:
+    """A model call of the body was refused by a waiting budget: park, whatever the body did next."""
+    budget = inv.budget
+    if sctx.budget_blocked is not None and budget is not None:
+        park_for_budget(inv, record, budget.raise_signal, sctx.budget_blocked)
 
 
 def _warnings(sctx: StepContext) -> dict[str, Any] | None:
