@@ -11,12 +11,16 @@ The value is replaced by ``"[redacted]"`` wherever it sits in the structure.
 *before* it is written: a secret never reaches the table); the trace redacts every value it shows
 again, so results, payloads and previews written before a key was added are covered too.
 
+A positional argument is named by its parameter (``redact_positional``): ``call(url, api_key)``
+called as ``call(u, k)`` shows ``k`` redacted.
+
 Rejected: a user callable on the ``App`` (a second API to keep stable, and code that may raise
 inside the trace), and pattern matching on values (false positives on ids and hashes).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -90,6 +94,24 @@ def _fallback(value: Any) -> Any:
     if isinstance(value, set | frozenset):
         return sorted(value, key=repr)
     return repr(value)[:PREVIEW_CHARS]
+
+
+def redact_positional(
+    fn: Any, args: tuple[Any, ...], keys: Iterable[str] = DEFAULT_REDACT_KEYS
+) -> tuple[Any, ...]:
+    """``args`` with those bound to a parameter named like a secret replaced by ``REDACTED``."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())  # a partial's: those left to bind
+    except (TypeError, ValueError):  # a builtin or a callable without a signature
+        return args
+    secret = normalise_keys(keys)
+    shown = list(args)
+    for index, param in enumerate(params[: len(args)]):
+        if param.kind is inspect.Parameter.VAR_POSITIONAL:
+            break
+        if is_secret(param.name, secret):
+            shown[index] = REDACTED
+    return tuple(shown)
 
 
 def preview_args(

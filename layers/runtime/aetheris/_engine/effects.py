@@ -27,7 +27,7 @@ from pydantic_core import to_jsonable_python
 from aetheris import _log_context, _serde
 from aetheris._clock import to_millis
 from aetheris._engine.store_io import runtime_io
-from aetheris._previews import DEFAULT_REDACT_KEYS, preview_args
+from aetheris._previews import DEFAULT_REDACT_KEYS, preview_args, redact_positional
 from aetheris._store.ledger import AlreadyRecorded, Attempt, Claimant, EffectRef, Exhausted, Identity
 from aetheris.errors import NonRetryableError, rebuild_error
 from aetheris.policy import NO_RETRY, EffectSemantics, RetryPolicy
@@ -59,14 +59,23 @@ _CALL = _Call()
 
 
 def identity(
-    name: str, args: tuple[Any, ...], kwargs: dict[str, Any], redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS
+    name: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
+    fn: Callable[..., Any] | None = None,
 ) -> Identity:
     """The call's identity: the tool name and its arguments as JSON (objects by their type name),
-    and a bounded, redacted preview of the arguments for the trace (``_previews.preview_args``)."""
+    and a bounded, redacted preview of the arguments for the trace (``_previews.preview_args``).
+
+    With ``fn``, a positional argument is redacted in the preview when its *parameter's* name is a
+    secret's (``call_api(url, api_key)`` called as ``call_api(u, k)``): key names cover positional
+    secrets too."""
     plain = {"args": _plain(list(args)), "kwargs": _plain(kwargs)}
     canonical = json.dumps([name, plain], sort_keys=True, separators=(",", ":"), default=str)
     digest = hashlib.sha256(canonical.encode("utf-8", "backslashreplace")).hexdigest()
-    preview = preview_args(args, kwargs, redact_keys, PREVIEW_BYTES)
+    shown_args = redact_positional(fn, args, redact_keys) if fn is not None else args
+    preview = preview_args(shown_args, kwargs, redact_keys, PREVIEW_BYTES)
     shown = canonical[len(name) + 3 : -1]
     describe = f"{name}({shown[:200]}{'...' if len(shown) > 200 else ''})"
     return Identity(
@@ -90,7 +99,7 @@ def _loop(inv: Invocation, call: ToolCall) -> Generator[_Call, Any, Any]:
     policy = call.retry or NO_RETRY
     lease = inv.lease
     claimant = Claimant(seq=lease.seq, fence=lease.fence, worker_id=lease.worker_id)
-    who = identity(call.ref.name, call.args, call.kwargs, services.settings.redact_keys)
+    who = identity(call.ref.name, call.args, call.kwargs, services.settings.redact_keys, call.fn)
     budget = Attempt(step_attempt=call.step_attempt, max_failures=policy.max_attempts)
     while True:
         faults.reach("before_effect")

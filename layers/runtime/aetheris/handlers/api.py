@@ -38,7 +38,7 @@ from functools import cache
 from http import HTTPStatus
 from typing import Annotated, Any, TypeVar
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
@@ -104,6 +104,8 @@ API_VERSION = "2.0"
 MAX_BODY_BYTES = 256 * 1024
 
 logger = Logger(service="aetheris-api")
+# X-Ray on Lambda (its store calls as subsegments: the Tracer patches botocore); off locally.
+tracer = Tracer(service="aetheris-api")
 metrics = Metrics(namespace="Aetheris", service="api")
 
 
@@ -478,6 +480,7 @@ def _internal(error: Exception) -> Response[str]:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     api_http.normalize_content_type(event)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -19,6 +19,8 @@ from aetheris import _log_context, hosting
 from aetheris import _observability as obs
 
 logger = Logger(service="aetheris-signals")
+# X-Ray on Lambda (its store calls as subsegments: the Tracer patches botocore); off locally.
+tracer = Tracer(service="aetheris-signals")
 logger.addFilter(_log_context.FILTER)  # the record's keys, and the job type once ingest read the job
 metrics = Metrics(namespace=obs.NAMESPACE, service="signals")
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -49,6 +51,7 @@ def _signal_keys(body: str) -> dict[str, Any]:
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     obs.route_engine_logs_on_lambda(logger)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -19,6 +19,8 @@ from aetheris import _observability as obs
 from aetheris.events import JobStatus
 
 logger = Logger(service="aetheris-sweeper")
+# X-Ray on Lambda (its store calls as subsegments: the Tracer patches botocore); off locally.
+tracer = Tracer(service="aetheris-sweeper")
 logger.addFilter(_log_context.FILTER)  # (its own lines are about many jobs: they carry no job's keys)
 metrics = Metrics(namespace="Aetheris", service="sweeper")
 
@@ -36,6 +38,7 @@ BACKLOG_GAUGES = {
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     obs.route_engine_logs_on_lambda(logger)  # the engine's per-job lines, with each job's keys
