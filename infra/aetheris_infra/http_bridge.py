@@ -16,6 +16,8 @@ With a ``token`` (``aetheris dev`` passes ``$AETHERIS_API_TOKEN``), every reques
 answered 401 ``{"error": {"code": "unauthorized", ...}}`` with ``WWW-Authenticate: Bearer`` and the
 handler is never called. The comparison takes the same time whatever the token sent, and neither
 token is ever logged or echoed; log lines name a request by its path, never its query or headers.
+``OPEN_PATHS`` (the callback answers, whose callback token is their credential) pass without it,
+as their routes in ``template.yaml`` take no authorizer.
 """
 
 from __future__ import annotations
@@ -201,7 +203,8 @@ def _request_handler(bridge: BridgeServer) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True  # the unread body must not be taken for the next request
                 self._gateway_error(413, "Request Entity Too Large")
                 return
-            refusal = bridge.refusal(self.headers.get("authorization"))
+            open_path = urlsplit(self.path).path in OPEN_PATHS
+            refusal = None if open_path else bridge.refusal(self.headers.get("authorization"))
             if refusal is not None:
                 self._unauthorized(refusal)
                 return
@@ -278,6 +281,10 @@ def _request_handler(bridge: BridgeServer) -> type[BaseHTTPRequestHandler]:
             raise AttributeError(name)
 
     return RequestHandler
+
+
+# Routes whose own credential is in the request (a callback token): no bearer token needed.
+OPEN_PATHS: frozenset[str] = frozenset({"/callbacks/succeed", "/callbacks/fail"})
 
 
 def _loggable(target: str) -> str:

@@ -8,6 +8,8 @@ EXPECTED = {
     "CRASH_POINTS",
     "AetherisError",
     "App",
+    "Callback",
+    "CallbackFailed",
     "CompensationFailed",
     "CrashPoint",
     "DeterminismViolation",

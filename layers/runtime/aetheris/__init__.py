@@ -12,6 +12,7 @@ from aetheris._engine.step_context import StepContext
 from aetheris._engine.worker import TickOutcome
 from aetheris._values import UnstorableValue
 from aetheris.app import App, JobDefinition
+from aetheris.callbacks import Callback, CallbackFailed
 from aetheris.config import Settings
 
 # Errors
@@ -50,6 +51,8 @@ __all__ = [
     "CRASH_POINTS",
     "AetherisError",
     "App",
+    "Callback",
+    "CallbackFailed",
     "CompensationFailed",
     "CrashPoint",
     "DeterminismViolation",

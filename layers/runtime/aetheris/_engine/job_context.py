@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from aetheris import callbacks
 from aetheris._engine import guard
 from aetheris._engine.body import refuse_unrunnable
 from aetheris._engine.control import Abort
@@ -25,6 +26,7 @@ from aetheris._engine.saga import Compensation
 from aetheris._engine.step_context import check_name
 from aetheris._engine.store_io import StoreFailure
 from aetheris._observability import ReplaySafeLogger
+from aetheris._tenancy import tenant_of
 from aetheris.errors import LeaseLost, NondeterminismError, Suspend
 from aetheris.events import OpKind
 from aetheris.policy import RetryPolicy
@@ -109,6 +111,27 @@ class JobContext:
             record = host.replay.begin(OpKind.WAIT, check_name("signal", name))
             return self._run(WaitOp(record, name, timeout))
 
+    def callback(self, name: str, timeout: timedelta) -> callbacks.Callback:
+        """A scoped callback: ``.token`` (and ``.url``, an approval page) lets whoever holds it answer
+        this one wait of this job, with no other credential, until ``timeout`` has passed.
+
+        Hand the token out in a step (an e-mail, a webhook registration), then ``.wait()`` parks
+        the job until it is answered: it returns the payload of ``POST /callbacks/succeed`` or
+        raises ``CallbackFailed`` (``POST /callbacks/fail``) or ``WaitTimeout``. Recorded like
+        ``ctx.now()``: replay and a rerun tick return the same callback (see ``aetheris.callbacks``).
+        """
+        with guard.suspended():
+            host = self._host.enter()
+            check_name("callback", name)
+            made = self._value("callback", lambda: callbacks.new_wait(host.replay, name, timeout))
+            expires_at = datetime.fromisoformat(made["expires_at"])
+            token = self._callback_token(host, made["wait"], name, expires_at)
+            settings = getattr(getattr(host, "services", None), "settings", None)
+            url = callbacks.page_url(getattr(settings, "public_url", ""), token)
+            signal = callbacks.SIGNAL_PREFIX + made["wait"]
+            park = lambda: self._park(name, signal, expires_at)  # noqa: E731 - cb.wait() parks here
+            return callbacks.Callback(name, token, url, expires_at, park)
+
     def sleep(self, duration: timedelta) -> None:
         """A durable timer: the job holds no lease or Lambda while it sleeps, for any duration."""
         with guard.suspended():
@@ -132,6 +155,28 @@ class JobContext:
         except _CONTROL as control:
             self._host.halt(control)
             raise
+
+    def _park(self, name: str, signal: str, deadline: datetime) -> Any:
+        """The wait of a callback: for its own signal, until its expiry."""
+        with guard.suspended():
+            host = self._host.enter()
+            return self._run(WaitOp(host.replay.begin(OpKind.WAIT, name), signal, None, deadline))
+
+    def _callback_token(self, host: OperationHost, wait: str, name: str, expires_at: datetime) -> str:
+        # A worker's invocation signs with the current key; the replay-only host (no store, no
+        # keys: ``aetheris replay``) gets an unsigned stand-in, as no effect runs there.
+        services, snapshot = getattr(host, "services", None), getattr(host, "snapshot", None)
+        tenant = tenant_of(snapshot.job) if snapshot is not None else "replay"
+        grant = callbacks.Grant(t=tenant, j=host.job_id, w=wait, n=name, e=int(expires_at.timestamp()))
+        if services is None:
+            return callbacks.sign(grant, "replay", b"unsigned")
+        try:
+            keys = callbacks.key_source(services.settings).keys()
+        except callbacks.CallbackKeysUnavailable as unavailable:
+            failure = StoreFailure(unavailable)  # the tick is retried, the job does not see it
+            host.halt(failure)
+            raise failure from None
+        return callbacks.sign(grant, keys.kid, keys.key.get_secret_value().encode())
 
     def _value(self, kind: str, make: Callable[[], Any]) -> Any:
         host = self._host.enter()
