@@ -52,13 +52,12 @@ class CallbackRefused(AetherisError):
 
 def check_token(runtime: Runtime, token: str) -> Grant:
     """The grant of ``token``: one of our keys signed it (read again once if its kid is unknown)."""
-    source = key_source(runtime.settings)
-    keys = source.keys()
+    source, now = key_source(runtime.settings), runtime.services.clock.now()
 
     def key_of(kid: str) -> bytes | None:
-        found = keys.verifying(kid)
+        found = source.keys(now).verifying(kid)
         if found is None:  # rotated since we last read the keyring?
-            found = source.keys(refresh_at=runtime.services.clock.now()).verifying(kid)
+            found = source.keys(now, unknown_kid=True).verifying(kid)
         return found
 
     try:

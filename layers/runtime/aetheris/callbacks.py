@@ -197,46 +197,49 @@ def verify(token: str, key_of: Callable[[str], bytes | None]) -> Grant:
 
 class KeySource:
     """The keyring of one configuration: from ``callback_keys`` (the environment), the Secrets
-    Manager secret ``callback_secret`` (through Powertools Parameters, cached ``KEYS_MAX_AGE``), or
-    — with neither, for single-process local stacks only — a key made for this process."""
+    Manager secret ``callback_secret`` (read through Powertools Parameters), or — with neither, for
+    single-process local stacks only — a key made for this process.
+
+    A keyring read from the secret is kept ``KEYS_MAX_AGE`` by the runtime's clock (so a rotation
+    reaches every function within it); a token whose kid it does not know has it read again, at
+    most once per ``REFRESH_EVERY`` (a rotation is seen at once, a flood of made-up kids is not a
+    flood of reads).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._inline = settings.callback_keys
         self._secret = settings.callback_secret
         self._endpoint, self._region = settings.endpoint_url, settings.region
         self._provider: Any = None
-        self._refreshed: datetime | None = None
+        self._read: tuple[CallbackKeys, datetime] | None = None
         self._lock = threading.Lock()
 
-    def keys(self, *, refresh_at: datetime | None = None) -> CallbackKeys:
-        """The keyring; with ``refresh_at`` (an unknown kid was seen), read again unless it was
-        read again less than ``REFRESH_EVERY`` before."""
+    def keys(self, now: datetime, *, unknown_kid: bool = False) -> CallbackKeys:
         if self._inline is not None:
             return _parse(self._inline.get_secret_value(), "AETHERIS_CALLBACK_KEYS")
         if self._secret is None:
             return _dev_keys()
-        force = False
-        if refresh_at is not None:
-            with self._lock:
-                force = self._refreshed is None or refresh_at - self._refreshed >= REFRESH_EVERY
-                if force:
-                    self._refreshed = refresh_at
-        return _parse(self._read(force), f"secret {self._secret}")
+        with self._lock:
+            if self._read is not None:
+                keys, read_at = self._read
+                if now - read_at < (REFRESH_EVERY if unknown_kid else KEYS_MAX_AGE):
+                    return keys
+            keys = _parse(self._fetch(), f"secret {self._secret}")
+            self._read = (keys, now)
+            return keys
 
-    def _read(self, force: bool) -> str:
+    def _fetch(self) -> str:
         from aws_lambda_powertools.utilities.parameters import SecretsProvider
         from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
-        with self._lock:
-            if self._provider is None:
-                import boto3
+        if self._provider is None:
+            import boto3
 
-                client = boto3.client("secretsmanager", endpoint_url=self._endpoint, region_name=self._region)
-                self._provider = SecretsProvider(boto3_client=client)
+            client = boto3.client("secretsmanager", endpoint_url=self._endpoint, region_name=self._region)
+            self._provider = SecretsProvider(boto3_client=client)
         try:
-            value = self._provider.get(
-                self._secret, max_age=int(KEYS_MAX_AGE.total_seconds()), force_fetch=force
-            )
+            # The age is ours (the runtime's clock): Powertools' own cache is bypassed.
+            value = self._provider.get(self._secret, force_fetch=True)
         except GetParameterError as failed:
             # Not str(failed): a provider's message may quote what it read.
             reason = f"the callback keys could not be read ({type(failed).__name__})"

@@ -171,7 +171,7 @@ class JobContext:
         if services is None:
             return callbacks.sign(grant, "replay", b"unsigned")
         try:
-            keys = callbacks.key_source(services.settings).keys()
+            keys = callbacks.key_source(services.settings).keys(services.clock.now())
         except callbacks.CallbackKeysUnavailable as unavailable:
             failure = StoreFailure(unavailable)  # the tick is retried, the job does not see it
             host.halt(failure)
