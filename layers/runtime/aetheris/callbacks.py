@@ -296,7 +296,8 @@ def new_wait(replay: Replay, name: str, timeout: timedelta) -> dict[str, Any]:
 
 class Callback:
     """A callback the job handed out: ``token`` answers it, ``url`` is the approval page for a human
-    (``/ui/callback#t=<token>``: the token stays in the fragment, out of every server log), and
+    (``<public_url>/ui/callback.html#t=<token>``: the token stays in the fragment, out of every
+    server log; a path when ``Settings.public_url`` is empty), and
     ``wait()`` parks the job until it is answered.
 
     ``wait()`` returns the payload of ``POST /callbacks/succeed``, raises ``CallbackFailed`` for
@@ -335,4 +336,4 @@ def unwrap(name: str, envelope: Any) -> Any:
 
 
 def page_url(base: str, token: str) -> str:
-    return f"{base.rstrip('/')}/ui/callback#t={token}"
+    return f"{base.rstrip('/')}/ui/callback.html#t={token}"
