@@ -165,7 +165,7 @@ def test_a_token_for_a_job_that_is_not_there_or_of_another_tenant_is_callback_wr
         "another tenant": forge(grant.model_copy(update={"t": "globex"})),
     }
     before = written(local, job_id)
-    codes = {name: answer(token, 1) for name, token in cases.items()}
+    codes = {name: answer(token, {"n": 1}) for name, token in cases.items()}
     assert {n: (s, b["error"]["code"]) for n, (s, b) in codes.items()} == {
         n: (403, "callback_wrong_job") for n in cases
     }
@@ -183,7 +183,7 @@ def test_a_token_for_a_wait_the_log_does_not_hold_is_callback_wrong_wait(
         "another name": forge(grant.model_copy(update={"n": "payment"})),
     }
     before = written(local, job_id)
-    codes = {name: answer(token, 1) for name, token in cases.items()}
+    codes = {name: answer(token, {"n": 1}) for name, token in cases.items()}
     assert {n: (s, b["error"]["code"]) for n, (s, b) in codes.items()} == {
         n: (403, "callback_wrong_wait") for n in cases
     }

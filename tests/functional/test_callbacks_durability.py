@@ -27,11 +27,11 @@ def test_replay_returns_the_token_the_job_handed_out(mailbox: Mailbox | None = N
     with running(build_app(mailbox)) as local:
         job_id = local.start("approve", 0)
         local.run_until_idle()
-        assert answer(mailbox.token, "yes")[0] == 202
+        assert answer(mailbox.token, {"say": "yes"})[0] == 202
         local.run_until_idle()
 
         # The last step got cb.token on the job's fourth tick, replayed from the log.
-        assert local.get(job_id).result == {"answer": "yes", "replayed_token": mailbox.token}
+        assert local.get(job_id).result == {"answer": {"say": "yes"}, "replayed_token": mailbox.token}
         assert local.replay(job_id).consistent  # the dry replay (no keys, no store) agrees too
         assert mailbox.calls["mail"] == 1
 
@@ -71,9 +71,9 @@ def test_crash_during_the_mail_step_then_rerun_keeps_the_token_mailed_first() ->
         assert local.crashes and local.crashes[0].point == "after_effect"
         assert mailbox.calls["mail"] == 2 and mailbox.tokens[0] == mailbox.tokens[1]
         # The human clicks the link of the first mail.
-        assert answer(mailbox.tokens[0], "approved")[0] == 202
+        assert answer(mailbox.tokens[0], {"say": "approved"})[0] == 202
         local.run_until_idle()
-        assert local.get(job_id).result["answer"] == "approved"
+        assert local.get(job_id).result["answer"] == {"say": "approved"}
 
 
 def test_an_answer_sent_while_the_job_is_still_on_its_way_to_the_wait_is_kept_for_it() -> None:
@@ -83,21 +83,21 @@ def test_an_answer_sent_while_the_job_is_still_on_its_way_to_the_wait_is_kept_fo
         local.run_until_idle()
         assert local.get(job_id).status == "SLEEPING"
 
-        assert answer(mailbox.token, "early")[0] == 202
+        assert answer(mailbox.token, {"say": "early"})[0] == 202
         local.run_until_idle()
         local.advance(timedelta(minutes=11))
         local.run_until_idle()
 
-        assert local.get(job_id).result["answer"] == "early"
+        assert local.get(job_id).result["answer"] == {"say": "early"}
 
 
 def test_an_answer_sent_before_the_tick_that_made_the_token_committed_is_kept() -> None:
     mailbox = Mailbox()
-    mailbox.answer_inside = "instant"  # the webhook answers while the mail step is still running
+    mailbox.answer_inside = {"say": "instant"}  # the webhook answers while the mail step is still running
     with running(build_app(mailbox)) as local:
         job_id = local.start("approve", 0)
         local.run_until_idle()
-        assert local.get(job_id).result["answer"] == "instant"
+        assert local.get(job_id).result["answer"] == {"say": "instant"}
         assert mailbox.calls["mail"] == 1
 
 
@@ -128,9 +128,9 @@ def test_key_rotation_previous_key_still_verifies_a_dropped_key_is_callback_inva
         local.run_until_idle()
         new_token = first.tokens[-1]
         assert new_token.split(".")[1] == "k2"
-        assert answer(first.tokens[0], "signed by the previous key")[0] == 202
+        assert answer(first.tokens[0], {"say": "signed by the previous key"})[0] == 202
         local.run_until_idle()
-        assert local.get(old_job).result["answer"] == "signed by the previous key"
+        assert local.get(old_job).result["answer"] == {"say": "signed by the previous key"}
 
         # Rotate again: k1 is dropped. A token it signed no longer answers anything.
         sm.put_secret_value(SecretId=secret, SecretString=_keys(*k3, previous=k2))
@@ -139,12 +139,12 @@ def test_key_rotation_previous_key_still_verifies_a_dropped_key_is_callback_inva
         local.run_until_idle()
         k1_token_for_third = _resign(first.tokens[-1], KID, KEY)
         before = written(local, third_job)
-        status, body = answer(k1_token_for_third, "signed by a dropped key")
+        status, body = answer(k1_token_for_third, {"say": "signed by a dropped key"})
         assert (status, body["error"]["code"]) == (403, "callback_invalid")
         assert written(local, third_job) == before
-        assert answer(new_token, "signed by the previous key")[0] == 202  # k2 is previous now
+        assert answer(new_token, {"say": "signed by the previous key"})[0] == 202  # k2 is previous now
         local.run_until_idle()
-        assert local.get(second_app_job).result["answer"] == "signed by the previous key"
+        assert local.get(second_app_job).result["answer"] == {"say": "signed by the previous key"}
     del second
 
 

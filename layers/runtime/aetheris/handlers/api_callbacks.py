@@ -65,7 +65,7 @@ class CallbackAccepted(BaseModel):
     signal_id: str = Field(description="the answer's signal id: one per wait, so a resend is the same answer")
 
 
-_RESPONSES = answers(CallbackAccepted, 403, 413, 415, 422, status=HTTPStatus.ACCEPTED)
+_RESPONSES = answers(CallbackAccepted, 400, 403, 413, 415, 422, status=HTTPStatus.ACCEPTED)
 _RESPONSES[403]["description"] = (
     "The token does not authorise this answer (code callback_malformed, callback_invalid, callback_expired, "
     "callback_wrong_job, callback_wrong_wait, callback_closed or callback_used); nothing was written"
@@ -96,14 +96,14 @@ def _accepted(token: str, envelope: dict[str, Any]) -> Response[CallbackAccepted
     "/callbacks/succeed",
     summary="Answer a callback with a payload",
     description=(
-        "The body (any JSON value) is what the job's `Callback.wait()` returns. Authorised by the callback "
-        "token alone (`Authorization: Callback <token>`). 202 once the answer is on its way; the same "
-        "answer sent again gets the same 202, another one 403 `callback_used`."
+        "The body (a JSON object, or none) is what the job's `Callback.wait()` returns. Authorised by "
+        "the callback token alone (`Authorization: Callback <token>`). 202 once the answer is on its "
+        "way; the same answer sent again gets the same 202, another one 403 `callback_used`."
     ),
     responses=_RESPONSES,
 )
 def succeed(
-    payload: Annotated[Any, Body(description="what Callback.wait() returns")] = None,
+    payload: Annotated[dict[str, Any] | None, Body(description="what Callback.wait() returns")] = None,
     token: TokenQuery = None,
 ) -> Response[CallbackAccepted]:
     return _accepted(_token(token), answer_envelope(payload=payload))
