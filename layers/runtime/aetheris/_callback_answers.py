@@ -31,23 +31,12 @@ from aetheris._engine.history import History
 from aetheris._store.inbox import InboxSignal, SignalIdConflict
 from aetheris._tenancy import tenant_of
 from aetheris._values import storable_json
-from aetheris.callbacks import Grant, TokenRefused, key_source, verify
-from aetheris.errors import AetherisError, JobFinished
+from aetheris.callbacks import CallbackRefused, Grant, TokenRefused, key_source, verify
+from aetheris.errors import JobFinished
 from aetheris.events import Event, EventType, JobStatus
 
 if TYPE_CHECKING:
     from aetheris.runtime import Runtime
-
-
-class CallbackRefused(AetherisError):
-    """The token does not authorise this answer now; ``code`` says why. Nothing was written."""
-
-    def __init__(self, code: str, message: str) -> None:
-        self.code, self.message = code, message
-        super().__init__(message)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.code, self.message))
 
 
 def check_token(runtime: Runtime, token: str) -> Grant:

@@ -132,6 +132,20 @@ class Grant(BaseModel):
         return SIGNAL_PREFIX + self.w
 
 
+class CallbackRefused(AetherisError):
+    """The token does not authorise this answer now; ``code`` says why (``callback_malformed``,
+    ``callback_invalid``, ``callback_wrong_job``, ``callback_wrong_wait``, ``callback_used``,
+    ``callback_closed``, ``callback_expired``: see ``aetheris._callback_answers``). Nothing was
+    written."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code, self.message = code, message
+        super().__init__(f"{code}: {message}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.code, self.message))
+
+
 class TokenRefused(AetherisError):
     """A token that is no token (``callback_malformed``) or not signed by a key we hold
     (``callback_invalid``)."""

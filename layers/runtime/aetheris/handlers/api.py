@@ -54,13 +54,12 @@ from pydantic import ValidationError
 
 from aetheris import _observability as obs
 from aetheris import hosting
-from aetheris._callback_answers import CallbackRefused
 from aetheris._store.idempotency import KeyContended
 from aetheris._store.inbox import SignalIdConflict
 from aetheris._store.listing import InvalidCursor, Listing
 from aetheris._values import MAX_DEPTH, MAX_INT_DIGITS, UnstorableValue, check_storable
 from aetheris.app import App
-from aetheris.callbacks import CallbackKeysUnavailable
+from aetheris.callbacks import CallbackKeysUnavailable, CallbackRefused
 from aetheris.errors import (
     AetherisError,
     IdempotencyConflict,

@@ -20,8 +20,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from aetheris import _callback_answers, hosting
-from aetheris._callback_answers import CallbackRefused
-from aetheris.callbacks import MAX_TOKEN_CHARS, answer_envelope
+from aetheris.callbacks import MAX_TOKEN_CHARS, CallbackRefused, answer_envelope
 from aetheris.handlers.api_models import answers
 
 # Powertools leaves Router.__init__ unannotated.
