@@ -235,3 +235,26 @@ def test_a_failure_body_that_does_not_fit_is_a_422_and_writes_nothing(
     status, body = call("POST", "/callbacks/fail", {"error": {"code": "has space"}}, mailbox.token)
     assert (status, body["error"]["code"]) == (422, "validation_error")
     assert written(local, job_id) == before
+
+
+def test_the_sample_event_of_the_route_answers_once_it_carries_a_real_token(
+    local: LocalRuntime, mailbox: Mailbox
+) -> None:
+    import json
+    from pathlib import Path
+
+    from aetheris.handlers.api import handler
+    from aetheris_infra.lambda_events import LocalLambdaContext
+
+    job_id = waiting(local)
+    event = json.loads((Path(__file__).parents[2] / "events" / "api_callback_succeed.json").read_text())
+    as_sent = handler(json.loads(json.dumps(event)), LocalLambdaContext(function_name="aetheris-api"))
+    event["headers"]["authorization"] = f"Callback {mailbox.token}"
+    answered = handler(event, LocalLambdaContext(function_name="aetheris-api"))
+    local.run_until_idle()
+
+    assert (
+        as_sent["statusCode"] == 403 and json.loads(as_sent["body"])["error"]["code"] == "callback_malformed"
+    )
+    assert answered["statusCode"] == 202, answered
+    assert local.get(job_id).result["answer"] == {"approved": True, "comment": "ok from the e-mail link"}
