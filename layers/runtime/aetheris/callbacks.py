@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from aetheris._tenancy import tenant_of
 from aetheris.errors import AetherisError
 
 if TYPE_CHECKING:
@@ -306,6 +307,24 @@ def new_wait(replay: Replay, name: str, timeout: timedelta) -> dict[str, Any]:
     expires_at = anchor + timedelta(seconds=math.ceil(timeout.total_seconds()))
     wait = f"{replay.position}.{len(replay.pending_values)}"
     return {"wait": wait, "name": name, "expires_at": expires_at.isoformat()}
+
+
+def issue(host: Any, wait: str, name: str, expires_at: datetime) -> tuple[str, str]:
+    """The token and approval link of a callback, for the job's operation host.
+
+    A worker's invocation (``host.services``, ``host.snapshot``: the job item names its tenant)
+    signs with the current key; the replay-only host of ``aetheris replay`` (no store, no keys)
+    gets an unsigned stand-in, as no effect runs there. Raises ``CallbackKeysUnavailable``.
+    """
+    services, snapshot = getattr(host, "services", None), getattr(host, "snapshot", None)
+    tenant = tenant_of(snapshot.job) if snapshot is not None else "replay"
+    grant = Grant(t=tenant, j=host.job_id, w=wait, n=name, e=int(expires_at.timestamp()))
+    if services is None:
+        token = sign(grant, "replay", b"unsigned")
+        return token, page_url("", token)
+    keys = key_source(services.settings).keys(services.clock.now())
+    token = sign(grant, keys.kid, keys.key.get_secret_value().encode())
+    return token, page_url(services.settings.public_url, token)
 
 
 class Callback:

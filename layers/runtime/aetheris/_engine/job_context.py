@@ -26,7 +26,6 @@ from aetheris._engine.saga import Compensation
 from aetheris._engine.step_context import check_name
 from aetheris._engine.store_io import StoreFailure
 from aetheris._observability import ReplaySafeLogger
-from aetheris._tenancy import tenant_of
 from aetheris.errors import LeaseLost, NondeterminismError, Suspend
 from aetheris.events import OpKind
 from aetheris.policy import RetryPolicy
@@ -125,9 +124,12 @@ class JobContext:
             check_name("callback", name)
             made = self._value("callback", lambda: callbacks.new_wait(host.replay, name, timeout))
             expires_at = datetime.fromisoformat(made["expires_at"])
-            token = self._callback_token(host, made["wait"], name, expires_at)
-            settings = getattr(getattr(host, "services", None), "settings", None)
-            url = callbacks.page_url(getattr(settings, "public_url", ""), token)
+            try:
+                token, url = callbacks.issue(host, made["wait"], name, expires_at)
+            except callbacks.CallbackKeysUnavailable as unavailable:
+                failure = StoreFailure(unavailable)  # the tick is retried; the job never sees it
+                host.halt(failure)
+                raise failure from None
             signal = callbacks.SIGNAL_PREFIX + made["wait"]
             park = lambda: self._park(name, signal, expires_at)  # noqa: E731 - cb.wait() parks here
             return callbacks.Callback(name, token, url, expires_at, park)
@@ -161,22 +163,6 @@ class JobContext:
         with guard.suspended():
             host = self._host.enter()
             return self._run(WaitOp(host.replay.begin(OpKind.WAIT, name), signal, None, deadline))
-
-    def _callback_token(self, host: OperationHost, wait: str, name: str, expires_at: datetime) -> str:
-        # A worker's invocation signs with the current key; the replay-only host (no store, no
-        # keys: ``aetheris replay``) gets an unsigned stand-in, as no effect runs there.
-        services, snapshot = getattr(host, "services", None), getattr(host, "snapshot", None)
-        tenant = tenant_of(snapshot.job) if snapshot is not None else "replay"
-        grant = callbacks.Grant(t=tenant, j=host.job_id, w=wait, n=name, e=int(expires_at.timestamp()))
-        if services is None:
-            return callbacks.sign(grant, "replay", b"unsigned")
-        try:
-            keys = callbacks.key_source(services.settings).keys(services.clock.now())
-        except callbacks.CallbackKeysUnavailable as unavailable:
-            failure = StoreFailure(unavailable)  # the tick is retried, the job does not see it
-            host.halt(failure)
-            raise failure from None
-        return callbacks.sign(grant, keys.kid, keys.key.get_secret_value().encode())
 
     def _value(self, kind: str, make: Callable[[], Any]) -> Any:
         host = self._host.enter()
