@@ -16,6 +16,9 @@ With a ``token`` (``aetheris dev`` passes ``$AETHERIS_API_TOKEN``), every reques
 answered 401 ``{"error": {"code": "unauthorized", ...}}`` with ``WWW-Authenticate: Bearer`` and the
 handler is never called. The comparison takes the same time whatever the token sent, and neither
 token is ever logged or echoed; log lines name a request by its path, never its query or headers.
+As in ``template.yaml``, two kinds of route pass without it: the callback answers (their callback
+token is their credential) and the UI's static files (they hold no data; the routes the pages call
+keep their authorization).
 """
 
 from __future__ import annotations
@@ -201,7 +204,8 @@ def _request_handler(bridge: BridgeServer) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True  # the unread body must not be taken for the next request
                 self._gateway_error(413, "Request Entity Too Large")
                 return
-            refusal = bridge.refusal(self.headers.get("authorization"))
+            open_path = is_open(self.command, urlsplit(self.path).path)
+            refusal = None if open_path else bridge.refusal(self.headers.get("authorization"))
             if refusal is not None:
                 self._unauthorized(refusal)
                 return
@@ -278,6 +282,17 @@ def _request_handler(bridge: BridgeServer) -> type[BaseHTTPRequestHandler]:
             raise AttributeError(name)
 
     return RequestHandler
+
+
+# Routes whose own credential is in the request (a callback token): no bearer token needed.
+CALLBACK_PATHS: frozenset[str] = frozenset({"/callbacks/succeed", "/callbacks/fail"})
+
+
+def is_open(method: str, path: str) -> bool:
+    """Whether the template leaves this route without an authorizer (see the module docstring)."""
+    if method == "POST" and path in CALLBACK_PATHS:
+        return True
+    return method == "GET" and (path == "/ui" or (path.startswith("/ui/") and "/" not in path[4:]))
 
 
 def _loggable(target: str) -> str:

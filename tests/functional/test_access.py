@@ -77,6 +77,51 @@ def test_bridge_with_token_request_with_it_reaches_the_handler(scheme: str) -> N
     assert len(handler.events) == 1
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/callbacks/succeed"),
+        ("POST", "/callbacks/fail"),
+        ("GET", "/ui"),
+        ("GET", "/ui/callback.html"),
+    ],
+)
+def test_bridge_with_token_lets_the_routes_the_template_leaves_open_through_without_it(
+    method: str, path: str
+) -> None:
+    handler = Recorder()
+
+    with serve(handler, token=TOKEN) as bridge:
+        request = urllib.request.Request(
+            bridge.url + path, data=b"{}" if method == "POST" else None, method=method
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status = response.status
+
+    assert status == 200 and len(handler.events) == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/callbacks/succeed"), ("POST", "/ui"), ("GET", "/ui/a/b")]
+)
+def test_bridge_with_token_keeps_other_methods_and_paths_near_the_open_ones_closed(
+    method: str, path: str
+) -> None:
+    handler = Recorder()
+
+    with serve(handler, token=TOKEN) as bridge:
+        request = urllib.request.Request(
+            bridge.url + path, data=b"{}" if method == "POST" else None, method=method
+        )
+        try:
+            urllib.request.urlopen(request, timeout=10)
+            status = 200
+        except urllib.error.HTTPError as error:
+            status = error.code
+
+    assert status == 401 and handler.events == []
+
+
 def test_bridge_with_an_empty_token_refuses_to_start() -> None:
     with pytest.raises(ValueError, match="must not be empty"):
         serve(Recorder(), token=" ")

@@ -51,6 +51,20 @@ def full(ctx: JobContext, payload: str) -> str:
     return f"{approval}:{payload}"
 
 
+handed_out: list[str] = []
+
+
+def hand_out(sctx: StepContext, token: str) -> None:
+    handed_out.append(token)
+
+
+@usage_app.job("usage.callback")
+def with_callback(ctx: JobContext, payload: str) -> Any:
+    cb = ctx.callback("approval", timeout=timedelta(hours=1))
+    ctx.step(hand_out, cb.token)
+    return cb.wait()
+
+
 @usage_app.job("usage.parked")
 def parked(ctx: JobContext, payload: str) -> Any:
     return ctx.wait_for_signal("never", timeout=timedelta(hours=1))
@@ -111,10 +125,15 @@ def recorded() -> Iterator[tuple[LocalStack, Recorder]]:
         yield stack, recorder
 
 
-def call(stack: LocalStack, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+def call(
+    stack: LocalStack, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(
-        stack.api_url + path, data=data, method=method, headers={"content-type": "application/json"}
+        stack.api_url + path,
+        data=data,
+        method=method,
+        headers=headers or {"content-type": "application/json"},
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -148,6 +167,11 @@ def test_every_aws_call_of_every_handler_is_granted_by_its_role(
     until(stack, job_id, "COMPLETED")
     again = call(stack, "POST", f"/jobs/{job_id}/signals/approval", {"payload": "ok", "signal_id": "s-1"})
     until(stack, other["job_id"], "WAITING")
+    _, answered = call(stack, "POST", "/jobs", {"job_type": "usage.callback", "input": "c"})
+    until(stack, answered["job_id"], "WAITING")
+    token = {"content-type": "application/json", "authorization": f"Callback {handed_out[-1]}"}
+    callback = [call(stack, "POST", "/callbacks/succeed", {"ok": n}, headers=token)[0] for n in (1, 1, 2)]
+    until(stack, answered["job_id"], "COMPLETED")
     cancelled = call(stack, "POST", f"/jobs/{other['job_id']}/cancel")
     until(stack, other["job_id"], "CANCELLED")
     for path in (
@@ -167,6 +191,7 @@ def test_every_aws_call_of_every_handler_is_granted_by_its_role(
     used = dict(recorder.used)
 
     assert again[0] == 202 and cancelled[0] == 200
+    assert callback == [202, 202, 403]  # answered, the same answer again, another answer refused
     assert set(used) == set(granted), used  # every function made calls
     assert {f: sorted(pairs - granted[f]) for f, pairs in used.items()} == {f: [] for f in used}
     assert ("s3:PutObject", "PayloadBucket/*") in used["ApiFunction"]  # the big input was offloaded

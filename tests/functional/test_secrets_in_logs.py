@@ -48,6 +48,21 @@ def charge_job(ctx: JobContext, card: dict[str, str]) -> Any:
     return ctx.wait_for_signal("approval", timeout=timedelta(hours=1))
 
 
+tokens: list[str] = []
+
+
+def hand_out(sctx: StepContext, token: str) -> None:
+    tokens.append(token)
+
+
+@secrets_app.job("secrets.callback")
+def callback_job(ctx: JobContext, _: Any) -> Any:
+    cb = ctx.callback("approval", timeout=timedelta(hours=1))
+    ctx.step(hand_out, cb.token)
+    ctx.logger.info("handed out", extra={"callback": repr(cb)})  # a callback's repr holds no token
+    return cb.wait()
+
+
 class Capture(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -145,3 +160,40 @@ def test_bridge_crash_log_names_the_path_without_its_query_or_headers(captured: 
     crash = [line for line in captured.lines if "the handler raised" in line]
     assert status == 500 and crash and "/jobs/j-1" in crash[0]
     assert leak_sources(captured.lines) == set()
+
+
+def test_callback_tokens_reach_no_log_line_in_a_header_in_a_url_or_refused(captured: Capture) -> None:
+    import aetheris.handlers.api
+    import aetheris.handlers.signals
+    import aetheris.handlers.worker  # noqa: F401
+
+    with LocalStack(secrets_app, workers=1, api_token=TOKEN) as stack:
+        for logger in (logging.getLogger(n) for n in list(logging.Logger.manager.loggerDict)):
+            if captured not in logger.handlers:
+                watch(logger, captured)
+        api = stack.api_url
+        status, started = request(f"{api}/jobs", "POST", {"job_type": "secrets.callback", "input": 1})
+        assert status == 201, started
+        job_id = started["job_id"]
+        deadline = time.monotonic() + 30
+        while request(f"{api}/jobs/{job_id}")[1]["status"] != "WAITING":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)  # polling over HTTP; the deadline bounds it
+        token = tokens[-1]
+        tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+        header = {"authorization": f"Callback {tampered}", "content-type": "application/json"}
+        refused = urllib.request.Request(f"{api}/callbacks/succeed", b"{}", header, method="POST")
+        try:
+            urllib.request.urlopen(refused, timeout=30)
+        except urllib.error.HTTPError as error:
+            assert error.code == 403
+        assert request(f"{api}/callbacks/succeed?token={token}", "POST", {"ok": 1}, token=None)[0] == 202
+        assert request(f"{api}/callbacks/succeed?token={token}", "POST", {"ok": 2}, token=None)[0] == 403
+        deadline = time.monotonic() + 30
+        while request(f"{api}/jobs/{job_id}")[1]["status"] != "COMPLETED":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+    secrets = (token, tampered, token.split(".")[3])
+    assert captured.lines and any("handed out" in line for line in captured.lines)
+    assert [line[:200] for line in captured.lines if any(s in line for s in secrets)] == []

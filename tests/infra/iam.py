@@ -43,6 +43,8 @@ def resource_name(resource: Any) -> str:
     """``resource`` (a string or an intrinsic) as a logical-id name."""
     if isinstance(resource, str):
         return resource
+    if set(resource) == {"Ref"}:  # e.g. a secret, whose Ref is its ARN
+        return str(resource["Ref"])
     if set(resource) == {"Fn::GetAtt"} and resource["Fn::GetAtt"][1] == "Arn":
         return str(resource["Fn::GetAtt"][0])
     if set(resource) == {"Fn::Sub"}:

@@ -223,6 +223,8 @@ def test_function_environment_worker_resolves_aetheris_vars_to_created_resources
         "AETHERIS_PAYLOAD_BUCKET": "t1-payloadbucket",
         "AETHERIS_BEDROCK_MODEL_ID": "",  # no ModelId: the agent's scripted model
         "AETHERIS_BEDROCK_REGION": "us-east-1",  # no BedrockRegion: the stack's own
+        "AETHERIS_CALLBACK_SECRET": "t1-CallbackKeys",  # named, not created locally
+        "AETHERIS_PUBLIC_URL": "",  # no CallbackBaseUrl: links are paths
         "AETHERIS_APP": "agents.support:app",
         "POWERTOOLS_SERVICE_NAME": "aetheris",
         "POWERTOOLS_METRICS_NAMESPACE": "Aetheris",

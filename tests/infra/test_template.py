@@ -242,6 +242,7 @@ def test_repo_template_parameters_have_contract_defaults(repo_template: Template
         "ApiAuth": "AWS_IAM",
         "JwtIssuer": "",
         "JwtAudience": "",
+        "CallbackBaseUrl": "",
         "ModelId": "",
         "BedrockRegion": "",
         "AlarmTopicArn": "",
@@ -352,6 +353,7 @@ def test_repo_template_worker_role_grants_what_it_uses_on_named_resources(repo_t
         ("s3:GetObject", "PayloadBucket/*"),
         ("s3:PutObject", "PayloadBucket/*"),
         BEDROCK_MODEL,
+        ("secretsmanager:GetSecretValue", "CallbackKeys"),  # signs callback tokens
         *own_logs_and_traces("WorkerLogGroup"),
     }
     assert "Policies" not in repo_template.resources["WorkerFunction"].properties
@@ -372,6 +374,8 @@ def test_function_environment_worker_merges_globals_unresolved(repo_template: Te
         "AETHERIS_BEDROCK_REGION": {
             "Fn::If": ["HasBedrockRegion", {"Ref": "BedrockRegion"}, {"Ref": "AWS::Region"}]
         },
+        "AETHERIS_CALLBACK_SECRET": {"Ref": "CallbackKeys"},
+        "AETHERIS_PUBLIC_URL": {"Ref": "CallbackBaseUrl"},
         "AETHERIS_APP": "agents.support:app",
         "POWERTOOLS_SERVICE_NAME": "aetheris",
         "POWERTOOLS_METRICS_NAMESPACE": "Aetheris",
@@ -468,11 +472,13 @@ def _route_securities(template: Template, parameters: dict[str, str] | None = No
         f"{_method(method)} {path}": template.resolve(operation.get("security"), {}, parameters=parameters)
         for path, methods in body["paths"].items()
         for method, operation in methods.items()
-        if path not in UI_PATHS  # the operator UI's static files: always open, checked on their own
+        if path not in UI_PATHS + CALLBACK_PATHS  # always open (see below), checked on their own
     }
 
 
 UI_PATHS = ("/ui", "/ui/{asset}")
+# Answered with a scoped callback token as the only credential (aetheris/callbacks.py).
+CALLBACK_PATHS = ("/callbacks/succeed", "/callbacks/fail")
 
 
 def test_repo_template_api_every_route_requires_iam_auth_by_default(repo_template: Template) -> None:
@@ -482,9 +488,19 @@ def test_repo_template_api_every_route_requires_iam_auth_by_default(repo_templat
     scheme = body["components"]["securitySchemes"]["AWS_IAM"]
 
     ui_routes = {("GET", path) for path in UI_PATHS}
-    assert {tuple(route.split(" ")) for route in securities} == _handler_routes() - ui_routes
+    callback_routes = {("POST", path) for path in CALLBACK_PATHS}
+    assert {
+        tuple(route.split(" ")) for route in securities
+    } == _handler_routes() - ui_routes - callback_routes
     assert set(map(str, securities.values())) == {str([{"AWS_IAM": []}])}
     assert static == [[], []]  # the UI's files hold no data; a browser cannot sign SigV4
+    # The callback answers take no authorizer in any mode: their token is checked by the function.
+    for parameters in ({}, JWT_PARAMETERS, {"ApiAuth": "NONE"}):
+        callbacks = [
+            repo_template.resolve(body["paths"][path]["post"]["security"], {}, parameters=parameters)
+            for path in CALLBACK_PATHS
+        ]
+        assert callbacks == [[], []], parameters
     assert scheme["x-amazon-apigateway-authtype"] == "awsSigv4"
     assert "ApiIsOpen" not in _deployed_outputs(repo_template)
 
@@ -596,6 +612,7 @@ def test_repo_template_api_function_stage_and_policies(repo_template: Template) 
         ("sqs:ReceiveMessage", "SignalDeadLetterQueue"),
         ("s3:GetObject", "PayloadBucket/*"),
         ("s3:PutObject", "PayloadBucket/*"),
+        ("secretsmanager:GetSecretValue", "CallbackKeys"),  # verifies callback tokens
         *own_logs_and_traces("ApiLogGroup"),
     }
 

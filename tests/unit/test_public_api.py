@@ -15,6 +15,8 @@ EXPECTED = {
     "Completion",
     "CompletionReason",
     "FanOutFailed",
+    "Callback",
+    "CallbackFailed",
     "CompensationFailed",
     "CrashPoint",
     "DeterminismViolation",

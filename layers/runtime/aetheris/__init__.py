@@ -12,6 +12,7 @@ from aetheris._engine.step_context import StepContext
 from aetheris._engine.worker import TickOutcome
 from aetheris._values import UnstorableValue
 from aetheris.app import App, JobDefinition
+from aetheris.callbacks import Callback, CallbackFailed
 from aetheris.config import Settings
 
 # Errors
@@ -62,6 +63,8 @@ __all__ = [
     "BatchItem",
     "BatchResult",
     "BranchStatus",
+    "Callback",
+    "CallbackFailed",
     "ChildJobFailed",
     "CompensationFailed",
     "Completion",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from aetheris._previews import DEFAULT_REDACT_KEYS
@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     redact_keys: Annotated[tuple[str, ...], NoDecode] = DEFAULT_REDACT_KEYS
     # The JWT claim (or Lambda authorizer context key) naming the caller's tenant (see handlers/api_tenancy).
     tenant_claim: str = Field(default="tenant", min_length=1)
+    # Scoped callback tokens (aetheris/callbacks.py): the keyring's JSON itself (local use), or the
+    # Secrets Manager secret holding it (the template's); with neither, a key made per process.
+    callback_keys: SecretStr | None = None
+    callback_secret: str | None = None
+    # The API's public base URL, for the approval links of callbacks (``Callback.url``).
+    public_url: str = ""
 
     lease: timedelta = Field(default=timedelta(seconds=60), validation_alias="AETHERIS_LEASE_SECONDS")
     # A tool call is only started while at least this much lease is left; less, and the lease is

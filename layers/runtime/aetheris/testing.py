@@ -247,6 +247,14 @@ class LocalRuntime:
         """Send a signal as the API does: validated, on the signal queue, its id returned."""
         return self.runtimes[0].send_signal(job_id, name, payload, signal_id)
 
+    def answer_callback(self, token: str, payload: Any = None, *, error: dict[str, str] | None = None) -> str:
+        """Answer a callback as ``POST /callbacks/succeed`` (``error``: ``/callbacks/fail``) does:
+        the answer's signal id, or ``aetheris.callbacks.CallbackRefused`` (nothing written)."""
+        from aetheris._callback_answers import answer
+        from aetheris.callbacks import answer_envelope
+
+        return answer(self.runtimes[0], token, answer_envelope(payload, error))[1]
+
     def cancel(self, job_id: str) -> JobView:
         return self.runtimes[0].cancel(job_id)
 

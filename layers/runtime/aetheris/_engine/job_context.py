@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from aetheris import callbacks
 from aetheris._engine import guard
 from aetheris._engine.body import refuse_unrunnable
 from aetheris._engine.control import Abort
@@ -197,6 +198,30 @@ class JobContext:
             record = host.replay.begin(OpKind.WAIT, check_name("signal", name))
             return self._run(WaitOp(record, name, timeout))
 
+    def callback(self, name: str, timeout: timedelta) -> callbacks.Callback:
+        """A scoped callback: ``.token`` (and ``.url``, an approval page) lets whoever holds it answer
+        this one wait of this job, with no other credential, until ``timeout`` has passed.
+
+        Hand the token out in a step (an e-mail, a webhook registration), then ``.wait()`` parks
+        the job until it is answered: it returns the payload of ``POST /callbacks/succeed`` or
+        raises ``CallbackFailed`` (``POST /callbacks/fail``) or ``WaitTimeout``. Recorded like
+        ``ctx.now()``: replay and a rerun tick return the same callback (see ``aetheris.callbacks``).
+        """
+        with guard.suspended():
+            host = self._host.enter()
+            check_name("callback", name)
+            made = self._value("callback", lambda: callbacks.new_wait(host.replay, name, timeout))
+            expires_at = datetime.fromisoformat(made["expires_at"])
+            try:
+                token, url = callbacks.issue(host, made["wait"], name, expires_at)
+            except callbacks.CallbackKeysUnavailable as unavailable:
+                failure = StoreFailure(unavailable)  # the tick is retried; the job never sees it
+                host.halt(failure)
+                raise failure from None
+            signal = callbacks.SIGNAL_PREFIX + made["wait"]
+            park = lambda: self._park(name, signal, expires_at)  # noqa: E731 - cb.wait() parks here
+            return callbacks.Callback(name, token, url, expires_at, park)
+
     def sleep(self, duration: timedelta) -> None:
         """A durable timer: the job holds no lease or Lambda while it sleeps, for any duration."""
         with guard.suspended():
@@ -220,6 +245,12 @@ class JobContext:
         except _CONTROL as control:
             self._host.halt(control)
             raise
+
+    def _park(self, name: str, signal: str, deadline: datetime) -> Any:
+        """The wait of a callback: for its own signal, until its expiry."""
+        with guard.suspended():
+            host = self._host.enter()
+            return self._run(WaitOp(host.replay.begin(OpKind.WAIT, name), signal, None, deadline))
 
     def _value(self, kind: str, make: Callable[[], Any]) -> Any:
         host = self._host.enter()

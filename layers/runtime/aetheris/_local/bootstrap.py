@@ -46,6 +46,7 @@ __all__ = ["BootstrapError", "StackResources", "bootstrap"]
 TABLE_TYPE: Final = "AWS::DynamoDB::Table"
 QUEUE_TYPE: Final = "AWS::SQS::Queue"
 BUCKET_TYPE: Final = "AWS::S3::Bucket"
+SECRET_TYPE: Final = "AWS::SecretsManager::Secret"
 
 # CloudFormation queue properties that are SQS attributes of the same name.
 _QUEUE_ATTRIBUTES: Final = (
@@ -183,6 +184,10 @@ def bootstrap(
         )
         if s3 is not None:
             _ensure_bucket(s3, name)
+    for logical_id in template.resources_of_type(SECRET_TYPE):
+        # Named only (what a function's environment refers to); not created: locally the callback
+        # keyring comes from AETHERIS_CALLBACK_KEYS or a per-process key (aetheris/callbacks.py).
+        stack.physical[logical_id] = f"{stack.stack_name}-{logical_id}"
     return stack
 
 

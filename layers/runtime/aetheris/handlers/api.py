@@ -11,7 +11,8 @@ handlers below, always as ``{"error": {"code", "message"}}``:
 * 400 ``malformed_json`` (body is not JSON), ``invalid_parameter`` (a query or path parameter is
   wrong, e.g. an unknown ``status``, ``limit`` out of range, a signal name a job cannot wait for),
   ``invalid_cursor``, ``unknown_job_type``, ``trace_too_large``;
-* 403 ``no_tenant`` (the caller's verified identity names no tenant, e.g. a JWT without the claim);
+* 403 ``no_tenant`` (the caller's verified identity names no tenant, e.g. a JWT without the claim),
+  ``callback_*`` (a callback token that does not authorise the answer: see ``api_callbacks``);
 * 404 ``job_not_found`` (also for another tenant's job: ids do not leak), ``event_not_found``,
   ``not_found`` (no such path); 405 ``method_not_allowed`` (the path is served for other methods,
   listed in ``Allow``); 409 ``idempotency_conflict``, ``job_finished`` (a signal or cancel for a job
@@ -26,6 +27,7 @@ handlers below, always as ``{"error": {"code", "message"}}``:
   function's input type refused ``input``), ``invalid_value`` (a value the runtime cannot store and
   read back: nesting past 64 levels, ``inf``/``nan``/``1e400``, an integer over 640 digits, a lone
   surrogate — the message names where, e.g. ``input.items[3].price``);
+* 503 ``callback_keys_unavailable`` (the callback keyring could not be read: retry later);
 * 500 ``internal_error`` — a bug, logged with its stack trace, which never reaches the client.
 """
 
@@ -60,6 +62,7 @@ from aetheris._store.inbox import SignalIdConflict
 from aetheris._store.listing import InvalidCursor, Listing
 from aetheris._values import MAX_DEPTH, MAX_INT_DIGITS, UnstorableValue, check_storable
 from aetheris.app import App
+from aetheris.callbacks import CallbackKeysUnavailable, CallbackRefused
 from aetheris.errors import (
     AetherisError,
     IdempotencyConflict,
@@ -70,6 +73,7 @@ from aetheris.errors import (
 )
 from aetheris.events import JobStatus
 from aetheris.handlers import (
+    api_callbacks,
     api_commands,
     api_http,
     api_observability,
@@ -275,6 +279,7 @@ app.include_router(api_trace.router)
 app.include_router(api_observability.router)
 app.include_router(api_ui.router)
 app.include_router(api_values.router)
+app.include_router(api_callbacks.router)
 
 
 @app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
@@ -416,6 +421,19 @@ def _event_not_found(error: EventNotFound) -> Response[str]:
 @_handles(NoTenant)
 def _no_tenant(error: NoTenant) -> Response[str]:
     return error_response(HTTPStatus.FORBIDDEN, "no_tenant", f"{error}; ask for a token that carries one")
+
+
+@_handles(CallbackRefused)
+def _callback_refused(error: CallbackRefused) -> Response[str]:
+    return error_response(HTTPStatus.FORBIDDEN, error.code, error.message)
+
+
+@_handles(CallbackKeysUnavailable)
+def _callback_keys_unavailable(error: CallbackKeysUnavailable) -> Response[str]:
+    logger.error("callback keys unavailable", extra={"reason": str(error)})
+    return error_response(
+        HTTPStatus.SERVICE_UNAVAILABLE, "callback_keys_unavailable", "callbacks cannot be checked now: retry"
+    )
 
 
 @_handles(TraceTooLarge)

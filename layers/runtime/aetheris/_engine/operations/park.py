@@ -34,9 +34,12 @@ if TYPE_CHECKING:
 class WaitOp(Operation[Any]):
     kind = OpKind.WAIT
 
-    def __init__(self, record: OpRecord, signal: str, timeout: timedelta | None) -> None:
+    def __init__(
+        self, record: OpRecord, signal: str, timeout: timedelta | None, deadline: datetime | None = None
+    ) -> None:
         super().__init__(record)
-        self.signal, self.timeout = signal, timeout
+        # ``deadline``: a fixed end (a callback's expiry) instead of ``timeout`` from when it parks.
+        self.signal, self.timeout, self.deadline = signal, timeout, deadline
 
     def replayed(self, outcome: Event, host: OperationHost) -> Any:
         if outcome.type is EventType.SIGNAL_CONSUMED:
@@ -62,7 +65,7 @@ class WaitOp(Operation[Any]):
             inv.suspend(ComeBack.after_commit(event, now))
         started = self.record.first(EventType.WAIT_STARTED)
         if started is None:
-            deadline = now + self.timeout if self.timeout is not None else None
+            deadline = self.deadline or (now + self.timeout if self.timeout is not None else None)
             event = inv.commit(
                 EventType.WAIT_STARTED,
                 self.record,
