@@ -159,3 +159,18 @@ def _secrets(local: LocalRuntime):  # type: ignore[no-untyped-def]
     import boto3
 
     return boto3.client("secretsmanager", region_name="us-east-1")
+
+
+def test_a_plain_signal_cannot_take_a_callback_answers_reserved_id() -> None:
+    from aetheris._store.inbox import SignalIdConflict
+
+    mailbox = Mailbox()
+    with running(build_app(mailbox)) as local:
+        job_id = local.start("approve", 0)
+        local.run_until_idle()
+        wait_signal = "callback/0.0"  # the job's first wait: position 0, first callback
+        with pytest.raises(SignalIdConflict, match="reserved"):
+            local.signal(job_id, "approval", {"say": "no"}, signal_id=wait_signal)
+        assert answer(mailbox.token, {"say": "yes"})[0] == 202, "the real answer still lands"
+        local.run_until_idle()
+        assert local.get(job_id).result["answer"] == {"say": "yes"}

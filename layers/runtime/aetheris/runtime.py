@@ -40,6 +40,7 @@ from aetheris._tenancy import DEFAULT_TENANT, owns, scoped_key, tenant_of
 from aetheris._values import storable_json
 from aetheris.app import App
 from aetheris.budget import Budget
+from aetheris.callbacks import SIGNAL_PREFIX as CALLBACK_SIGNAL_PREFIX
 from aetheris.config import Settings
 from aetheris.errors import ErrorInfo, IdempotencyConflict, JobFinished, JobNotFound
 from aetheris.events import Event, ForkedFrom, JobStatus
@@ -394,6 +395,10 @@ class Runtime:
         item = services.jobs.get(job_id)
         if item is None or not owns(item, tenant):
             raise JobNotFound(job_id)
+        if signal_id is not None and signal_id.startswith(CALLBACK_SIGNAL_PREFIX) and signal_id != name:
+            # Reserved for callback answers (the id *is* the wait's signal name): a plain signal
+            # holding it would block the wait's real answer.
+            raise SignalIdConflict(job_id, signal_id, name, "a callback answer's (reserved)")
         if JobStatus(item["status"]).is_terminal:
             # A client retrying a signal the job already received gets the original answer.
             if signal_id is not None and services.inbox.has(job_id, signal_id, name):
