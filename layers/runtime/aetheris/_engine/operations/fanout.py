@@ -76,9 +76,11 @@ class FanOutOp(Operation[Any]):
         if self.started is not None:
             self._check_same_branches(host)
         outcome = self.record.outcome
-        if outcome is not None and outcome.type is EventType.CANCEL_REQUESTED and outcome.result:
+        stopped = (EventType.CANCEL_REQUESTED, EventType.OPERATION_ABORTED)
+        if outcome is not None and outcome.type in stopped and outcome.result:
+            # Stopped after its branches settled: what they committed is undone like any step.
             self._register_undo(host, self._batch(outcome, host))
-            raise Abort(cancelled=True, error=None)
+            raise Abort(cancelled=outcome.type is EventType.CANCEL_REQUESTED, error=outcome.error)
         return super().run(host)
 
     # -- replay -------------------------------------------------------------------------------
@@ -161,7 +163,18 @@ class FanOutOp(Operation[Any]):
             "succeeded": sum(1 for i in batch["items"] if i["status"] == BranchStatus.SUCCEEDED),
             "failed": sum(1 for i in batch["items"] if i["status"] == BranchStatus.FAILED),
         }
-        if reason is CompletionReason.CANCELLED:
+        if inv.crash_loop is not None:  # the join keeps killing its ticks: the job stops here
+            status = JobStatus.COMPENSATING if self._has_undo(inv, batch) else JobStatus.RUNNING
+            error = inv.recorder.error(inv.crash_loop)
+            event = inv.commit(
+                EventType.OPERATION_ABORTED,
+                self.record,
+                result=text,
+                error=error,
+                detail=summary,
+                status=status,
+            )
+        elif reason is CompletionReason.CANCELLED:
             status = JobStatus.COMPENSATING if self._has_undo(inv, batch) else JobStatus.RUNNING
             detail = {"requested_at": inv.cancel_requested_at, **summary}
             event = inv.commit(
