@@ -25,6 +25,7 @@ from aetheris._store import schema
 from aetheris._store.conditions import Condition, absent, equals, less_than, present
 from aetheris._store.dynamo import ConditionFailed, Item, Table, TransactionConflict
 from aetheris._store.jobs import CLAIMED, COMMITTED
+from aetheris._store.lifetime import Lifetime
 from aetheris.errors import LeaseLost
 
 _CLAIM_ONLY = ("lease_until", "claim_token")  # claim attributes a commit removes
@@ -65,8 +66,9 @@ class SlotTaken(Exception):
 
 
 class EventLog:
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, lifetime: Lifetime | None = None) -> None:
         self.table = table
+        self.lifetime = lifetime or Lifetime()
 
     def claim(self, job_id: str, seq: int, worker_id: str, now_ms: int, lease_until_ms: int) -> SlotLease:
         # The claim wins only if slot n was never claimed, or its claimer's lease has run out.
@@ -86,6 +88,8 @@ class EventLog:
                     "lease_until": lease_until_ms,
                     "claimed_at": now_ms,
                     "claim_token": token,
+                    # The slot's provisional TTL (_store/retention.py): later than the job's floor.
+                    schema.TTL_ATTRIBUTE: self.lifetime.provisional_ms(now_ms),
                 },
                 free | abandoned,
                 increments={"fence": 1},

@@ -3,6 +3,8 @@
     pk = job_id, sk = "EV#0000000042"     log slot 42: CLAIMED by a worker, then COMMITTED as an event
     pk = job_id, sk = "EW#JOB"            the job item: a projection of the log (status, result)
     pk = job_id, sk = "FX#<step>#<name>#n" effect ledger entry (CLAIMED → RECORDED | FAILED)
+    pk = job_id, sk = "IN#JOB"            the job's input: written once, at the start, beside the job item
+    pk = "IK#<sha256>", sk = "IK"          an idempotency key's generation record (_store/idempotency.py)
 
 The job item sorts right after the events and before the ledger, so one Query
 ``sk BETWEEN "EV#<n>" AND "EW#JOB"`` reads the log from slot n *and* the job item: a worker that
@@ -16,6 +18,8 @@ SK = "sk"
 JOB_SK = "EW#JOB"
 EVENT_PREFIX = "EV#"
 EFFECT_PREFIX = "FX#"
+INPUT_SK = "IN#JOB"
+RECORD_SK = "IK"
 
 STATUS_INDEX = "by-status"
 STATUS_INDEX_PK = "gsi1pk"
@@ -25,6 +29,8 @@ DUE_INDEX = "by-due"
 DUE_INDEX_PK = "due_shard"  # str(crc32(job_id) % sweep_shards)
 DUE_INDEX_SK = "due_at"  # epoch milliseconds
 TTL_ATTRIBUTE = "expires_at"
+# On the job item: the earliest provisional TTL among the job's items (_store/retention.py).
+TTL_FLOOR = "ttl_floor"
 
 SEQ_DIGITS = 10
 
