@@ -95,8 +95,10 @@ def _jobs(obs: Observations, report: ChaosReport) -> list[CheckedJob]:
                 job.open_claims.append(int(item["seq"]))
             elif sk.startswith(EFFECT_PREFIX):
                 job.effects.append(item)
-            else:
+            elif sk == "EW#JOB":
                 job.item = item
+            else:
+                job.others.append(item)  # the input item
         jobs.append(job)
     return jobs
 

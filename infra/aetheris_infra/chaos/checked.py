@@ -31,6 +31,7 @@ class CheckedJob:
     effects: list[dict[str, Any]] = field(default_factory=list)
     slots: list[dict[str, Any]] = field(default_factory=list)  # every log slot item, as scanned
     inbox: list[dict[str, Any]] = field(default_factory=list)
+    others: list[dict[str, Any]] = field(default_factory=list)  # the job's other items (its input)
 
     @property
     def status(self) -> JobStatus | None:

@@ -58,6 +58,7 @@ class Metric(enum.StrEnum):
     SWEPT_JOBS_TICKED = "SweptJobsTicked"  # jobs it sent a tick (lost ticks and due timers)
     STALLED_JOBS_TICKED = "StalledJobsTicked"  # of those, runnable jobs whose tick was lost
     RETENTION_REPAIRED = "RetentionRepaired"  # finished jobs whose retention pass it redid
+    RETENTION_EXTENDED = "RetentionExtended"  # live jobs whose items' TTLs it extended
     STUCK_JOBS = "StuckJobs"  # gauge, no dimensions (the stuck-jobs alarm watches it)
     OLDEST_PENDING_AGE = "OldestPendingAge"  # seconds, gauge, no dimensions
 
