@@ -106,8 +106,8 @@ def _check_retention(job: CheckedJob, ev: Evidence) -> None:
         without = [str(i["sk"]) for i in items if TTL not in i]
         marked = bool(job.item and DUE_MARKER in job.item)
         end = _end_at(job)
-        floor = (end or 0) + retention - _SLACK_S
-        short = [str(i["sk"]) for i in others if TTL in i and int(i[TTL]) < floor]
+        least = (end or 0) + retention - _SLACK_S
+        short = [str(i["sk"]) for i in others if TTL in i and int(i[TTL]) < least]
         if without or marked or short:
             r.retention_incomplete += 1
             what = [f"{len(without)} items without {TTL} ({_shown(without)})"] if without else []

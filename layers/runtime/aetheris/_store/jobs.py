@@ -234,8 +234,11 @@ class JobStore:
                 self._known.popitem(last=False)
 
     def _forget(self, job_id: str) -> None:
+        """Drop what this runtime knows of the job: its events and its input."""
         with self._lock:
             self._known.pop(job_id, None)
+            for key in [k for k in self._inputs if k[0] == job_id]:
+                self._input_bytes -= len(self._inputs.pop(key))
 
 
 def _gap(start: int, new_events: list[Item]) -> bool:
