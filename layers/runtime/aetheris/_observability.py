@@ -84,6 +84,7 @@ _NOT_WORKER: Final[dict[Metric, str | None]] = {
     Metric.SWEPT_JOBS_TICKED: "sweeper",
     Metric.STALLED_JOBS_TICKED: "sweeper",
     Metric.RETENTION_REPAIRED: "sweeper",
+    Metric.RETENTION_EXTENDED: "sweeper",
     Metric.STUCK_JOBS: None,
     Metric.OLDEST_PENDING_AGE: None,
 }
