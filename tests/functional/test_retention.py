@@ -290,8 +290,10 @@ def test_retention_job_from_before_provisional_ttls_gets_the_old_pass_at_its_end
         view = local.wait(job_id)
         found = items(local, job_id)
         expected = ended_at_plus_retention(local, job_id)
+        exported = local.runtimes[0].export(job_id)
 
     assert view.status is JobStatus.COMPLETED and view.result == "ch-12", "its inline input still runs"
+    assert exported.input == 12, "and reads back through the one accessor"
     assert all(expiry(i) is None for i in old) and "IN#" not in kinds(old)
     assert schema.DUE_INDEX_PK not in job_item(found), "the pass completed"
     for item in found:
