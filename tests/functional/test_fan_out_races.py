@@ -168,8 +168,9 @@ def test_two_branches_settling_at_once_send_one_join_tick() -> None:
         store = BranchStore(services.jobs.table)
         branches = store.load(job_id, 0)
         # Replay what the two finishers do after their commits, at the same instant: both ask.
-        asked = [store.mark_join(job_id, 0, 2, b) for b in (0, 1)]
-        older = store.mark_join(job_id, 0, 1, 0)
+        ttl = services.log.lifetime.provisional(local.clock.now())
+        asked = [store.mark_join(job_id, 0, 2, b, ttl) for b in (0, 1)]
+        older = store.mark_join(job_id, 0, 1, 0, ttl)
 
     assert view.status is JobStatus.COMPLETED
     assert branches.join is not None and int(branches.join["settled"]) == 2

@@ -84,7 +84,7 @@ def test_bootstrap_jobs_table_has_template_keys_indexes_and_ttl(
         ("gsi1pk", "HASH"),
         ("gsi1sk", "RANGE"),
     ]
-    assert indexes["by-status"]["Projection"]["ProjectionType"] == "ALL"
+    assert indexes["by-status"]["Projection"]["ProjectionType"] == "INCLUDE"
     assert [(k["AttributeName"], k["KeyType"]) for k in indexes["by-due"]["KeySchema"]] == [
         ("due_shard", "HASH"),
         ("due_at", "RANGE"),
@@ -220,6 +220,7 @@ def test_function_environment_worker_resolves_aetheris_vars_to_created_resources
         "AETHERIS_SIGNAL_QUEUE_URL": stack.signal_queue_url,
         "AETHERIS_LEASE_SECONDS": "60",
         "AETHERIS_RETENTION_DAYS": "30",
+        "AETHERIS_RETENTION_HORIZON_DAYS": "30",
         "AETHERIS_PAYLOAD_BUCKET": "t1-payloadbucket",
         "AETHERIS_BEDROCK_MODEL_ID": "",  # no ModelId: the agent's scripted model
         "AETHERIS_BEDROCK_REGION": "us-east-1",  # no BedrockRegion: the stack's own

@@ -13,6 +13,9 @@ from typing import Any
 
 import pytest
 
+from aetheris._store import schema
+from aetheris._store.listing import SUMMARY_ATTRIBUTES
+from aetheris._tenancy import TENANT_ATTRIBUTE
 from aetheris_infra.template import (
     NO_VALUE,
     Template,
@@ -239,6 +242,7 @@ def test_repo_template_parameters_have_contract_defaults(repo_template: Template
         "StepMaxConcurrency": "50",
         "MaxReceiveCount": "10",
         "RetentionDays": "30",
+        "RetentionHorizonDays": "30",
         "ApiAuth": "AWS_IAM",
         "JwtIssuer": "",
         "JwtAudience": "",
@@ -268,7 +272,12 @@ def test_repo_template_jobs_table_keys_indexes_and_ttl_match_contract(repo_templ
         "due_at": "N",
     }
     assert [k["AttributeName"] for k in indexes["by-status"]["KeySchema"]] == ["gsi1pk", "gsi1sk"]
-    assert indexes["by-status"]["Projection"] == {"ProjectionType": "ALL"}
+    # Only keys and what listings read and filter by: a status change never copies the result.
+    projection = indexes["by-status"]["Projection"]
+    assert projection["ProjectionType"] == "INCLUDE"
+    assert set(projection["NonKeyAttributes"]) == {*SUMMARY_ATTRIBUTES, TENANT_ATTRIBUTE} - {
+        schema.STATUS_INDEX_SK
+    }
     assert [k["AttributeName"] for k in indexes["by-due"]["KeySchema"]] == ["due_shard", "due_at"]
     assert indexes["by-due"]["Projection"] == {"ProjectionType": "KEYS_ONLY"}
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
@@ -369,6 +378,7 @@ def test_function_environment_worker_merges_globals_unresolved(repo_template: Te
         "AETHERIS_SIGNAL_QUEUE_URL": {"Ref": "SignalQueue"},
         "AETHERIS_LEASE_SECONDS": {"Ref": "LeaseSeconds"},
         "AETHERIS_RETENTION_DAYS": {"Ref": "RetentionDays"},
+        "AETHERIS_RETENTION_HORIZON_DAYS": {"Ref": "RetentionHorizonDays"},
         "AETHERIS_PAYLOAD_BUCKET": {"Ref": "PayloadBucket"},
         "AETHERIS_BEDROCK_MODEL_ID": {"Ref": "ModelId"},
         "AETHERIS_BEDROCK_REGION": {

@@ -64,7 +64,21 @@ def test_attention_by_status_progress_deadline_timer_retention_or_none() -> None
     assert due(JobStatus.RUNNING, next_tick_at=retry_at) == to_millis(retry_at + STALL)
     assert due(JobStatus.SLEEPING, parked_due=T0 + timedelta(days=2)) == to_millis(T0 + timedelta(days=2))
     assert due(JobStatus.WAITING) is None, "a wait without deadline is not on the index"
-    assert due(JobStatus.COMPLETED) == to_millis(T0 + STALL), "the retention pass is checked once"
+    assert due(JobStatus.COMPLETED) is None, "a finished job's items carry their TTL: nothing to look at"
+    old_job = {"retention_pass": True}
+    assert due(JobStatus.COMPLETED, **old_job) == to_millis(T0 + STALL), "an old job's pass is checked once"
+    cap = T0 + timedelta(days=15)
+    assert due(JobStatus.WAITING, cap=cap) == to_millis(cap), "a wait without deadline: at its extension"
+    assert due(JobStatus.SLEEPING, parked_due=T0 + timedelta(days=20), cap=cap) == to_millis(cap)
+    assert due(JobStatus.RUNNING, cap=T0) == to_millis(T0), "an extension due now: due now"
+
+
+def test_refresh_if_stale_capped_by_an_extension_due_writes_it_once() -> None:
+    cap = T0 - timedelta(seconds=1)
+    job = job_item(JobStatus.RUNNING) | attention("job-1", JobStatus.RUNNING, T0, STALL, 32)
+    fresh = refresh_if_stale(job, T0, STALL, 32, cap=cap)
+    assert fresh is not None and fresh[schema.DUE_INDEX_SK] == to_millis(cap)
+    assert refresh_if_stale(job | fresh, T0 + timedelta(seconds=5), STALL, 32, cap=cap) is None
 
 
 @given(st.lists(st.integers(min_value=0, max_value=30_000), min_size=1, max_size=200))

@@ -107,8 +107,10 @@ def _loaded(job: CheckedJob, by_pk: dict[str, list[dict[str, Any]]]) -> CheckedJ
             job.open_claims.append(int(item["seq"]))
         elif sk.startswith(EFFECT_PREFIX):
             job.effects.append(item)
-        else:
+        elif sk == "EW#JOB":
             job.item = item
+        else:
+            job.others.append(item)  # the input item
     return job
 
 

@@ -6,15 +6,18 @@
   from a step's commit to the first claim of the next slot): on a machine busy with other work
   every tick is late by that much, and a timer is not late for being as slow as everything else;
   it is late if its tick waited longer than any other tick did, by more than a sweep and a margin.
-* Retention: a finished job's items all carry ``expires_at`` (job item, events, ledger, inbox) and
-  the job item is off the retention-pending index (``due_shard``); no item of a job got its TTL
-  before the job's end was committed (a live job's items would be deleted under it), and no item of
-  a job still open has one.
+* Retention (provisional TTLs, ``aetheris/_store/retention.py``): every item of a job carries
+  ``expires_at``, except a live job's job item. A finished job's job item expires retention after
+  its end and is off the retention-pending index (``due_shard``); every other item expires no
+  sooner than that. A live job's items are at or above its floor (``ttl_floor``), and the floor a
+  full retention ahead. No TTL write ever set a value that would delete a live item: each is at
+  least the lesser of "its write + retention + horizon" and "its job's end + retention".
 * The dead-letter queues are empty, and no accepted signal is left on the signal queue.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -76,36 +79,84 @@ def pace(ev: Evidence) -> float:
     return progress.pace(quantile=1.0)
 
 
+# Epoch seconds are whole; the runtime's and the server's clocks (one machine) differ by milliseconds.
+_SLACK_S = 2
+_PROVISIONAL_SLACK_S = 60
+
+
+def _lifetime() -> tuple[float, float]:
+    """(retention, horizon) in seconds, as the run's runtimes read them from the environment."""
+    from aetheris.config import Settings
+
+    settings = Settings()
+    return settings.retention.total_seconds(), settings.retention_horizon.total_seconds()
+
+
+def _end_at(job: CheckedJob) -> float | None:
+    ends = [e.at.timestamp() for e in job.events if e.type in TERMINAL_TYPES]
+    return ends[-1] if ends else None
+
+
 def _check_retention(job: CheckedJob, ev: Evidence) -> None:
     r = ev.report
-    items = [*([job.item] if job.item else []), *job.slots, *job.effects, *job.inbox]
-    without = [str(i["sk"]) for i in items if TTL not in i]
+    retention, _ = _lifetime()
+    others = [*job.slots, *job.effects, *job.inbox, *job.others]
+    items = [*([job.item] if job.item else []), *others]
     if job.ended:
+        without = [str(i["sk"]) for i in items if TTL not in i]
         marked = bool(job.item and DUE_MARKER in job.item)
-        if without or marked:
+        end = _end_at(job)
+        least = (end or 0) + retention - _SLACK_S
+        short = [str(i["sk"]) for i in others if TTL in i and int(i[TTL]) < least]
+        if without or marked or short:
             r.retention_incomplete += 1
-            shown = ", ".join(without[:5]) + (f" and {len(without) - 5} more" if len(without) > 5 else "")
-            what = [f"{len(without)} items without {TTL} ({shown})"] if without else []
+            what = [f"{len(without)} items without {TTL} ({_shown(without)})"] if without else []
             what += ["still on the retention-pending index"] if marked else []
-            r.violate(f"{job.label()}: retention pass incomplete: {'; '.join(what)}")
-    elif len(without) < len(items):
+            what += [f"{len(short)} expire within retention of the end ({_shown(short)})"] if short else []
+            r.violate(f"{job.label()}: retention incomplete: {'; '.join(what)}")
+        return
+    if job.item is None:
+        return
+    ttl_floor = job.item.get("ttl_floor")
+    # An item below this could vanish before the job's end + retention.
+    live_floor = time.time() + retention
+    floor = int(ttl_floor) if ttl_floor is not None else None
+    below = [str(i["sk"]) for i in others if TTL not in i or floor is None or int(i[TTL]) < floor]
+    if TTL in job.item or below or floor is None or floor < live_floor:
         r.ttl_on_live_jobs += 1
-        r.violate(f"{job.label()} is not finished, yet {len(items) - len(without)} of its items have a TTL")
+        r.violate(
+            f"{job.label()} is not finished, yet its items could expire: job item TTL "
+            f"{job.item.get(TTL)}, floor {ttl_floor}, {len(below)} items below it ({_shown(below)})"
+        )
+
+
+def _shown(keys: list[str]) -> str:
+    return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
 
 
 def _check_ttl_order(ev: Evidence) -> None:
-    """No TTL written on a job's items before the write that committed its end."""
-    ended_at = {
-        w.job_id: w.n for w in ev.slots if w.ok and w.kind == "commit" and w.event_type in TERMINAL_TYPES
-    }
-    early: dict[str, int] = {}
+    """No TTL write set a value that could delete an item of a live job: each is at least the
+    lesser of its write's time + retention + horizon (provisional, extended) and its job's end +
+    retention (the job item's, an old job's pass)."""
+    retention, horizon = _lifetime()
+    # The end as the runtime stamped it (its TTLs count from there), not when the server applied it.
+    ended_at = {job.job_id: end for job in ev.jobs if (end := _end_at(job)) is not None}
+    early: dict[str, tuple[int, int]] = {}
     for write in ttl_writes(ev.obs.journal):
-        end = ended_at.get(write.job_id)
-        if write.ok and (end is None or write.n < end) and write.job_id not in early:
-            early[write.job_id] = write.n
+        if not write.ok or write.job_id in early or write.job_id.startswith("IK#"):
+            continue
+        end = ended_at.get(write.job_id, float("inf"))
+        # A provisional TTL counts from the runtime's clock when it built the write, which a slow,
+        # retried request may reach the server well after: a minute of slack against days.
+        least = min(write.t + retention + horizon - _PROVISIONAL_SLACK_S, end + retention - _SLACK_S)
+        if write.value is None or write.value < least:
+            early[write.job_id] = (write.n, write.value or 0)
     labels = {job.job_id: job.label() for job in ev.jobs}
-    for job_id, n in early.items():
+    for job_id, (n, value) in early.items():
         ev.report.ttl_on_live_jobs += 1
         end = ended_at.get(job_id)
-        when = f"before its end (write {end})" if end is not None else "and it never ended"
-        ev.report.violate(f"{labels.get(job_id, job_id)}: an item got its TTL at journal write {n}, {when}")
+        when = f"its end was committed at {end:.0f}" if end is not None else "it never ended"
+        ev.report.violate(
+            f"{labels.get(job_id, job_id)}: journal write {n} gave an item the TTL {value}, "
+            f"earlier than retention allows ({when})"
+        )

@@ -59,6 +59,7 @@ class TtlWrite:
     sk: str
     ok: bool
     t: float = 0.0
+    value: int | None = None  # the TTL written (epoch seconds)
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def cancel_writes(lines: Iterable[Mapping[str, Any]]) -> list[tuple[int, str]]:
 def ttl_writes(lines: Iterable[Mapping[str, Any]]) -> list[TtlWrite]:
     """Every write that set ``expires_at`` on an item (any table), in the server's order."""
     return [
-        TtlWrite(u.n, u.pk, u.sk, u.ok, u.t)
+        TtlWrite(u.n, u.pk, u.sk, u.ok, u.t, _int(u.sets.get(TTL_ATTRIBUTE)))
         for u in _updates(lines)
         if TTL_ATTRIBUTE in u.sets or TTL_ATTRIBUTE in u.increments
     ]

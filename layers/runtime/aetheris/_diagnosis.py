@@ -8,7 +8,8 @@
 * ``TICK``  — it needs a tick: a runnable job whose next tick was due ``stall_after`` ago and that
   nobody holds (``tick_lost``), or whose worker died holding it (``lease_expired``); a parked job
   whose timer or deadline has come (routine: ``timer_due``), or that was asked to cancel.
-* ``EXPIRE`` — finished, its retention pass is still pending: run it.
+* ``EXPIRE`` — finished, its old retention pass (a job from before provisional TTLs) is still
+  pending: run it. A finished job with a floor needs nothing: off the index.
 * ``WAIT``  — nothing the sweeper can do now: a rescue tick was sent and is given time to arrive
   (backing off), or a live worker holds the job far past any step's time limit (``no_commit``).
 
@@ -24,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aetheris._clock import from_millis, to_millis
+from aetheris._store.lifetime import pass_pending
 from aetheris._store.watch import PARKED, SWEEPS, SWEPT_AT, Tail
 from aetheris.config import Settings
 from aetheris.events import Event, EventType
@@ -68,7 +70,8 @@ def diagnose(tail: Tail, now: datetime, settings: Settings) -> Finding:
     evidence = evidence_of(tail)
     status = tail.status
     if status.is_terminal:
-        return Finding(Action.EXPIRE if "expires_at" in tail.job else Action.MOVE, evidence=evidence)
+        pending = "expires_at" in tail.job and pass_pending(tail.job)
+        return Finding(Action.EXPIRE if pending else Action.MOVE, evidence=evidence)
     claim = tail.claim
     lease_until = int(claim.get("lease_until", 0)) if claim else 0
     if claim is not None and lease_until >= to_millis(now):

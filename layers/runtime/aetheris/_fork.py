@@ -54,6 +54,7 @@ from __future__ import annotations
 import json
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from aetheris._store import schema
@@ -218,6 +219,9 @@ def _kept(entry: Item, ops: set[int], through: int) -> bool:
 def _moved(services: Services, item: Item, new_id: str, sk: str) -> Item:
     copy = {k: v for k, v in item.items() if k not in _SLOT_ONLY}
     copy[schema.PK], copy[schema.SK] = new_id, sk
+    # The fork's own provisional TTL, never the old job's: a day above the floor its job item gets
+    # when it is created right after the copy (the floor is a lower bound of its items' TTLs).
+    copy[schema.TTL_ATTRIBUTE] = services.log.lifetime.provisional(services.clock.now() + timedelta(days=1))
     if "job_id" in copy:
         copy["job_id"] = new_id
     payloads = services.payloads

@@ -61,6 +61,7 @@ class Metric(enum.StrEnum):
     SWEPT_JOBS_TICKED = "SweptJobsTicked"  # jobs it sent a tick (lost ticks and due timers)
     STALLED_JOBS_TICKED = "StalledJobsTicked"  # of those, runnable jobs whose tick was lost
     RETENTION_REPAIRED = "RetentionRepaired"  # finished jobs whose retention pass it redid
+    RETENTION_EXTENDED = "RetentionExtended"  # live jobs whose items' TTLs it extended
     STUCK_JOBS = "StuckJobs"  # gauge, no dimensions (the stuck-jobs alarm watches it)
     OLDEST_PENDING_AGE = "OldestPendingAge"  # seconds, gauge, no dimensions
 
@@ -86,6 +87,7 @@ _NOT_WORKER: Final[dict[Metric, str | None]] = {
     Metric.SWEPT_JOBS_TICKED: "sweeper",
     Metric.STALLED_JOBS_TICKED: "sweeper",
     Metric.RETENTION_REPAIRED: "sweeper",
+    Metric.RETENTION_EXTENDED: "sweeper",
     Metric.STUCK_JOBS: None,
     Metric.OLDEST_PENDING_AGE: None,
 }

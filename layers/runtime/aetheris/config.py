@@ -68,13 +68,21 @@ class Settings(BaseSettings):
     retention: timedelta = Field(
         default=timedelta(days=30), gt=timedelta(0), validation_alias="AETHERIS_RETENTION_DAYS"
     )
+    # Every item is written with a provisional TTL of retention + this horizon past its write (see
+    # _store/retention.py): a finished job's items go between retention and retention + horizon
+    # after its end; a job that lives longer has its items extended once per horizon / 2.
+    retention_horizon: timedelta = Field(
+        default=timedelta(days=30),
+        gt=timedelta(0),
+        validation_alias="AETHERIS_RETENTION_HORIZON_DAYS",
+    )
     # The sweeper ticks a runnable job whose next tick was due this long ago and never came.
     stall_after: timedelta = Field(default=timedelta(minutes=2), validation_alias="AETHERIS_STALL_SECONDS")
     # Partitions of the attention index (_store/watch.py): grow it with the number of live jobs
     # (about 1 per 30,000 jobs stepping continuously), never shrink it while jobs are on the index.
     sweep_shards: int = Field(default=32, ge=1, le=1000)
 
-    @field_validator("retention", mode="before")
+    @field_validator("retention", "retention_horizon", mode="before")
     @classmethod
     def _days(cls, value: object) -> object:
         # A bare number is days (pydantic would read it as seconds): AETHERIS_RETENTION_DAYS=30.

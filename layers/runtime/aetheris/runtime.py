@@ -26,7 +26,7 @@ from aetheris._engine.step_context import check_name
 from aetheris._engine.sweeper import Sweeper, SweepReport
 from aetheris._engine.worker import TickOutcome, Worker
 from aetheris._fork import ForkPlan, copy_log, plan_fork, plan_retry
-from aetheris._store import watch
+from aetheris._store import schema, watch
 from aetheris._store.dynamo import ConditionFailed, Table, TransactionConflict
 from aetheris._store.idempotency import IdempotencyKeys, KeyContended, retained
 from aetheris._store.inbox import Inbox, InboxSignal, SignalIdConflict
@@ -35,7 +35,7 @@ from aetheris._store.ledger import EffectLedger
 from aetheris._store.log import EventLog
 from aetheris._store.payloads import Payloads
 from aetheris._store.queue import SignalMessage, SignalQueue, StepQueue, Tick
-from aetheris._store.retention import Retention, expires_at
+from aetheris._store.retention import Lifetime, Retention, pass_pending
 from aetheris._tenancy import DEFAULT_TENANT, owns, scoped_key, tenant_of
 from aetheris._values import storable_json
 from aetheris.app import App
@@ -137,17 +137,18 @@ class Runtime:
         table = Table(dynamodb, settings.jobs_table)
         inbox = Table(dynamodb, settings.inbox_table)
         ids = ids or IdSource()
+        lifetime = Lifetime.of(settings)
         self.services = Services(
-            jobs=JobStore(table),
-            log=EventLog(table),
-            ledger=EffectLedger(table),
+            jobs=JobStore(table, lifetime=lifetime),
+            log=EventLog(table, lifetime),
+            ledger=EffectLedger(table, lifetime),
             queue=StepQueue(sqs, settings.step_queue_url),
-            inbox=Inbox(inbox),
+            inbox=Inbox(inbox, lifetime),
             signals=SignalQueue(sqs, settings.signal_queue_url),
             clock=clock or SystemClock(),
             ids=ids,
             settings=settings,
-            retention=Retention(table, inbox),
+            retention=Retention(table, inbox, lifetime),
             payloads=Payloads.from_settings(settings, s3),
             faults=faults or Faults(),
         )
@@ -188,7 +189,7 @@ class Runtime:
                 job_id, job_type, definition.version, input_json, None, tenant, budget_json=budget_json
             )
             return StartedJob(job_id, created=True, status=JobStatus.PENDING)
-        keys = IdempotencyKeys(self.services.jobs.table)
+        keys = IdempotencyKeys(self.services.jobs.table, self.services.retention.lifetime)
         for _ in range(_KEY_RACES):
             # Keys are per tenant: another tenant's key never finds (or names) this tenant's job.
             slot = keys.slot(scoped_key(idempotency_key, tenant), self.services.clock.now())
@@ -298,7 +299,7 @@ class Runtime:
         source = snapshot.job
         definition = self.app.get(str(source["job_type"]))  # the latest version: the code deployed now
         tenant = tenant or tenant_of(source)
-        input_json = self.services.payloads.text(source.get("input")) or "null"
+        input_json = self.services.payloads.text(self.services.jobs.input_of(source)) or "null"
         budget_json = (
             source.get("budget") if budget is None else Budget.model_validate(budget).model_dump_json()
         )
@@ -351,7 +352,7 @@ class Runtime:
 
     def _same_job(self, existing: dict[str, Any], job_type: str, input_json: str, key: str) -> StartedJob:
         job_id = str(existing["job_id"])
-        recorded = self.services.payloads.text(existing["input"]) or "null"
+        recorded = self.services.payloads.text(self.services.jobs.input_of(existing)) or "null"
         same_input = json.loads(recorded) == json.loads(input_json)
         if existing["job_type"] != job_type or not same_input:
             raise IdempotencyConflict(key, job_id)
@@ -451,11 +452,14 @@ class Runtime:
         job = services.jobs.get(message.job_id)
         _log_context.add(job_type=job.get("job_type") if job else None)
         if job is None or JobStatus(job["status"]).is_terminal:
-            # Accepted while the job was live, landed after it ended (or expired): the retention
-            # pass may have read the inbox already, so this signal gets its TTL here.
-            at = expires_at(services.clock.now(), self.settings.retention)
-            services.retention.expire_item(services.inbox.table, message.job_id, message.signal_id, at)
+            # Accepted while the job was live, landed after it ended (or expired): the signal was
+            # stored with its provisional TTL, so it goes at most retention + horizon from now.
             return "unknown_job" if job is None else "job_finished"
+        if pass_pending(job) and schema.DUE_INDEX_SK not in job:
+            # A job from before provisional TTLs, parked off the attention index: the signal just
+            # stored carries a TTL, so the sweeper must come to extend the job in time.
+            look = watch.look_at(message.job_id, services.clock.now(), self.settings.sweep_shards)
+            watch.refresh(services.jobs.table, message.job_id, look)
         if job["status"] == JobStatus.WAITING.value and job.get("waiting_for") == message.name:
             seq = int(job.get("last_seq", 0)) + 1
             _log_context.add(seq=seq)  # the slot of the tick that wakes it
@@ -509,8 +513,9 @@ class Runtime:
         if item is None:
             raise JobNotFound(job_id)
         item = self.services.payloads.resolve(item)
+        input_text = self.services.payloads.text(self.services.jobs.input_of(item)) or "null"
         return JobHistory(
-            job=JobView.from_item(item), input=json.loads(item["input"]), events=self.events(job_id)
+            job=JobView.from_item(item), input=json.loads(input_text), events=self.events(job_id)
         )
 
     def effects(self, job_id: str) -> list[dict[str, Any]]:

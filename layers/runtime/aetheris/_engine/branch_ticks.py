@@ -164,7 +164,8 @@ def _after_commit(
         _start_next(worker, store, job_id, op, index, spec, branches)
         return
     done, settled = started_settled(spec, branches)
-    if done and store.mark_join(job_id, op, settled, index):
+    ttl = services.log.lifetime.provisional(services.clock.now())
+    if done and store.mark_join(job_id, op, settled, index, ttl):
         services.faults.reach("before_enqueue")
         services.queue.send(Tick(job_id=job_id, seq=started.seq + 1))
 
@@ -183,7 +184,8 @@ def _start_next(
     for candidate in range(spec.initial, spec.count):
         if branches.started(candidate, spec.initial):
             continue
-        if store.reserve(job_id, op, candidate, index):
+        ttl = services.log.lifetime.provisional(services.clock.now())
+        if store.reserve(job_id, op, candidate, index, ttl):
             services.faults.reach("before_enqueue")
             services.queue.send(Tick(job_id=job_id, seq=0, branch=f"{op}.{candidate}"))
             return

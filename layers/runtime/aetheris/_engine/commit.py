@@ -2,8 +2,10 @@
 changes or it parks — the job item's projection, in the same transaction.
 
 Every value here has passed the recorder (``records.py``): results are stored texts, errors bounded
-``ErrorInfo``. The terminal commit gives the job item and the terminal event their TTL and marks the
-job for the retention pass (``_store/retention.py``).
+``ErrorInfo``. The terminal commit gives the job item and the terminal event their TTL, end +
+retention; every other item carries its provisional TTL already (``_store/retention.py``). Only a job
+from before provisional TTLs is marked for the old end-of-job pass. A live job's next look is capped
+by its retention extension.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from aetheris._store import schema, watch
 from aetheris._store.jobs import status_attributes
-from aetheris._store.retention import expires_at
+from aetheris._store.retention import Lifetime, expires_at, pass_pending
 from aetheris.errors import ErrorInfo
 from aetheris.events import SCHEMA_VERSION, EventType, JobStatus, OpKind
 
@@ -86,7 +88,9 @@ def job_projection(
     settings = inv.services.settings
     if parked:
         update["waiting_for"] = parked.get("waiting_for")
-    # When the sweeper looks at the job next: a progress deadline, a timer, a retention pass.
+    job = inv.snapshot.job
+    # When the sweeper looks at the job next: a progress deadline, a timer, a retention extension,
+    # an old job's retention pass.
     update |= watch.attention(
         inv.job_id,
         status,
@@ -95,10 +99,12 @@ def job_projection(
         settings.sweep_shards,
         parked_due=(parked or {}).get("due"),
         next_tick_at=next_attempt_at,
+        cap=Lifetime.of(settings).extension_due(job),
+        retention_pass=pass_pending(job),
     )
     if status.is_terminal:
-        # The job and its outcome expire together; the attention entry stays until the retention
-        # pass gave the rest of its items their TTL (see _store/retention.py).
+        # The job and its outcome expire together; the rest carry their provisional TTL (an old
+        # job's attention entry stays until its retention pass is done, see _store/retention.py).
         update[schema.TTL_ATTRIBUTE] = expires_at(now, settings.retention)
     remove = tuple(a for a in _PARKED_ATTRIBUTES if update.get(a) is None)
     return update, remove, bool(parked)
@@ -108,7 +114,6 @@ def refreshed_attention(
     inv: Invocation, now: datetime, next_attempt_at: datetime | None
 ) -> dict[str, Any] | None:
     """For a commit that leaves the job item alone: a new progress deadline, only if it is stale."""
-    settings = inv.services.settings
-    return watch.refresh_if_stale(
-        inv.snapshot.job, now, settings.stall_after, settings.sweep_shards, next_attempt_at
-    )
+    settings, job = inv.services.settings, inv.snapshot.job
+    cap = Lifetime.of(settings).extension_due(job)
+    return watch.refresh_if_stale(job, now, settings.stall_after, settings.sweep_shards, next_attempt_at, cap)

@@ -129,7 +129,8 @@ class Invocation:
     def _run(self) -> ComeBack:
         try:
             with runtime_io():
-                input_json = self.payloads.text(self.snapshot.job["input"]) or "null"
+                stored_input = self.services.jobs.input_of(self.snapshot.job)
+                input_json = self.payloads.text(stored_input) or "null"
             job_input = self.definition.input.validate_json(input_json)
         except StoreFailure:
             raise

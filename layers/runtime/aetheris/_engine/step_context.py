@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aetheris import _log_context
+from aetheris._clock import to_millis
 from aetheris._engine import guard
 from aetheris._engine.effects import ToolCall, run_tool, run_tool_async
 from aetheris._engine.store_io import runtime_io
@@ -156,5 +157,6 @@ class StepContext:
         self._check_open(f"sctx.{kind[1:]}()")
         ref = self._next_ref(kind)
         with guard.suspended(), runtime_io():
-            kept = self._inv.services.ledger.value_once(self.job_id, ref.sk, json.dumps(make()))
+            now_ms = to_millis(self._inv.clock.now())
+            kept = self._inv.services.ledger.value_once(self.job_id, ref.sk, json.dumps(make()), now_ms)
         return json.loads(kept)

@@ -15,7 +15,13 @@ of three items) and acts on ``_diagnosis.diagnose``'s verdict:
   or that was asked to cancel: a tick is sent and ``swept_at`` / ``sweeps`` recorded on the job item.
   The entry stays due until the job moves, so a job the tick did not help stays visible (stuck);
   another tick follows after ``stall_after``, then 2x, 4x ... (a backlog is not fed);
-* finished with its retention pass pending: the pass runs again.
+* finished with its old retention pass pending (a job from before provisional TTLs): the pass
+  runs again.
+
+Before any of that, a live job whose retention extension is due (``Lifetime.extension_due``: the
+commits cap its place on the index by it) has its items' TTLs extended (``Retention.extend``, O(N)
+once per ``retention_horizon / 2`` per job that lives that long), and an entry moved forward never
+goes past the next extension.
 
 A healthy job is never due, because the worker refreshes its deadline when less than half of
 ``stall_after`` is left (at most one job-item write per ``stall_after / 2``, never one per step);
@@ -42,12 +48,13 @@ and no answer for a lost tick.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from aetheris import _log_context
 from aetheris._diagnosis import Action, Finding, Reason, diagnose
 from aetheris._engine.services import Services
 from aetheris._store import schema, watch
+from aetheris._store.idempotency import record_pk_of
 from aetheris._store.queue import Tick
 
 # Its lines about one job carry job_id, job_type, seq (the slot it ticks); no fence, attempt or
@@ -63,6 +70,7 @@ class SweepReport:
     stalled: list[str] = field(default_factory=list)  # jobs that should have been moving and were not
     due: list[str] = field(default_factory=list)  # parked jobs whose timer or deadline came (routine)
     expired: list[str] = field(default_factory=list)  # finished jobs whose retention pass was redone
+    extended: list[str] = field(default_factory=list)  # live jobs whose items' TTLs were extended
     moved: int = 0  # healthy jobs whose entry was early, moved forward (or off the index)
     stuck: list[str] = field(default_factory=list)  # stalled or overdue for stall_after or longer
     complete: bool = True  # False: the limit was reached; the rest are next sweep's
@@ -74,6 +82,7 @@ class SweepReport:
             "stalled": self.stalled,
             "due": self.due,
             "expired": self.expired,
+            "extended": self.extended,
             "moved": self.moved,
             "stuck": self.stuck,
             "complete": self.complete,
@@ -110,6 +119,12 @@ class Sweeper:
         if tail is None or tail.due_at_ms is None or tail.due_at_ms > entry.due_at_ms:
             return  # gone, or moved since the index was read (the index lags the table)
         _log_context.add(job_type=tail.job.get("job_type"), seq=tail.next_seq)
+        lifetime = services.retention.lifetime
+        if not tail.status.is_terminal and lifetime.extension_due(tail.job) <= now:
+            services.retention.extend(tail.job, now, record_pk_of(tail.job))
+            report.extended.append(entry.job_id)
+            # The entry stays where it was (the move below is conditional on it); the floor moved.
+            tail = replace(tail, job={**tail.job, schema.TTL_FLOOR: lifetime.provisional(now)})
         finding = diagnose(tail, now, settings)
         if finding.stuck(now, settings.stall_after):
             report.stuck.append(entry.job_id)
@@ -118,7 +133,10 @@ class Sweeper:
         elif finding.reason in _STALLED and finding.action is Action.TICK:
             report.stalled.append(entry.job_id)
         if finding.action is Action.MOVE:
-            report.moved += watch.move(services.jobs.table, tail, finding.next_look, settings.sweep_shards)
+            # Never past a live job's next retention extension (a wait without timeout: at it).
+            cap = None if tail.status.is_terminal else lifetime.extension_due(tail.job)
+            at = watch.earliest(finding.next_look, cap)
+            report.moved += watch.move(services.jobs.table, tail, at, settings.sweep_shards)
         elif finding.action is Action.EXPIRE:
             services.retention.expire(entry.job_id, int(tail.job[schema.TTL_ATTRIBUTE]))
             report.expired.append(entry.job_id)

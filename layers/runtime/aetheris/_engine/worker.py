@@ -37,7 +37,7 @@ from aetheris._store.dynamo import Item, TransactionConflict
 from aetheris._store.jobs import COMMITTED, JobSnapshot
 from aetheris._store.log import SlotLease, SlotTaken
 from aetheris._store.queue import Tick
-from aetheris._store.retention import expires_at
+from aetheris._store.retention import expires_at, pass_pending
 from aetheris.app import App
 from aetheris.errors import LeaseLost, UnknownJobType, WorkerCrashLoop
 from aetheris.events import Event, EventType, JobStatus
@@ -193,17 +193,22 @@ class Worker:
             services.queue.send(also)
         if committed is not None and committed.type in _ENDED:
             self._wake_parent(invocation.snapshot.job)
-            self._expire(tick.job_id, expires_at(committed.at, services.settings.retention))
+            # A crash point still: the outcome is committed, the tick not yet acknowledged.
+            services.faults.reach("before_retention")
+            if pass_pending(invocation.snapshot.job):  # a job from before provisional TTLs
+                self._expire(tick.job_id, expires_at(committed.at, services.settings.retention))
             return _ENDED[committed.type]
         return TickOutcome.ADVANCED
 
     def _expire(self, job_id: str, at: int) -> None:
         """Give the finished job's other items their TTL; best effort, the outcome is committed already.
 
+        Only for a job from before provisional TTLs (no ``ttl_floor``): every other job's items
+        carry their TTL from their write, and its final tick does no pass (``_store/retention.py``).
+
         A store error is logged and the tick still acknowledged: the job item expires anyway and
         stays on the by-due index, where the sweeper finds it and runs the pass again.
         """
-        self.services.faults.reach("before_retention")
         try:
             self.services.retention.expire(job_id, at)
         except (ClientError, BotoCoreError) as error:

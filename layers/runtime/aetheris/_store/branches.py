@@ -122,7 +122,7 @@ class BranchStore:
         )
         return [item for item in items if item.get("state") == COMMITTED]
 
-    def reserve(self, job_id: str, op: int, branch: int, by: int) -> bool:
+    def reserve(self, job_id: str, op: int, branch: int, by: int, ttl: int) -> bool:
         """Reserve branch ``branch``'s first slot for the branch ``by`` that ended: ``False`` if it
         is reserved or claimed already (by someone else: the finisher tries the next branch)."""
         item = {
@@ -133,6 +133,7 @@ class BranchStore:
             "branch": branch,
             "state": QUEUED,
             "queued_by": by,
+            schema.TTL_ATTRIBUTE: ttl,  # provisional, like every item of the job (lifetime.py)
         }
         try:
             self.table.put(item, absent(schema.PK))
@@ -141,14 +142,14 @@ class BranchStore:
             return current.get("state") == QUEUED and int(current.get("queued_by", -1)) == by
         return True
 
-    def mark_join(self, job_id: str, op: int, settled: int, by: int) -> bool:
+    def mark_join(self, job_id: str, op: int, settled: int, by: int, ttl: int) -> bool:
         """Ask for the join with ``settled`` branches settled; ``False``: someone asked with that view."""
         mine = equals("settled", settled) & equals("by", by)
         try:
             self.table.update(
                 job_id,
                 schema.branch_join_sk(op),
-                {"job_id": job_id, "settled": settled, "by": by},
+                {"job_id": job_id, "settled": settled, "by": by, schema.TTL_ATTRIBUTE: ttl},
                 absent(schema.PK) | less_than("settled", settled) | mine,
             )
         except ConditionFailed:

@@ -23,7 +23,9 @@ still the one that was read: of two racing starts one creates the job and the ot
 finds it ``LIVE``. Without the record, a generation whose items TTL had fully deleted would read
 ``EMPTY`` while a later one lived, and a third start would fork the key.
 
-The record has no TTL: one small item per key that outlived a job (updated in place after that).
+The record carries a provisional TTL like every item of the job it is written with
+(``retention.py``), and the job's retention extensions extend it too (``record_pk_of``): it lives as
+long as the generation it points at, and goes a horizon after it at most.
 Rejected: deleting the dead job's leftovers and re-creating in place (conditional deletes racing
 TTL, and the reused tool keys above), and refusing the start until TTL is done (days of 409s).
 """
@@ -40,6 +42,8 @@ from typing import Any
 from aetheris._store import schema
 from aetheris._store.conditions import absent, equals
 from aetheris._store.dynamo import Item, Table, to_dynamo
+from aetheris._store.lifetime import Lifetime
+from aetheris._tenancy import TENANT_ATTRIBUTE, scoped_key
 from aetheris.errors import AetherisError
 
 # Ids of generation 0: unchanged from before generations, so keys already used find their jobs.
@@ -47,7 +51,7 @@ KEY_NAMESPACE = uuid.UUID("6f1c2a47-5d0e-4a8e-9f4b-3a2d1e0c9b71")
 # Ids of later generations: a namespace of their own, so no key's generation 0 is another's g > 0.
 GENERATION_NAMESPACE = uuid.UUID("0b6d5f8e-2c4a-4e1b-9a7d-5e3f1c8b2d40")
 RECORD_PREFIX = "IK#"
-RECORD_SK = "IK"
+RECORD_SK = schema.RECORD_SK
 
 
 class KeyContended(AetherisError):
@@ -76,6 +80,19 @@ def retained(job: Item, now: datetime) -> bool:
     return expires is None or int(expires) > int(now.timestamp())
 
 
+def record_pk(key: str) -> str:
+    """The generation record's key for a (tenant-scoped) idempotency key."""
+    return RECORD_PREFIX + hashlib.sha256(key.encode()).hexdigest()
+
+
+def record_pk_of(job: Item) -> str | None:
+    """The generation record a job item's idempotency key may have (``None``: started without one)."""
+    key = job.get("idempotency_key")
+    if not key:
+        return None
+    return record_pk(scoped_key(str(key), job.get(TENANT_ATTRIBUTE)))
+
+
 def job_id_for(key: str, generation: int) -> str:
     if generation == 0:
         return str(uuid.uuid5(KEY_NAMESPACE, key))
@@ -94,13 +111,13 @@ class KeySlot:
 
 
 class IdempotencyKeys:
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, lifetime: Lifetime | None = None) -> None:
         self.table = table
+        self.lifetime = lifetime or Lifetime()
 
     def slot(self, key: str, now: datetime) -> KeySlot:
         """The key's current job if it lives, else the id a new job for the key must take."""
-        record_pk = RECORD_PREFIX + hashlib.sha256(key.encode()).hexdigest()
-        record = self.table.get(record_pk, RECORD_SK)
+        record = self.table.get(record_pk(key), RECORD_SK)
         generation = int(record["generation"]) if record else 0
         job_id = job_id_for(key, generation)
         occupant, job = self.occupant(job_id, now)
@@ -112,7 +129,14 @@ class IdempotencyKeys:
         nxt = generation + 1
         # The generation moves only from the one read: a racing start that moved it first wins.
         unchanged = absent(schema.PK) if record is None else equals("generation", generation)
-        record_item = {schema.PK: record_pk, schema.SK: RECORD_SK, "generation": nxt, "idempotency_key": key}
+        record_item = {
+            schema.PK: record_pk(key),
+            schema.SK: RECORD_SK,
+            "generation": nxt,
+            "idempotency_key": key,
+            # The same provisional TTL as the job it is created with (its floor covers it).
+            schema.TTL_ATTRIBUTE: self.lifetime.provisional(now),
+        }
         claim = [{"Put": self.table.put_request(record_item, unchanged)}]
         return KeySlot(job_id_for(key, nxt), Occupant.EMPTY, None, claim)
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from aetheris._store.conditions import absent
 from aetheris._store.dynamo import ConditionFailed, Table, to_dynamo
+from aetheris._store.lifetime import Lifetime
 from aetheris._store.payloads import is_reference
 from aetheris.errors import NonRetryableError
 
@@ -70,8 +71,9 @@ class InboxSignal:
 
 
 class Inbox:
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, lifetime: Lifetime | None = None) -> None:
         self.table = table
+        self.lifetime = lifetime or Lifetime()
 
     def store(self, signal: InboxSignal) -> bool:
         """Store the signal: ``True`` if new, ``False`` if this very signal was stored before.
@@ -95,6 +97,8 @@ class Inbox:
             "payload": signal.payload_json,
             "arrived_at": signal.arrived_at_ms,
             "sent_at": signal.sent_at_ms,
+            # Provisional (_store/retention.py): a signal outlives its job's end by retention at least.
+            "expires_at": self.lifetime.provisional_ms(signal.arrived_at_ms),
         }
         # A signal id is stored once: a duplicate delivery never becomes a second signal.
         self.table.put(item, absent("sk"))

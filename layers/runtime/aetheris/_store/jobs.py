@@ -3,6 +3,12 @@
 A job is created atomically with its first event (``JobCreated`` at seq 0): a failed write never
 leaves a job without a log or a log without a job. The job item is a projection of the log (status,
 result, error), rewritten only when the status changes, in the same transaction as that event.
+So it stays small: the input lives in an item of its own (``schema.INPUT_SK``), written in the
+create's transaction and read through ``JobStore.input_of`` (once per job a worker loads cold);
+a job created before that keeps its input inline on the job item, and ``input_of`` reads it there.
+
+Every item the create writes carries the provisional TTL, and the job item its floor
+(``_store/retention.py``).
 """
 
 from __future__ import annotations
@@ -17,12 +23,15 @@ from typing import Any
 from aetheris._store import schema
 from aetheris._store.conditions import Condition, absent, present
 from aetheris._store.dynamo import Item, Table, TransactionConflict, to_dynamo
+from aetheris._store.lifetime import Lifetime
 from aetheris._tenancy import DEFAULT_TENANT, TENANT_ATTRIBUTE
 from aetheris.events import SCHEMA_VERSION, EventType, JobStatus, SlotState
 
 CLAIMED = SlotState.CLAIMED
 COMMITTED = SlotState.COMMITTED
 QUEUED = SlotState.QUEUED
+# Inputs a worker keeps between ticks (they never change): enough for its jobs' inputs, bounded.
+_INPUT_CACHE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -54,10 +63,13 @@ def status_attributes(job_id: str, status: JobStatus, at: datetime) -> dict[str,
 
 
 class JobStore:
-    def __init__(self, table: Table, cache_jobs: int = 1000) -> None:
+    def __init__(self, table: Table, cache_jobs: int = 1000, lifetime: Lifetime | None = None) -> None:
         self.table = table
         self.cache_jobs = cache_jobs
+        self.lifetime = lifetime or Lifetime()
         self._known: OrderedDict[str, list[Item]] = OrderedDict()  # job id → its committed events
+        self._inputs: OrderedDict[tuple[str, str], str] = OrderedDict()  # (job id, created_at) → input
+        self._input_bytes = 0
         self._lock = threading.Lock()
 
     def create(
@@ -80,7 +92,7 @@ class JobStore:
         """Create the job (of ``tenant``) and its ``JobCreated`` event; returns the existing job item
         if it exists.
 
-        ``JobCreated`` carries the job's input (the same stored text as the job item: inline JSON or
+        ``JobCreated`` carries the job's input (the same stored text as the input item: inline JSON or
         the reference to its offloaded object), its per-start ``budget_json`` and, for a fork, where
         it was forked from: a job's log alone says how it began (``aetheris export``, ``fork``).
 
@@ -90,14 +102,15 @@ class JobStore:
         ``attention`` puts the job on the sweeper's index (``watch.py``): if its first tick is never
         sent, the sweeper sends one.
         """
+        ttl = self.lifetime.provisional(at)
         job = {
             schema.PK: job_id,
             schema.SK: schema.JOB_SK,
             "job_id": job_id,
             "job_type": job_type,
             "version": version,
-            "input": input_json,
             "created_at": at.isoformat(),
+            schema.TTL_FLOOR: ttl,  # slot 0's, the input's (and a generation record's): the earliest
             "idempotency_key": idempotency_key,
             TENANT_ATTRIBUTE: tenant,
             **({"budget": budget_json} if budget_json else {}),
@@ -129,6 +142,14 @@ class JobStore:
                     **({"forked_from": forked_from} if forked_from else {}),
                 }
             ),
+            schema.TTL_ATTRIBUTE: ttl,
+        }
+        job_input = {
+            schema.PK: job_id,
+            schema.SK: schema.INPUT_SK,
+            "input": input_json,
+            "created_at": at.isoformat(),
+            schema.TTL_ATTRIBUTE: ttl,
         }
         # The job id is new: neither the job item nor slot 0 may exist yet.
         first_write = absent(schema.PK)
@@ -137,6 +158,7 @@ class JobStore:
                 [
                     {"Put": self.table.put_request(job, first_write)},
                     {"Put": self.table.put_request(created, first_write)},
+                    {"Put": self.table.put_request(job_input, first_write)},
                     *(also or []),
                 ]
             )
@@ -165,6 +187,30 @@ class JobStore:
 
     def get(self, job_id: str) -> Item | None:
         return self.table.get(job_id, schema.JOB_SK)
+
+    def input_of(self, job: Item) -> str | None:
+        """The job's stored input text (JSON, or an offloaded value's reference): inline on a job
+        item from before the input had its own item, else that item's (read once, then kept)."""
+        if "input" in job:
+            return None if job["input"] is None else str(job["input"])
+        key = (str(job[schema.PK]), str(job.get("created_at")))
+        with self._lock:
+            cached = self._inputs.get(key)
+            if cached is not None:
+                self._inputs.move_to_end(key)
+                return cached
+        item = self.table.get(key[0], schema.INPUT_SK)
+        if item is None or item.get("created_at") != key[1]:
+            return None  # gone with its job (TTL), or another job's under a reused id
+        text = str(item["input"])
+        with self._lock:
+            if len(text) <= _INPUT_CACHE_BYTES // 4 and key not in self._inputs:
+                self._inputs[key] = text
+                self._input_bytes += len(text)
+                while self._input_bytes > _INPUT_CACHE_BYTES:
+                    _, dropped = self._inputs.popitem(last=False)
+                    self._input_bytes -= len(dropped)
+        return text
 
     def load(self, job_id: str) -> JobSnapshot | None:
         """One consistent Query for the job item and the log after what this runtime already knows.
@@ -211,8 +257,11 @@ class JobStore:
                 self._known.popitem(last=False)
 
     def _forget(self, job_id: str) -> None:
+        """Drop what this runtime knows of the job: its events and its input."""
         with self._lock:
             self._known.pop(job_id, None)
+            for key in [k for k in self._inputs if k[0] == job_id]:
+                self._input_bytes -= len(self._inputs.pop(key))
 
 
 def _gap(start: int, new_events: list[Item]) -> bool:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from aetheris._store import schema
 from aetheris._store.conditions import Condition, absent, differs, equals, less_than
 from aetheris._store.dynamo import ConditionFailed, Item, Table
+from aetheris._store.lifetime import Lifetime
 from aetheris.errors import EffectMismatch, EffectOutcomeUnknown, ErrorInfo, LeaseLost
 from aetheris.events import EffectState
 from aetheris.policy import EffectSemantics
@@ -91,8 +92,11 @@ class Exhausted:
 
 
 class EffectLedger:
-    def __init__(self, table: Table) -> None:
+    """Every entry is written with its provisional TTL (``_store/retention.py``)."""
+
+    def __init__(self, table: Table, lifetime: Lifetime | None = None) -> None:
         self.table = table
+        self.lifetime = lifetime or Lifetime()
 
     def claim(
         self,
@@ -139,6 +143,7 @@ class EffectLedger:
             "worker_id": who.worker_id,
             "claimed_at": now_ms,
             "claim_attempt": attempt.step_attempt,
+            schema.TTL_ATTRIBUTE: self.lifetime.provisional_ms(now_ms),
         }
         if identity is not None:
             values |= {"digest": identity.digest, "call": identity.describe, "args_preview": identity.preview}
@@ -245,11 +250,18 @@ class EffectLedger:
             holder = current.get("worker_id") if current else None
             raise LeaseLost(ref.job_id, f"effect {ref.idempotency_key} was taken over by {holder}") from None
 
-    def value_once(self, job_id: str, sk: str, value_json: str) -> str:
+    def value_once(self, job_id: str, sk: str, value_json: str, now_ms: int) -> str:
         """Record ``value_json`` under ``sk`` unless a value is there already; return the one kept."""
+        ttl = self.lifetime.provisional_ms(now_ms)
         try:
             self.table.put(
-                {schema.PK: job_id, schema.SK: sk, "state": RECORDED, "result": value_json},
+                {
+                    schema.PK: job_id,
+                    schema.SK: sk,
+                    "state": RECORDED,
+                    "result": value_json,
+                    schema.TTL_ATTRIBUTE: ttl,
+                },
                 absent(schema.PK),
             )
         except ConditionFailed as lost:

@@ -25,6 +25,7 @@ from aetheris._store import schema
 from aetheris._store.conditions import Condition, absent, equals, less_than, present
 from aetheris._store.dynamo import ConditionFailed, Item, Table, TransactionConflict
 from aetheris._store.jobs import CLAIMED, COMMITTED, QUEUED
+from aetheris._store.lifetime import Lifetime
 from aetheris.errors import LeaseLost
 
 _CLAIM_ONLY = ("lease_until", "claim_token")  # claim attributes a commit removes
@@ -71,8 +72,9 @@ class SlotTaken(Exception):
 
 
 class EventLog:
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, lifetime: Lifetime | None = None) -> None:
         self.table = table
+        self.lifetime = lifetime or Lifetime()
 
     def claim(
         self,
@@ -102,6 +104,8 @@ class EventLog:
                     "lease_until": lease_until_ms,
                     "claimed_at": now_ms,
                     "claim_token": token,
+                    # The slot's provisional TTL (_store/retention.py): later than the job's floor.
+                    schema.TTL_ATTRIBUTE: self.lifetime.provisional_ms(now_ms),
                 },
                 free | abandoned,
                 increments={"fence": 1},

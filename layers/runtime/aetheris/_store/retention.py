@@ -1,41 +1,54 @@
-"""Retention: a finished job's items get a TTL (``expires_at``) so that DynamoDB removes the job entirely.
+"""Retention: every item of a job carries a TTL (``expires_at``) from the moment it is written.
 
-When a job ends (``JobCompleted``, ``JobFailed``, ``JobCancelled``) its terminal commit sets
-``expires_at`` on the job item and on the terminal event, in the same write as the outcome, and
-marks the job item *retention pending* by keeping it on the attention index (``watch.py``). Right after the
-commit the worker runs ``Retention.expire``: one consistent, keys-only Query per table (the job's
-events and effect-ledger entries, and its signals in the inbox), an ``expires_at`` update on each
-item that has none yet, and last the job item's marker removed. So the marker goes only once every
-item carries its TTL.
+Each item (log slot, effect-ledger entry, inbox signal, input item, idempotency generation record)
+is written with a *provisional* TTL: ``written_at + retention + horizon`` (``Settings.retention``,
+``Settings.retention_horizon``). The job item records the earliest provisional TTL among its items,
+its *floor* (``ttl_floor``, written with slot 0 at the start). Invariant: no item of a job that is
+not finished, or finished less than ``retention`` ago, ever expires. Two things keep it:
 
-If that pass fails (the worker dies after the commit, or DynamoDB throttles it), nothing is lost:
-the job item still expires on time, and the sweeper finds the marked job on the by-due index once
-it is due (``stall_after`` later) and runs the pass again; items that already carry ``expires_at``
-are skipped, so a repeat costs only the two Queries and the writes that were missing. A signal that
-lands in the inbox after the pass read it is expired by the signal ingest itself (it finds the job
-finished). DynamoDB deletes expired items within days of ``expires_at``, without write cost.
+* the terminal commit gives the job item ``expires_at = end + retention`` (as before) and writes
+  nothing else: every other item already expires between ``end + retention`` and
+  ``end + retention + horizon`` (its write time + retention + horizon), so a finished job is gone
+  at most ``horizon`` after its job item. The final tick does O(1) work at any length;
+* a job that outlives its floor (parked on a signal for 40 days, a very long run) is *extended*
+  before the floor comes near: ``extension_due`` (``floor - retention - horizon / 2``) caps the
+  moment it is due on the attention index (``watch.py``), so the sweeper, which reads that index
+  anyway, finds it and runs ``Retention.extend``: one keys-only Query per table and a TTL update on
+  each item below the new floor (``now + retention + horizon``), then the floor moved. That pass is
+  O(N) in the job's items, but runs once per ``horizon / 2`` per long-lived job: amortised O(1) per
+  step. Items written during the pass carry a TTL past the new floor already. The margin of
+  ``horizon / 2`` absorbs a late sweeper: the floor still covers ``retention`` after any end.
 
-Rejected: writing ``expires_at`` on every item as it is written (a parked job may wait longer than
-the retention, and its log must not vanish under it), and a TTL on the job item alone (the events
-and ledger would outlive it forever, with nothing left to find them by).
+Jobs from before provisional TTLs (a job item without ``ttl_floor``): their old items carry no TTL.
+Such a job, still live, is due for an extension at once (its floor is taken as its start +
+retention + horizon, which every item written since satisfies); the extension gives every item a
+TTL and the job a floor. One that ends before that keeps the old end-of-job pass: its terminal
+commit marks it *retention pending* (it stays on the attention index), the worker runs
+``Retention.expire`` (every item without a TTL gets ``end + retention``, the marker goes last) and
+the sweeper redoes the pass for a job still marked once it is due.
+
+DynamoDB deletes expired items within days of ``expires_at``, without write cost.
+
+Rejected: the end-of-job pass for every job (10,015 requests for the final tick of a 10,003-step
+job, tens of seconds on AWS), a TTL on the job item alone (the events and ledger would outlive it
+forever, with nothing left to find them by), and a provisional TTL that is never extended (a parked
+job's log would vanish under it).
 """
 
 from __future__ import annotations
 
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from aetheris._store import schema
-from aetheris._store.conditions import present
-from aetheris._store.dynamo import ConditionFailed, Table, to_dynamo
+from aetheris._store.conditions import absent, less_than, present
+from aetheris._store.dynamo import ConditionFailed, Item, Table, to_dynamo
+from aetheris._store.lifetime import Lifetime, expires_at, pass_pending
 from aetheris._store.watch import look_at
 
-
-def expires_at(now: datetime, retention: timedelta) -> int:
-    """The TTL value DynamoDB expects: epoch seconds (a number), here ``now + retention``."""
-    return int((now + retention).timestamp())
+__all__ = ["Lifetime", "Retention", "RetentionReport", "expires_at", "pass_pending", "pending_marker"]
 
 
 def pending_marker(job_id: str, due: datetime, shards: int) -> dict[str, Any]:
@@ -47,17 +60,53 @@ def pending_marker(job_id: str, due: datetime, shards: int) -> dict[str, Any]:
 @dataclass
 class RetentionReport:
     job_id: str
-    expired: int = 0  # items that got expires_at from this pass (the job item not counted)
+    expired: int = 0  # items that got (or had raised) expires_at from this pass (job item not counted)
     skipped: int = 0  # items that had it already (the terminal event, an earlier pass)
 
 
 class Retention:
-    def __init__(self, jobs: Table, inbox: Table) -> None:
+    def __init__(self, jobs: Table, inbox: Table, lifetime: Lifetime | None = None) -> None:
         self.jobs = jobs
         self.inbox = inbox
+        self.lifetime = lifetime or Lifetime()
+
+    def extend(self, job: Item, now: datetime, record_pk: str | None = None) -> RetentionReport:
+        """Raise every item of the live ``job`` to ``expires_at >= now + retention + horizon`` and
+        move its floor there (last: the floor never promises more than the items carry).
+
+        ``record_pk``: the job's idempotency generation record, extended with it. O(N) in the job's
+        items; due once per ``horizon / 2``.
+        """
+        job_id = str(job[schema.PK])
+        target = self.lifetime.provisional(now)
+        report = RetentionReport(job_id)
+        for table in (self.jobs, self.inbox):
+            for item in self._keys(table, job_id):
+                if table is self.jobs and item[schema.SK] == schema.JOB_SK:
+                    continue
+                held = item.get(schema.TTL_ATTRIBUTE)
+                if held is not None and int(held) >= target:
+                    report.skipped += 1
+                elif self._raise(table, job_id, str(item[schema.SK]), schema.TTL_ATTRIBUTE, target):
+                    report.expired += 1
+        if record_pk is not None:
+            self._raise(self.jobs, record_pk, schema.RECORD_SK, schema.TTL_ATTRIBUTE, target)
+        self._raise(self.jobs, job_id, schema.JOB_SK, schema.TTL_FLOOR, target)
+        return report
+
+    def _raise(self, table: Table, pk: str, sk: str, attribute: str, target: int) -> bool:
+        # Only an existing item, and only upwards: a TTL (or floor) is never lowered, and an update
+        # never creates a stray key-only item.
+        below = absent(attribute) | less_than(attribute, target)
+        try:
+            table.update(pk, sk, {attribute: target}, present(schema.PK) & below)
+        except ConditionFailed:
+            return False
+        return True
 
     def expire(self, job_id: str, at: int) -> RetentionReport:
-        """Give every item of the finished job ``expires_at = at`` (epoch seconds), then unmark it."""
+        """The old end-of-job pass: give every item of the finished job without a TTL
+        ``expires_at = at`` (epoch seconds), then unmark it."""
         report = RetentionReport(job_id)
         for table in (self.jobs, self.inbox):
             for item in self._keys(table, job_id):
@@ -92,8 +141,8 @@ class Retention:
             )
 
     def _keys(self, table: Table, job_id: str) -> list[dict[str, Any]]:
-        # Consistent, so that an item written just before the terminal commit is seen; only the
-        # keys and the TTL are returned (the read still costs the items' full size).
+        # Consistent, so that an item written just before is seen; only the keys and the TTL are
+        # returned (the read still costs the items' full size).
         return table.query(
             KeyConditionExpression="pk = :job",
             ExpressionAttributeValues=to_dynamo({":job": job_id}),

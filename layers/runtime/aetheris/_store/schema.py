@@ -5,6 +5,8 @@
     pk = job_id, sk = "FX#<step>#<name>#n" effect ledger entry (CLAIMED → RECORDED | FAILED)
     pk = job_id, sk = "EU#<op>#<branch>#<n>" fan-out branch slot n (its attempts; see _store/branches.py)
     pk = job_id, sk = "EU#<op>#JOIN"       the fan-out's join marker
+    pk = job_id, sk = "IN#JOB"            the job's input: written once, at the start, beside the job item
+    pk = "IK#<sha256>", sk = "IK"          an idempotency key's generation record (_store/idempotency.py)
 
 The job item sorts right after the events and before the ledger, so one Query
 ``sk BETWEEN "EV#<n>" AND "EW#JOB"`` reads the log from slot n *and* the job item: a worker that
@@ -20,6 +22,8 @@ EVENT_PREFIX = "EV#"
 EFFECT_PREFIX = "FX#"
 # Before the log: the job's load (``EV#n`` .. ``EW#JOB``) never reads branch items.
 BRANCH_PREFIX = "EU#"
+INPUT_SK = "IN#JOB"
+RECORD_SK = "IK"
 
 STATUS_INDEX = "by-status"
 STATUS_INDEX_PK = "gsi1pk"
@@ -29,6 +33,8 @@ DUE_INDEX = "by-due"
 DUE_INDEX_PK = "due_shard"  # str(crc32(job_id) % sweep_shards)
 DUE_INDEX_SK = "due_at"  # epoch milliseconds
 TTL_ATTRIBUTE = "expires_at"
+# On the job item: the earliest provisional TTL among the job's items (_store/retention.py).
+TTL_FLOOR = "ttl_floor"
 
 SEQ_DIGITS = 10
 

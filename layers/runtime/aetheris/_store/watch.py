@@ -6,7 +6,12 @@ checked at ``due_at`` if nothing else happened first:
     PENDING, RUNNING, COMPENSATING   its progress deadline: when its next tick is due + stall_after
     SLEEPING, WAITING with timeout   the timer's fire time, the wait's deadline
     WAITING for a signal, no timeout nothing: not on the index (the signal wakes it)
-    COMPLETED, FAILED, CANCELLED     its retention pass, until the pass is done (``retention.py``)
+    COMPLETED, FAILED, CANCELLED     nothing; a job from before provisional TTLs: its retention pass,
+                                     until the pass is done (``retention.py``)
+
+A live job is also due, at the latest, when its items' TTLs need extending (``cap``: the job's
+``Lifetime.extension_due``, half a horizon before its floor): so a job parked on a signal for longer
+than the retention horizon is found by the sweeper in time (``retention.py``).
 
 ``due_shard`` is ``"<n>"`` for ``n = crc32(job_id) % shards``, so the index's writes spread over
 ``shards`` partition keys (a million RUNNING jobs never share one); the sweeper reads each shard for
@@ -61,18 +66,28 @@ def next_look(
     *,
     parked_due: datetime | None = None,
     next_tick_at: datetime | None = None,
+    cap: datetime | None = None,
+    retention_pass: bool = False,
 ) -> datetime | None:
     """When a job in ``status`` needs its next look, as of a commit at ``now``.
 
     ``next_tick_at`` is when a runnable job's next tick is due (a retry's backoff; default now),
-    ``parked_due`` a parked job's timer or wait deadline. A finished job is looked at once its
-    retention pass should have run; a wait without a deadline never.
+    ``parked_due`` a parked job's timer or wait deadline, ``cap`` the latest look a live job may
+    have (its retention extension). A finished job is looked at only if its old retention pass is
+    to run (``retention_pass``), once it should have; a wait without a deadline at ``cap``.
     """
     if status.is_terminal:
-        return now + stall_after
+        return now + stall_after if retention_pass else None
     if status in PARKED:
-        return parked_due
-    return max(now, next_tick_at or now) + stall_after
+        return earliest(parked_due, cap)
+    return earliest(max(now, next_tick_at or now) + stall_after, cap)
+
+
+def earliest(at: datetime | None, cap: datetime | None) -> datetime | None:
+    """The earlier of two looks (``None``: no look)."""
+    if at is None or cap is None:
+        return at or cap
+    return min(at, cap)
 
 
 def attention(
@@ -84,9 +99,19 @@ def attention(
     *,
     parked_due: datetime | None = None,
     next_tick_at: datetime | None = None,
+    cap: datetime | None = None,
+    retention_pass: bool = False,
 ) -> dict[str, Any]:
     """What a commit that sets ``status`` writes on the job item (``None`` values: remove them)."""
-    at = next_look(status, now, stall_after, parked_due=parked_due, next_tick_at=next_tick_at)
+    at = next_look(
+        status,
+        now,
+        stall_after,
+        parked_due=parked_due,
+        next_tick_at=next_tick_at,
+        cap=cap,
+        retention_pass=retention_pass,
+    )
     return look_at(job_id, at, shards)
 
 
@@ -96,9 +121,11 @@ def refresh_if_stale(
     stall_after: timedelta,
     shards: int,
     next_tick_at: datetime | None = None,
+    cap: datetime | None = None,
 ) -> dict[str, Any] | None:
     """For a commit that leaves a runnable job's status alone: the new deadline, if the one the job
-    item holds has less than half of ``stall_after`` left past the next tick; else ``None``.
+    item holds has less than half of ``stall_after`` left past the next tick (and is not the
+    ``cap`` already); else ``None``.
 
     So a job that steps continuously writes its job item once per ``stall_after / 2`` at most.
     """
@@ -106,9 +133,12 @@ def refresh_if_stale(
         return None
     base = max(now, next_tick_at or now)
     current = job.get(schema.DUE_INDEX_SK)
-    if current is not None and int(current) >= to_millis(base + stall_after / 2):
+    enough = earliest(base + stall_after / 2, cap)
+    assert enough is not None
+    within_cap = cap is None or (current is not None and int(current) <= to_millis(cap))
+    if current is not None and int(current) >= to_millis(enough) and within_cap:
         return None
-    return look_at(str(job[schema.PK]), base + stall_after, shards)
+    return look_at(str(job[schema.PK]), earliest(base + stall_after, cap), shards)
 
 
 def refresh(table: Table, job_id: str, attributes: dict[str, Any]) -> None:

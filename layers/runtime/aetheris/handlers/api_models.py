@@ -147,7 +147,7 @@ class JobDetail(JobSummary):
             raise JobNotFound(job_id)
         payloads = runtime.services.payloads
         job = snapshot.job
-        stored = {name: job.get(name) for name in ("input", "result")}
+        stored = {"input": runtime.services.jobs.input_of(job), "result": job.get("result")}
         texts = {name: shown(payloads, value, f"/jobs/{job_id}/{name}") for name, value in stored.items()}
         plain = {name: text if isinstance(text, str) else None for name, text in texts.items()}
         # The progress fields need no recorded values: the log's are never fetched here.

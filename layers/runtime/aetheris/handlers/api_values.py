@@ -93,7 +93,7 @@ def _job_value(job_id: str, name: str) -> str | None:
     if not owns(item, tenant_of_request(router.current_event)):
         raise JobNotFound(job_id)  # another tenant's job reads as no job
     assert item is not None
-    stored = item.get(name)
+    stored = hosting.runtime().services.jobs.input_of(item) if name == "input" else item.get(name)
     return None if stored is None else str(stored)
 
 

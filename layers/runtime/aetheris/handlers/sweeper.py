@@ -48,6 +48,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(name="StalledJobsTicked", unit=MetricUnit.Count, value=len(report.stalled))
     # Finished jobs whose retention pass failed and was redone (see aetheris/_store/retention.py).
     metrics.add_metric(name="RetentionRepaired", unit=MetricUnit.Count, value=len(report.expired))
+    # Live jobs whose items' TTLs it extended (they outlived half their retention horizon).
+    metrics.add_metric(name="RetentionExtended", unit=MetricUnit.Count, value=len(report.extended))
     if report.stalled:  # a lost tick was recovered: worth a look (due timers are routine)
         logger.warning("ticked stalled jobs", extra={"jobs": report.stalled})
     if report.stuck:
