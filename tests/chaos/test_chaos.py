@@ -81,6 +81,19 @@ def test_chaos_run_walks_off_the_happy_path(ci_run: tuple[Observations, ChaosRep
     assert any(label.endswith(":refused") for label in report.odd_values), explain(report)
 
 
+def test_chaos_run_fans_out_starts_children_and_answers_callbacks(
+    ci_run: tuple[Observations, ChaosReport],
+) -> None:
+    obs, report = ci_run
+    done = {str(i["pk"]) for i in obs.items if i["sk"] == "EW#JOB" and i["status"] == "COMPLETED"}
+    completed = [p for p in obs.plans if obs.job_ids.get(p.index) in done]
+    assert any(p.order.branches for p in completed), f"no fan-out job completed{explain(report)}"
+    assert any(p.order.child for p in completed), f"no job with a child completed{explain(report)}"
+    assert any(p.order.link for p in completed), f"no job with a callback completed{explain(report)}"
+    answered = [s for s in obs.signals if s.name.startswith("callback/") and s.accepted]
+    assert answered, f"no callback answered{explain(report)}"
+
+
 def test_chaos_run_injects_every_kind_of_fault(ci_run: tuple[Observations, ChaosReport]) -> None:
     _, report = ci_run
 

@@ -56,7 +56,9 @@ TOOLS: dict[str, EffectSemantics] = {
     "audit.log": ALO,
     "quote.branch": ALO,  # one per branch of the ``quotes`` fan-out
     "child.work": ALO,  # the child job's one tool
+    "mail.link": ALO,  # mails a callback's token (the driver answers it like a person clicking)
 }
+LINK_ANSWER = {"clicked": True}  # what the driver answers every callback with
 CHILD_JOB_TYPE = "order_child"
 RECIPIENTS = ("ana", "bo", "chloé", "dmitri")  # the fan-out step's set
 BIG_ERROR_CHARS = 250_000  # "~200 KB": with its args the recorded error is past the 400 KB item limit
@@ -87,6 +89,7 @@ class ChaosOrder(BaseModel):
     cancel_in: InJobCancel | None = None
     branches: int = 0  # a ``quotes`` fan-out of that many branches (at most 2 at a time); 0: none
     child: bool = False  # a child job (``order_child``) does part of the work
+    link: bool = False  # a callback (``ctx.callback``) whose token is mailed and answered
 
 
 class ChaosResult(BaseModel):
@@ -102,6 +105,7 @@ class ChaosResult(BaseModel):
     audit: str | None = None
     quotes: list[str] | None = None
     child: str | None = None
+    link: Any = None
 
 
 class Rejected(NonRetryableError):
@@ -268,6 +272,11 @@ def quote_branch(sctx: StepContext, index: int) -> str:
     return _tool(sctx, "quote.branch", arg=str(index))
 
 
+def mail_link(sctx: StepContext, token: str) -> str:
+    """Mail the callback's link: the external ledger line carries the token (``arg``)."""
+    return _tool(sctx, "mail.link", arg=token)
+
+
 def child_work(sctx: StepContext, n: int) -> str:
     return _tool(sctx, "child.work", arg=str(n))
 
@@ -307,6 +316,11 @@ def order_job(ctx: JobContext, order: ChaosOrder) -> ChaosResult:
             quote_branch, range(order.branches), max_concurrency=2, retry=STEP_RETRY, name="quotes"
         )
     child = ctx.child(CHILD_JOB_TYPE, order.n) if order.child else None
+    link = None
+    if order.link:
+        callback = ctx.callback("link", timeout=timedelta(hours=1))
+        ctx.step(mail_link, callback.token, retry=STEP_RETRY)
+        link = callback.wait()
     undo_charge = refund if order.refund else None
     charged = ctx.step(charge, order, retry=STEP_RETRY, compensate=undo_charge)
     if order.saga_values:
@@ -327,4 +341,5 @@ def order_job(ctx: JobContext, order: ChaosOrder) -> ChaosResult:
         audit=audited,
         quotes=quotes,
         child=child,
+        link=link,
     )

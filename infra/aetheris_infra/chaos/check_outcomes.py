@@ -25,7 +25,7 @@ import json
 from typing import Any
 
 from aetheris import EventType, JobStatus
-from aetheris_infra.chaos.app import MEMO, RECIPIENTS, SIGNALS
+from aetheris_infra.chaos.app import LINK_ANSWER, MEMO, RECIPIENTS, SIGNALS
 from aetheris_infra.chaos.checked import CheckedJob, Evidence, same
 from aetheris_infra.chaos.progress import JobProgress
 from aetheris_infra.chaos.workload import odd_value
@@ -128,6 +128,7 @@ def expected_result(job: CheckedJob, ev: Evidence) -> dict[str, Any]:
         if order.branches
         else None,
         "child": job.child.recorded("child_work", "child.work") if order.child and job.child else None,
+        "link": LINK_ANSWER if order.link else None,
     }
 
 

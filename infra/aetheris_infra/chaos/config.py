@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from aetheris import Settings
 
 EFFECTS_FILE = "effects.jsonl"  # the external ledger: one line per real call of a tool
@@ -88,6 +90,10 @@ class RunConfig:
             lease_margin=timedelta(seconds=self.lease_margin_s),
             stall_after=timedelta(seconds=self.stall_after_s),
             max_slot_claims=self.max_slot_claims,
+            # One keyring for the driver and every worker process (each would make its own dev key).
+            callback_keys=SecretStr(
+                json.dumps({"kid": "chaos", "key": f"chaos-callback-key-{self.seed:0>24}"})
+            ),
         )
 
     def save(self, path: Path) -> None:

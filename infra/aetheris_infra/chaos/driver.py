@@ -34,6 +34,7 @@ import contextlib
 import dataclasses
 import heapq
 import io
+import json
 import logging
 import random
 import tempfile
@@ -108,6 +109,8 @@ class ChaosRun:
         self.inbox: list[dict[str, Any]] = []
         self.dlq = {"steps": 0, "signals": 0}
         self._wave_jobs: set[int] = set()
+        self._mailed: set[str] = set()  # callback tokens the driver has answered
+        self._effects_read = 0  # how far the external ledger was read for mailed links (bytes)
 
     # -- the run ---------------------------------------------------------------------------------
 
@@ -197,6 +200,7 @@ class ChaosRun:
                     self._cancel(index)
                 else:
                     self._send_signal(index, name)
+            self._answer_mailed_links()
             self.pool.reap()
             self.pool.resume_due()
             settling = next_start == len(plans) and wave_jobs <= self.terminal
@@ -324,6 +328,47 @@ class ChaosRun:
             send.accepted = True
         else:
             log.error("could not send signal %s to job %d: %s %s", name, index, answer.verdict, answer.error)
+
+    def _answer_mailed_links(self) -> None:
+        """Answer every callback link a job mailed (the external ledger's ``mail.link`` lines carry
+        the token), as a person clicking it would — half of them twice (the same answer again)."""
+        path = Path(self.config.effects_path)
+        if not path.exists() or path.stat().st_size <= self._effects_read:
+            return
+        with path.open("rb") as lines:
+            lines.seek(self._effects_read)
+            chunk = lines.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self._effects_read += len(complete)
+        for raw in complete.splitlines():
+            line = json.loads(raw)
+            token = line.get("arg")
+            if line.get("effect") != "mail.link" or not line.get("ok") or token in self._mailed:
+                continue
+            self._mailed.add(str(token))
+            index = self.index_of.get(str(line.get("job")))
+            if index is not None:
+                for _ in range(1 + self._random.getrandbits(1)):
+                    self._answer_link(index, str(line["job"]), str(token))
+
+    def _answer_link(self, index: int, job_id: str, token: str) -> None:
+        from aetheris._callback_answers import answer
+        from aetheris.callbacks import answer_envelope
+
+        envelope = answer_envelope(chaos_app.LINK_ANSWER)
+        outcome = call(lambda: answer(self.runtime, token, envelope)[1])
+        signal_id = str(outcome.value) if outcome.accepted else None
+        if signal_id is None:
+            log.error("could not answer job %d's callback: %s %s", index, outcome.verdict, outcome.error)
+            return
+        send = self.signals.get((index, signal_id))
+        if send is None:
+            send = SignalSend(index, job_id, signal_id, signal_id, envelope, False)
+            self._register_signal(send)
+        else:
+            self._fault("duplicate_signal", job=index, signal=signal_id)
+        send.sends += 1
+        send.accepted = True
 
     def _cancel(self, index: int) -> None:
         plan = self._plan(index)

@@ -176,6 +176,7 @@ def _off_the_path(
     if draw(w.branch_maps):
         changes["branches"] = rng.choice((2, 3, 4))
     changes["child"] = draw(w.child_jobs)
+    changes["link"] = draw(w.callbacks)
     return order.model_copy(update=changes), cancel, input_probe, memo_probe
 
 

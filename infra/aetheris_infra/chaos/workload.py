@@ -25,6 +25,8 @@ is what ``tests/chaos`` runs (the elements today's engine passes), ``Workload.fu
 * ``branch_maps``: a ``quotes`` fan-out (``ctx.map``, 2-4 branches, at most 2 at a time), each
   branch calling one tool under its own key; cancels and crashes land in it like anywhere.
 * ``child_jobs``: a child job (``ctx.child``) does one tool call; cancelling the order cancels it.
+* ``callbacks``: a scoped callback (``ctx.callback``) whose token a step mails (the external ledger
+  line carries it); the driver answers it through the callback path, duplicates included.
 
 On the engine of commit bcac789 (before issue 11's redesign; every element passes on the redesigned
 engine, so ``ci()`` is now ``full()``), measured with
@@ -111,6 +113,7 @@ class Workload:
     long_timers: float = 0.0
     branch_maps: float = 0.0
     child_jobs: float = 0.0
+    callbacks: float = 0.0
 
     @classmethod
     def happy(cls) -> Workload:
@@ -133,6 +136,7 @@ class Workload:
             long_timers=0.2,
             branch_maps=0.4,
             child_jobs=0.3,
+            callbacks=0.3,
         )
 
     @classmethod
@@ -224,5 +228,6 @@ def walks(plan: Any) -> list[str]:
         "long_timers": order.nap_ms >= 3000,
         "branch_maps": order.branches > 0,
         "child_jobs": order.child,
+        "callbacks": order.link,
     }
     return names + [name for name, on in flags.items() if on]
