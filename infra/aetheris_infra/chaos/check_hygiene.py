@@ -140,7 +140,9 @@ def _check_ttl_order(ev: Evidence) -> None:
     retention (the job item's, an old job's pass)."""
     retention, horizon = _lifetime()
     # The end as the runtime stamped it (its TTLs count from there), not when the server applied it.
-    ended_at = {job.job_id: end for job in ev.jobs if (end := _end_at(job)) is not None}
+    # Child jobs (``ctx.child``) end like any job: their job item's TTL counts from their end too.
+    jobs = [*ev.jobs, *(job.child for job in ev.jobs if job.child is not None)]
+    ended_at = {job.job_id: end for job in jobs if (end := _end_at(job)) is not None}
     early: dict[str, tuple[int, int]] = {}
     for write in ttl_writes(ev.obs.journal):
         if not write.ok or write.job_id in early or write.job_id.startswith("IK#"):
