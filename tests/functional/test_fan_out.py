@@ -225,3 +225,26 @@ def test_the_trace_shows_each_branch_as_a_row_beside_its_fan_out() -> None:
     assert all(len(b.attempts) == 1 and b.attempts[0].outcome == "committed" for b in branches)
     positions = [op.index for op in trace.operations]
     assert positions == sorted(positions), "branches follow their fan-out"
+
+
+def test_a_bare_except_around_a_fan_out_cannot_swallow_it() -> None:
+    counted = Counted()
+    app = App("greedy")
+
+    def square(sctx: StepContext, n: int) -> int:
+        counted.hit(f"sq-{n}")
+        return n * n
+
+    @app.job("greedy")
+    def greedy(ctx: JobContext, count: int) -> Any:
+        try:
+            values = ctx.map(square, range(count))
+        except:  # noqa: E722 - on purpose: user code that catches what the runtime raises
+            values = "swallowed"
+        return {"values": values, "after": ctx.step(lambda sctx: "after")}
+
+    with LocalRuntime(app) as local:
+        view = local.wait(local.start("greedy", 4))
+    assert view.status is JobStatus.COMPLETED, view.error
+    assert view.result == {"values": [0, 1, 4, 9], "after": "after"}, "nothing swallowed was committed"
+    assert counted.calls == {f"sq-{n}": 1 for n in range(4)}
