@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -147,6 +148,40 @@ def _stale_fence_commit(obs: Observations) -> None:
         "resp": {"Attributes": {"fence": {"N": str(commit["fence"])}}},
     }
     obs.journal.append(later_claim)
+
+
+def _granted_commit_without_a_grant(obs: Observations) -> None:
+    """Slot n + 1 committed with fence 1 and no claim, but the commit of slot n granted nothing:
+    the grant's token is struck from that commit's write, so nobody held slot n + 1 with fence 1.
+    (Tried on granting commits in turn: one whose next slot was taken over is no such case.)"""
+    for index, line in enumerate(obs.journal[:2000]):
+        if line["status"] != 200 or not any(_strike_grant(a) for a in _slot_actions(copy.deepcopy(line))):
+            continue
+        trial = copy.deepcopy(obs)
+        for action in _slot_actions(trial.journal[index]):
+            _strike_grant(action)
+        if check(trial).stale_fence_commits:
+            for action in _slot_actions(obs.journal[index]):
+                _strike_grant(action)
+            return
+    raise AssertionError("no commit of this run granted its next slot to the tick that used it")
+
+
+def _strike_grant(action: dict[str, Any]) -> bool:
+    names = action.get("ExpressionAttributeNames", {})
+    token = next((k for k, v in names.items() if v == "grant_token"), None)
+    if token is None:
+        return False
+    names[token] = "not_a_grant"
+    return True
+
+
+def _slot_actions(line: dict[str, Any]) -> list[dict[str, Any]]:
+    if line["op"] == "UpdateItem":
+        return [line["req"]]
+    if line["op"] == "TransactWriteItems":
+        return [a["Update"] for a in line["req"].get("TransactItems", []) if "Update" in a]
+    return []
 
 
 def _lost_signal(obs: Observations) -> None:
@@ -316,6 +351,7 @@ PLANTED: dict[str, tuple[Callable[[Observations], None], Callable[[ChaosReport],
     "duplicate AT_MOST_ONCE call": (_duplicate_amo_call, lambda r: r.amo_duplicates),
     "gap in a log": (_gap_in_a_log, lambda r: r.log_violations),
     "commit by a stale fence": (_stale_fence_commit, lambda r: r.stale_fence_commits),
+    "commit under a grant nobody made": (_granted_commit_without_a_grant, lambda r: r.stale_fence_commits),
     "accepted signal never consumed": (_lost_signal, lambda r: r.signals_lost),
     "result not the recorded one": (_wrong_result, lambda r: r.wrong_outcome),
     "AT_LEAST_ONCE repeat no fault explains": (_repeat_without_a_fault, lambda r: r.alo_repeats_unexplained),

@@ -131,11 +131,14 @@ def _check_fences(
     """No commit by a fence lower than the slot's highest claim; one commit per slot; no stale record."""
     claims: defaultdict[tuple[str, int], list[int]] = defaultdict(list)
     commits: defaultdict[tuple[str, int], list[SlotWrite]] = defaultdict(list)
+    granted: set[tuple[str, int]] = set()
     for write in slots:
         if write.kind == "claim" and write.ok and write.fence is not None:
             claims[(write.job_id, write.seq)].append(write.fence)
         elif write.kind == "commit" and write.ok:
             commits[(write.job_id, write.seq)].append(write)
+            if write.grants_next:  # the grant is the next slot's first holder, fence 1
+                granted.add((write.job_id, write.seq + 1))
         elif write.kind == "commit":
             report.fenced_out_writes += 1
     report.slot_claims = sum(len(f) for f in claims.values())
@@ -145,9 +148,10 @@ def _check_fences(
         if len(done) > 1:
             report.double_commits += 1
             report.violate(f"{job_id}: slot {seq} committed {len(done)} times")
-        top = max(claims.get((job_id, seq), [0]))
+        held = claims.get((job_id, seq), []) + ([1] if (job_id, seq) in granted else [])
+        top = max(held, default=0)
         for commit in done:
-            if commit.fence is None or commit.fence < top or commit.fence not in claims[(job_id, seq)]:
+            if commit.fence is None or commit.fence < top or commit.fence not in held:
                 report.stale_fence_commits += 1
                 report.violate(
                     f"{job_id}: slot {seq} committed by {commit.worker_id} with fence {commit.fence}, "

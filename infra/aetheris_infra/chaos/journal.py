@@ -35,6 +35,9 @@ class SlotWrite:
     ok: bool
     event_type: str | None = None  # the committed event's type (commits and creates only)
     t: float = 0.0  # the server's clock when it applied or refused the write (epoch seconds)
+    # A commit that granted the next slot to the tick it sent (``_store/log.py``): the holder of
+    # that grant commits (or claims) slot ``seq + 1`` with fence 1 without a claim of its own.
+    grants_next: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class _Update:
     sets: dict[str, Any]
     increments: dict[str, int]
     condition: dict[str, Any]  # attribute = value clauses of the condition
+    bases: dict[str, int]  # what an increment grows from on an item without the attribute
     returned: dict[str, Any] | None  # the item the answer carried (before or after: ``returns``)
     returns: str | None = None
     t: float = 0.0
@@ -110,7 +114,12 @@ def _slot_write(u: _Update) -> SlotWrite:
         if u.ok and u.returns == "ALL_NEW":
             fence = _int((u.returned or {}).get("fence"))
         elif u.ok:  # the answer is the slot as it was (or nothing: the slot was new)
-            fence = int((u.returned or {}).get("fence", 0)) + u.increments["fence"]
+            base = u.bases.get("fence", 0)
+            fence = int((u.returned or {}).get("fence", base)) + u.increments["fence"]
+    elif state == "CLAIMED" and "fence" in u.sets:
+        # A granted slot written for the first time: turned into a claim, or given back unfilled.
+        kind = "release" if u.sets.get("lease_until") == 0 else "claim"
+        fence = _int(u.sets.get("fence"))
     elif state == "COMMITTED":
         kind = "create" if "fence" not in u.condition and seq == 0 else "commit"
         fence = _int(u.sets.get("fence"))
@@ -119,7 +128,9 @@ def _slot_write(u: _Update) -> SlotWrite:
         fence = _int(u.condition.get("fence"))
     worker = u.sets.get("worker_id")
     event_type = str(u.sets["type"]) if kind in ("commit", "create") and "type" in u.sets else None
-    return SlotWrite(u.n, u.pk, seq, kind, fence, str(worker) if worker else None, u.ok, event_type, u.t)
+    grants = kind == "commit" and bool(u.sets.get("grant_token"))
+    worker_id = str(worker) if worker else None
+    return SlotWrite(u.n, u.pk, seq, kind, fence, worker_id, u.ok, event_type, u.t, grants)
 
 
 def _ledger_write(u: _Update) -> LedgerWrite:
@@ -160,11 +171,13 @@ def _update(
     values = from_dynamo(request.get("ExpressionAttributeValues", {})) or {}
     sets: dict[str, Any] = {}
     increments: dict[str, int] = {}
+    bases: dict[str, int] = {}
     for target, expression in _assignments(request.get("UpdateExpression", "")):
         attribute = names.get(target, target)
         increment = _INCREMENT.match(expression)
         if increment:
             increments[attribute] = int(values[increment.group(3)])
+            bases[attribute] = int(values.get(increment.group(2), 0))
         elif expression in values:
             sets[attribute] = values[expression]
     condition = {
@@ -174,12 +187,12 @@ def _update(
     }
     returns = request.get("ReturnValues")
     pk, sk = str(key["pk"]), str(key["sk"])
-    return _Update(n, ok, pk, sk, sets, increments, condition, returned, returns, t)
+    return _Update(n, ok, pk, sk, sets, increments, condition, bases, returned, returns, t)
 
 
 def _put(n: int, ok: bool, request: Mapping[str, Any], t: float = 0.0) -> _Update:
     item = from_dynamo(request["Item"]) or {}
-    return _Update(n, ok, str(item["pk"]), str(item["sk"]), dict(item), {}, {}, None, None, t)
+    return _Update(n, ok, str(item["pk"]), str(item["sk"]), dict(item), {}, {}, {}, None, None, t)
 
 
 def _assignments(expression: str) -> list[tuple[str, str]]:

@@ -86,7 +86,17 @@ _FAILURES = (
 )
 _KEPT_EFFECTS = (EffectState.RECORDED.value, EffectState.UNKNOWN.value, EffectState.CLAIMED.value)
 # Slot attributes that belong to the old job's slot, not to the copied event.
-_SLOT_ONLY = (schema.TTL_ATTRIBUTE, "lease_until", "claim_token", "claimed_at", "released", "last_error")
+# A grant of the old job's next slot goes too: the fork's first tick claims its slot.
+_SLOT_ONLY = (
+    schema.TTL_ATTRIBUTE,
+    "lease_until",
+    "claim_token",
+    "claimed_at",
+    "released",
+    "last_error",
+    "grant_token",
+    "grant_until",
+)
 
 
 class InvalidForkPoint(AetherisError):

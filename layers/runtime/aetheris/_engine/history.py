@@ -94,13 +94,16 @@ class History:
         return {str(e.detail["signal_id"]) for e in self.events if e.type is EventType.SIGNAL_CONSUMED}
 
 
+_ENDS = (EventType.JOB_COMPLETED, EventType.JOB_FAILED, EventType.JOB_CANCELLED)
+
+
 def next_tick_delay(last: Event, now: datetime) -> timedelta | None:
     """When the job needs its next tick after ``last`` was committed; ``None``: no message.
 
     A wait without a timeout needs no tick (the signal wakes it); a timer or timeout further away
     than SQS can delay a message is found by the sweeper on the by-due index instead.
     """
-    if last.type in (EventType.JOB_COMPLETED, EventType.JOB_FAILED, EventType.JOB_CANCELLED):
+    if last.type in _ENDS:
         return None
     if last.type is EventType.STEP_FAILED and last.next_attempt_at is not None:
         return max(timedelta(0), last.next_attempt_at - now)
@@ -110,6 +113,14 @@ def next_tick_delay(last: Event, now: datetime) -> timedelta | None:
             return None
         return max(timedelta(0), due - now)
     return timedelta(0)
+
+
+def ticks_at_once(event_type: EventType, next_attempt_at: datetime | None) -> bool:
+    """Does a commit of ``event_type`` send the job's next tick at once (not parked, not ended, no
+    backoff)? Only such a commit grants the next slot to its tick (``_store/log.py``)."""
+    if event_type in _ENDS or event_type in _PARKING:
+        return False
+    return not (event_type is EventType.STEP_FAILED and next_attempt_at is not None)
 
 
 def due_at(event: Event) -> datetime | None:

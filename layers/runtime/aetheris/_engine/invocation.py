@@ -25,18 +25,19 @@ handler when noticed at the job's end, and replay of a stopped job diverged afte
 
 from __future__ import annotations
 
+import secrets
 import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
-from aetheris._clock import Clock, IdSource, from_millis
+from aetheris._clock import Clock, IdSource, from_millis, to_millis
 from aetheris._engine import guard
 from aetheris._engine.come_back import ComeBack
 from aetheris._engine.commit import build_event, job_projection, refreshed_attention
 from aetheris._engine.control import Abort
 from aetheris._engine.faults import SimulatedCrash
-from aetheris._engine.history import History, OpRecord
+from aetheris._engine.history import History, OpRecord, ticks_at_once
 from aetheris._engine.job_context import JobContext
 from aetheris._engine.lease import LeaseKeeper
 from aetheris._engine.operations.base import Operation
@@ -88,6 +89,7 @@ class Invocation:
         self.halted: BaseException | None = None  # the control flow that ended this invocation
         self.swallowed: str | None = None  # where the job function went on after it was halted
         self.committed: Event | None = None
+        self.grant: str | None = None  # the token of the next slot's grant, if the commit made one
         self._counted = False
         self.time_budget = time_budget or services.settings.step_timeout
         # Set on a fan-out branch's invocation (``branch_invocation.py``): (fan-out position, branch).
@@ -300,6 +302,12 @@ class Invocation:
         )
         if update is not None and schema.TTL_ATTRIBUTE in update:
             event[schema.TTL_ATTRIBUTE] = update[schema.TTL_ATTRIBUTE]
+        self.grant = None
+        if ticks_at_once(event_type, next_attempt_at):
+            # The next slot goes to the tick this commit sends: its holder needs no claim write.
+            self.grant = secrets.token_hex(8)
+            event["grant_token"] = self.grant
+            event["grant_until"] = to_millis(now + self.services.settings.lease)
         self.services.faults.reach("before_commit")
         try:
             with runtime_io():

@@ -18,12 +18,13 @@ A tick names the slot it is for, so duplicates and stale ticks are recognised wi
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from datetime import timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from aetheris import _log_context
-from aetheris._clock import to_millis
+from aetheris._clock import from_millis, to_millis
 from aetheris._engine.branch_ticks import handle_branch
 from aetheris._engine.come_back import ComeBack
 from aetheris._engine.fanout_rule import FanOutSpec
@@ -112,12 +113,26 @@ class Worker:
         now = services.clock.now()
         if snapshot.claim is not None and int(snapshot.claim.get("lease_until", 0)) >= to_millis(now):
             return self._held(snapshot.claim, receive_count)
-        try:
-            lease = services.log.claim(
-                tick.job_id, slot, self.worker_id, to_millis(now), to_millis(now + services.settings.lease)
-            )
-        except SlotTaken as taken:
-            return self._held(taken.current, receive_count)
+        grant = Grant.on(snapshot)
+        if grant is not None and snapshot.claim is None and grant.until_ms >= to_millis(now):
+            if tick.grant != grant.token or receive_count > 1:
+                # The slot is held by the tick its commit sent (a redelivery of that tick, too,
+                # waits: its first delivery may still be running).
+                return self._held(None, receive_count)
+            lease = services.log.granted(tick.job_id, slot, self.worker_id, to_millis(now), grant.until_ms)
+        else:
+            try:
+                lease = services.log.claim(
+                    tick.job_id,
+                    slot,
+                    self.worker_id,
+                    to_millis(now),
+                    to_millis(now + services.settings.lease),
+                    grant_until_ms=grant.until_ms if grant is not None else None,
+                    own_grant=grant is not None and tick.grant == grant.token and receive_count == 1,
+                )
+            except SlotTaken as taken:
+                return self._held(taken.current, receive_count)
         budget = None if time_left is None else max(time_left - STEP_TIME_MARGIN, timedelta(seconds=1))
         crash_loop = None
         if lease.abandoned_claims >= services.settings.max_slot_claims:
@@ -187,7 +202,8 @@ class Worker:
             _log_failed_attempt(committed)
         if come_back.after is not None:
             services.faults.reach("before_enqueue")
-            services.queue.send(Tick(job_id=tick.job_id, seq=slot + 1), come_back.after)
+            grant = invocation.grant if come_back.after <= timedelta(0) else None
+            services.queue.send(Tick(job_id=tick.job_id, seq=slot + 1, grant=grant), come_back.after)
         for also in come_back.also:  # a fan-out's first branches, once its start is committed
             services.faults.reach("before_enqueue")
             services.queue.send(also)
@@ -243,9 +259,16 @@ class Worker:
         if last.type is EventType.FAN_OUT_STARTED and last.op is not None:
             self._resend_first_branches(last)
             return
-        delay = next_tick_delay(last, self.services.clock.now())
-        if delay is not None:
-            self.services.queue.send(Tick(job_id=last.job_id, seq=snapshot.next_seq), delay)
+        now = self.services.clock.now()
+        delay = next_tick_delay(last, now)
+        if delay is None:
+            return
+        grant = Grant.on(snapshot)
+        if grant is not None:
+            # Its grant's tick may be running: the copy comes once the grant has run out, and then
+            # claims the slot (or finds it committed) like any tick without the grant.
+            delay = max(delay, from_millis(grant.until_ms) - now + timedelta(seconds=1))
+        self.services.queue.send(Tick(job_id=last.job_id, seq=snapshot.next_seq), delay)
 
     def _wake_parent(self, job: Item) -> None:
         """A child job ended: tick its parent at the slot after the parent's ``ChildStarted``."""
@@ -263,6 +286,21 @@ class Worker:
         for b in range(spec.initial):
             if b not in branches.lanes:
                 self.services.queue.send(Tick(job_id=started.job_id, seq=0, branch=f"{started.op}.{b}"))
+
+
+@dataclass(frozen=True)
+class Grant:
+    """The grant the last commit made on the next slot: its token (sent in the tick) and lease end."""
+
+    token: str
+    until_ms: int
+
+    @classmethod
+    def on(cls, snapshot: JobSnapshot) -> Grant | None:
+        last = snapshot.events[-1] if snapshot.events else None
+        if last is None or not last.get("grant_token"):
+            return None
+        return cls(str(last["grant_token"]), int(last.get("grant_until", 0)))
 
 
 def attempt_due(history: History) -> int:

@@ -83,12 +83,16 @@ class Table:
         increments: Mapping[str, int] | None = None,
         remove: tuple[str, ...] = (),
         return_old: bool = False,
+        increment_from: int = 0,
     ) -> Item | None:
-        """``SET`` the given attributes (``increments`` grow from 0) under ``condition``.
+        """``SET`` the given attributes (``increments`` grow from ``increment_from`` on an attribute
+        the item does not have yet) under ``condition``.
 
         Returns the new item, or the old one when ``return_old``.
         """
-        request = self.update_request(pk, sk, set_values, condition, increments=increments, remove=remove)
+        request = self.update_request(
+            pk, sk, set_values, condition, increments=increments, remove=remove, increment_from=increment_from
+        )
         try:
             response = self.client.update_item(
                 **request,
@@ -108,6 +112,7 @@ class Table:
         *,
         increments: Mapping[str, int] | None = None,
         remove: tuple[str, ...] = (),
+        increment_from: int = 0,
     ) -> dict[str, Any]:
         names: dict[str, str] = {}
         values: dict[str, Any] = {}
@@ -121,7 +126,7 @@ class Table:
         for i, (attr, step) in enumerate((increments or {}).items()):
             names[f"#i{i}"] = attr
             values[f":i{i}"] = step
-            values[":zero"] = 0
+            values[":zero"] = increment_from
             sets.append(f"#i{i} = if_not_exists(#i{i}, :zero) + :i{i}")
         expression = "SET " + ", ".join(sets)
         if remove:

@@ -26,6 +26,9 @@ class Tick(BaseModel):
     seq: int = Field(ge=0)
     # A fan-out branch's tick: "<op>.<branch>"; ``seq`` is then the slot in that branch's own log.
     branch: str | None = Field(default=None, pattern=r"^[0-9]{1,6}\.[0-9]{1,6}$")
+    # The grant of slot ``seq`` made by the commit that sent this tick (``_store/log.py``): its
+    # holder needs no claim write.
+    grant: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")
 
 
 class StepQueue:
