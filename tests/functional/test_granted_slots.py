@@ -136,6 +136,8 @@ def test_a_granted_tick_that_dies_is_taken_over_with_fence_2_once_the_grant_runs
     assert sum(1 for e in events if e.type is EventType.STEP_COMMITTED) == 3
     crashed, taken = next(op for op in trace.operations if op.name == "s2").attempts
     assert (crashed.outcome, crashed.fence, taken.fence) == ("crashed", 1, 2)
+    s1 = next(e for e in events if e.name == "s1")
+    assert crashed.started_at == s1.at  # the dead holder's span is its grant's: from s1's commit
 
 
 def test_a_redelivered_granted_tick_waits_while_the_grant_runs() -> None:
@@ -236,7 +238,7 @@ def test_a_granted_slot_given_back_is_claimed_next_with_the_grant_counted(releas
         lease = log.granted(job_id, 9, "w-a", 1_000, 61_000)
         log.release(lease, None if released else "ClientError: throttled")
         item = slot_item(local, job_id, 9)
-        next_lease = log.claim(job_id, 9, "w-b", 2_000, 62_000, grant_until_ms=61_000)
+        next_lease = log.claim(job_id, 9, "w-b", 2_000, 62_000, grant_span=(1_000, 61_000))
 
     assert item is not None and (item["state"], item["fence"], item["lease_until"]) == ("CLAIMED", 1, 0)
     assert next_lease.fence == 2

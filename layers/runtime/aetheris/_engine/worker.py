@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -128,7 +128,7 @@ class Worker:
                     self.worker_id,
                     to_millis(now),
                     to_millis(now + services.settings.lease),
-                    grant_until_ms=grant.until_ms if grant is not None else None,
+                    grant_span=(grant.from_ms, grant.until_ms) if grant is not None else None,
                     own_grant=grant is not None and tick.grant == grant.token and receive_count == 1,
                 )
             except SlotTaken as taken:
@@ -293,6 +293,7 @@ class Grant:
     """The grant the last commit made on the next slot: its token (sent in the tick) and lease end."""
 
     token: str
+    from_ms: int  # the granting commit's time
     until_ms: int
 
     @classmethod
@@ -300,7 +301,8 @@ class Grant:
         last = snapshot.events[-1] if snapshot.events else None
         if last is None or not last.get("grant_token"):
             return None
-        return cls(str(last["grant_token"]), int(last.get("grant_until", 0)))
+        granted_at = to_millis(datetime.fromisoformat(str(last["at"])))
+        return cls(str(last["grant_token"]), granted_at, int(last.get("grant_until", 0)))
 
 
 def attempt_due(history: History) -> int:

@@ -103,13 +103,14 @@ class EventLog:
         lease_until_ms: int,
         *,
         sk: str | None = None,
-        grant_until_ms: int | None = None,
+        grant_span: tuple[int, int] | None = None,
         own_grant: bool = False,
     ) -> SlotLease:
-        """Claim the slot; ``grant_until_ms``: the previous slot's commit granted this one, until then
-        (it has run out, the caller checked): the grant's holder had fence 1, so the claim's is 2.
-        ``own_grant``: this is the grant's own tick, come late — nobody else held the grant."""
-        after_grant = grant_until_ms is not None
+        """Claim the slot; ``grant_span``: the previous slot's commit granted this one, from its
+        commit until its end (ms; it has run out, the caller checked): the grant's holder had fence
+        1, so the claim's is 2. ``own_grant``: this is the grant's own tick, come late — nobody else
+        held the grant."""
+        after_grant = grant_span is not None
         # The claim wins only if slot n was never claimed (or only reserved for a fan-out branch),
         # or its claimer's lease has run out.
         free = absent(schema.PK) | equals("state", QUEUED)
@@ -158,7 +159,9 @@ class EventLog:
                 lease_until_ms,
                 reclaimed_from=None if own_grant else GRANT_HOLDER,
                 abandoned_claims=0 if own_grant else GRANT_FENCE,
-                reclaimed_lease_until=None if own_grant else grant_until_ms,
+                # The dead holder's span as far as anyone knows it: its grant's.
+                reclaimed_claimed_at=None if own_grant or grant_span is None else grant_span[0],
+                reclaimed_lease_until=None if own_grant or grant_span is None else grant_span[1],
                 sk=sk,
                 started_ms=now_ms,
             )
