@@ -31,6 +31,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from aetheris._local import moto_expressions, moto_responses
+
 _installed = False
 _lock = threading.Lock()
 # The (table, partition key) a table Query is asking for, while moto's query code runs.
@@ -58,6 +60,8 @@ def install() -> None:
         # it gets the table itself instead (the backup is the touched items, taken above).
         backend_module.copy = _TablesByReference(Table)  # type: ignore[assignment, attr-defined]
         _cache_action_names()
+        moto_expressions.install()
+        moto_responses.install()
         _installed = True
 
 
