@@ -6,8 +6,8 @@ and commit: ~20 ``SET`` actions each) on bookkeeping around its update-expressio
 - it tokenizes and parses the expression string on every request (twice: the response layer and the
   backend). The parse is a pure function of the string, and both callers only read the tree (the
   validator works on its own deep copy), so the tree is remembered per string;
-- the validator deep-copies the tree with ``copy.deepcopy``; parsing the string again gives an
-  equal tree that shares nothing, at a third of the cost;
+- the validator deep-copies the tree with ``copy.deepcopy``; the same copy of moto's plain node
+  objects (same sharing, same parent links; ``copy.deepcopy`` for anything else) is ~5x cheaper;
 - every one of its ten tree walks rebuilds the walker's class→processor table at every node. The
   table is a literal of constant classes; it is built once per walker here;
 - three of the walks — "at most one SET/ADD/REMOVE clause", "no two actions on overlapping paths"
@@ -24,12 +24,12 @@ the execution against the item stay moto's own code, unchanged.
 from __future__ import annotations
 
 import copy
+import copyreg
 import functools
 import importlib
 from typing import Any
 
 _PASSED_ATTRIBUTE = "_aetheris_passed"  # on a remembered tree: the name maps it validated with
-_SOURCE_ATTRIBUTE = "_aetheris_source"  # on a remembered tree: the expression it was parsed from
 
 
 def install() -> None:
@@ -41,7 +41,7 @@ def install() -> None:
 
     parse = parser_type.make.__func__
     parser_type.make = classmethod(_remembered(parse))
-    validators.deepcopy = _copying(parse, parser_type)
+    validators.deepcopy = _copying(ast_nodes.Node)
     walker = ast_nodes.DepthFirstTraverser
     walker.nodes_to_be_processed = _kinds
     walker.process = _process
@@ -61,7 +61,6 @@ def _remembered(parse: Any) -> Any:
     def tree(cls: Any, expression: str) -> Any:
         parsed = parse(cls, expression)
         setattr(parsed, _PASSED_ATTRIBUTE, set())
-        setattr(parsed, _SOURCE_ATTRIBUTE, expression)
         return parsed
 
     def make(cls: Any, expression_str: Any) -> Any:
@@ -167,14 +166,50 @@ def _processes(walker: Any, kind: type) -> bool:
     return answer
 
 
-def _copying(parse: Any, parser_type: Any) -> Any:
+def _copying(node_type: type) -> Any:
     def deepcopy(value: Any, memo: dict[int, Any] | None = None) -> Any:
-        """``copy.deepcopy`` as moto's validator module uses it, except that a remembered tree is
-        "copied" by parsing its expression again: a fresh tree equal to it and sharing nothing with
-        it, which is what deepcopy returns (the parse is deterministic), at a third of the cost."""
-        source = getattr(value, _SOURCE_ATTRIBUTE, None)
-        if type(source) is str and memo is None:
-            return parse(parser_type, source)
-        return copy.deepcopy(value, memo)
+        """``copy.deepcopy`` as moto's validator module uses it: moto's plain node objects, lists
+        and atoms are copied here (sharing and parent links kept through ``memo``, as deepcopy
+        does, ~5x cheaper); anything else goes to ``copy.deepcopy`` with the same memo."""
+        return _copy(node_type, value, {} if memo is None else memo)
 
     return deepcopy
+
+
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+
+
+def _copy(node_type: type, value: Any, memo: dict[int, Any]) -> Any:
+    kind: Any = type(value)
+    if kind in _ATOMS:
+        return value
+    seen = memo.get(id(value))
+    if seen is not None:
+        return seen
+    if kind is list:
+        copied_list: list[Any] = []
+        memo[id(value)] = copied_list
+        copied_list.extend([_copy(node_type, item, memo) for item in value])
+        return copied_list
+    if _plain_node(kind, node_type):
+        copied = kind.__new__(kind)
+        memo[id(value)] = copied
+        state = copied.__dict__
+        for key, item in value.__dict__.items():
+            if key != _PASSED_ATTRIBUTE:  # our memory stays with the remembered tree
+                state[key] = _copy(node_type, item, memo)
+        return copied
+    return copy.deepcopy(value, memo)
+
+
+@functools.cache
+def _plain_node(kind: type, node_type: type) -> bool:
+    """A node class that deepcopy copies as a bare ``__new__`` plus its ``__dict__`` copied."""
+    if not issubclass(kind, node_type):
+        return False
+    hooks = ("__deepcopy__", "__setstate__", "__slots__", "__getnewargs__", "__getnewargs_ex__")
+    inherited = all(
+        getattr(kind, name) is getattr(object, name)
+        for name in ("__reduce_ex__", "__reduce__", "__getstate__")
+    )
+    return inherited and kind not in copyreg.dispatch_table and not any(hasattr(kind, hook) for hook in hooks)
