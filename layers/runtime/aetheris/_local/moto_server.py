@@ -49,8 +49,14 @@ class SerialMotoServer:
         moto_app = DomainDispatcherApplication(create_backend_app)
 
         def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-            with self.lock:
-                return list(moto_app(environ, start_response))
+            with self.lock:  # the whole response is made (and closed, as WSGI asks) under the lock
+                answer = moto_app(environ, start_response)
+                try:
+                    return list(answer)
+                finally:
+                    close = getattr(answer, "close", None)
+                    if close is not None:
+                        close()
 
         self._server = make_server(
             self._host, self._port, app, threaded=False, request_handler=MotoRequestHandler
