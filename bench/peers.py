@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--no-dev", action="store_true", help="skip signal → resume on aetheris dev")
     args = parser.parse_args()
 
+    load_at_start = _load()
     systems = {"ours": Ours(), "dbos": Dbos(), "ldf": Ldf()}
     opened = {key: system.__enter__() for key, system in systems.items()}
     elapsed: dict[str, dict[int, float]] = {k: dict.fromkeys(SHAPES, 0.0) for k in systems}
@@ -129,6 +130,8 @@ def main() -> None:
         "which a busy shared machine distorts less); per-step p50/p99 = step body to next step body; "
         "signal → resume = signal sent to next step body; interleaved rounds on one machine",
         "machine": _machine(),
+        # 1-minute load average: on a shared machine, what the figures were measured under.
+        "load_average": {"start": load_at_start, "end": _load()},
         "rounds": args.rounds,
         "jobs_per_shape_per_round": args.jobs,
         "systems": {},
@@ -173,6 +176,12 @@ def _measures(key: str) -> str:
     marker = {"ours": "``Ours``", "dbos": "``Dbos``", "ldf": "``Ldf``"}[key]
     text = doc.split(marker, 1)[1].split("\n- ", 1)[0]
     return " ".join(text.replace(":", "", 1).split())
+
+
+def _load() -> float:
+    import os
+
+    return round(os.getloadavg()[0], 2)
 
 
 def _machine() -> str:

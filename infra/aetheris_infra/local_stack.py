@@ -123,8 +123,11 @@ class LocalStack:
         try:
             self._moto = SerialMotoServer().start()
             dynamodb, sqs, s3 = self._clients(self._moto.url)
-            self._wake_on_send(sqs)
+            # The resources are made over HTTP (queue URLs that other processes can use); this
+            # process's handlers then reach the same backends in-process.
             self.resources = bootstrap(dynamodb, sqs, stack_name=self._stack_name, s3=s3)
+            dynamodb, sqs = self._in_process_clients(self._moto)
+            self._wake_on_send(sqs)
             settings = Settings(
                 payload_bucket=self.resources.payload_bucket,
                 jobs_table=self.resources.jobs_table,
@@ -246,6 +249,19 @@ class LocalStack:
         }
         s3 = boto3.client("s3", config=Config(s3={"addressing_style": "path"}), **options)
         return boto3.client("dynamodb", **options), boto3.client("sqs", **options), s3
+
+    def _in_process_clients(self, moto: SerialMotoServer) -> tuple[DynamoDBClient, SQSClient]:
+        """DynamoDB and SQS clients of the same moto backends, without HTTP (see
+        ``SerialMotoServer.serve_in_process``). S3 stays on the server: presigned URLs handed to
+        users must point at it."""
+        options: dict[str, Any] = {
+            "region_name": REGION,
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+        }
+        dynamodb = moto.serve_in_process(boto3.client("dynamodb", **options))
+        sqs = moto.serve_in_process(boto3.client("sqs", **options))
+        return dynamodb, sqs
 
     def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
