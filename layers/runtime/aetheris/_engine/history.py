@@ -76,10 +76,18 @@ class History:
         self.events = events
         self.ops: dict[int, OpRecord] = {}
         for event in events:
-            if event.op is None or event.op_kind is None:
-                continue
-            record = self.ops.setdefault(event.op, OpRecord(event.op, event.op_kind, event.name or ""))
-            record.events.append(event)
+            self._record(event)
+
+    def add(self, event: Event) -> None:
+        """Extend the log by one event committed after it (a sticky job's own commit: ``sticky.py``)."""
+        self.events.append(event)
+        self._record(event)
+
+    def _record(self, event: Event) -> None:
+        if event.op is None or event.op_kind is None:
+            return
+        record = self.ops.setdefault(event.op, OpRecord(event.op, event.op_kind, event.name or ""))
+        record.events.append(event)
 
     @property
     def last(self) -> Event:

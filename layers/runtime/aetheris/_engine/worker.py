@@ -31,6 +31,7 @@ from aetheris._engine.faults import SimulatedCrash
 from aetheris._engine.history import History, next_tick_delay
 from aetheris._engine.invocation import Invocation
 from aetheris._engine.services import Services
+from aetheris._engine.sticky import StickyJobs
 from aetheris._engine.tracing import subsegment
 from aetheris._store.branches import BranchStore
 from aetheris._store.dynamo import Item, TransactionConflict
@@ -80,11 +81,17 @@ class Worker:
         self.app = app
         self.services = services
         self.worker_id = worker_id
+        # Warm jobs' functions kept alive between their ticks here: no replay from the top.
+        self.sticky = StickyJobs(services.settings.sticky_jobs)
 
     def handle(self, tick: Tick, receive_count: int = 1, time_left: timedelta | None = None) -> TickOutcome:
         """Advance the job by one operation; ``time_left`` is what the Lambda invocation has left."""
         with _log_context.tick(job_id=tick.job_id, seq=tick.seq, worker_id=self.worker_id):
-            return self._handle(tick, receive_count, time_left)
+            try:
+                return self._handle(tick, receive_count, time_left)
+            except SimulatedCrash:
+                self.sticky.close()  # the process dies: no job function it kept parked survives it
+                raise
 
     def _handle(self, tick: Tick, receive_count: int, time_left: timedelta | None) -> TickOutcome:
         services = self.services
@@ -96,6 +103,7 @@ class Worker:
             return TickOutcome.UNKNOWN_JOB
         _log_context.add(job_type=snapshot.job.get("job_type"))
         if snapshot.status.is_terminal:
+            self.sticky.forget(tick.job_id)
             if receive_count > 1:
                 self._wake_parent(snapshot.job)  # the child's end may have died before waking it
             return TickOutcome.STALE
@@ -123,8 +131,16 @@ class Worker:
         if lease.abandoned_claims >= services.settings.max_slot_claims:
             # Ticks keep dying (or failing) on this operation: fail the job there instead.
             crash_loop = WorkerCrashLoop(tick.job_id, slot, lease.abandoned_claims, lease.last_error)
+        session = self.sticky.claim(snapshot, definition, lease, crash_loop)  # its log, untouched?
         invocation = Invocation(
-            services, definition, snapshot, lease, budget, self.app.strict_effects, crash_loop=crash_loop
+            services,
+            definition,
+            snapshot,
+            lease,
+            budget,
+            self.app.strict_effects,
+            crash_loop=crash_loop,
+            resumes=session.current if session is not None else None,
         )
         invocation.app = self.app
         _log_context.add(fence=lease.fence, attempt=attempt_due(invocation.history))
@@ -138,7 +154,7 @@ class Worker:
             )
         try:
             with subsegment("tick", job_id=tick.job_id, seq=slot):
-                come_back = invocation.run()
+                come_back = self.sticky.run(invocation, session)
         except BaseException as error:  # noqa: BLE001 - the one table below decides what each one means
             return self._failed_tick(error, lease)
         _log_context.add(attempt=invocation.attempt)
