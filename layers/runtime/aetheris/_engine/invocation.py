@@ -160,9 +160,10 @@ class Invocation:
             with guard.orchestrating(self.job_id):
                 output = self.definition.fn(ctx, job_input)
         except BaseException as raised:  # noqa: BLE001 - sorted below: ours, or the job's own error
-            ended_in = _bound(self, session)
+            went_on = None if isinstance(raised, Discarded) else f"raised {type(raised).__name__} instead"
+            ended_in = _bound(self, session, went_on)
             return ended_in._finish(ended_in._unwound, raised)
-        ended_in = _bound(self, session)
+        ended_in = _bound(self, session, "returned")
         return ended_in._finish(ended_in._returned, output)
 
     def _count_replayed(self) -> None:
@@ -424,12 +425,17 @@ def _status_after(event_type: EventType, op: OpRecord | None) -> JobStatus:
     return _STATUS_AFTER[event_type]
 
 
-def _bound(inv: Invocation, session: Session | None) -> Invocation:
-    """The invocation the job function ended in: a sticky one may have moved on to a later tick's."""
+def _bound(inv: Invocation, session: Session | None, went_on: str | None) -> Invocation:
+    """The invocation the job function ended in: a sticky one may have moved on to a later tick's.
+
+    A function discarded while parked concludes nothing (its tick is settled already); if it
+    caught its unwinding (``went_on``: it returned, raised something else), that is noted."""
     if session is None:
         return inv
     if session.discarded:
-        raise Discarded  # unwound while parked: nothing to conclude, nothing to commit
+        if went_on is not None:
+            session.current._note_swallowed(went_on)
+        raise Discarded
     return session.current
 
 

@@ -52,6 +52,9 @@ if TYPE_CHECKING:
     from aetheris.app import JobDefinition
     from aetheris.errors import Suspend, WorkerCrashLoop
 
+log = _log_context.logger("aetheris.worker")
+# How long a discard waits for the parked function to unwind (it only runs its own except/finally).
+DISCARD_WAIT_S = 2.0
 _ENDS = (EventType.JOB_COMPLETED, EventType.JOB_FAILED, EventType.JOB_CANCELLED)
 
 
@@ -106,10 +109,19 @@ class Session:
         return self._to_worker.get()
 
     def discard(self) -> None:
-        """Unwind the parked function (it is not waited for: it has nothing left to commit)."""
-        if not self.discarded:
-            self.discarded = True
-            self._to_function.put(None)
+        """Unwind the parked function and wait (briefly) for its thread to end.
+
+        It has nothing left to commit; the wait is so that what it logs (an ``except:`` that caught
+        the unwinding) comes out now, and no thread outlives the discard."""
+        if self.discarded:
+            return
+        self.discarded = True
+        self._to_function.put(None)
+        thread = self.thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(DISCARD_WAIT_S)
+            if thread.is_alive():
+                log.warning("job %s: a discarded job function is still running; left behind", self.job_id)
 
     def fits(
         self,
@@ -151,6 +163,8 @@ class Session:
             self.pool.ended(self)
         if not self.discarded:
             self._to_worker.put(result)
+        elif self.current.swallowed:  # it caught its unwinding and went on: name the except to fix
+            log.error(self.current.swallowed)
 
     def may_park(self, inv: Invocation, op: Operation[Any], suspended: Suspend) -> bool:
         """Would a replay of the next tick go on exactly where the function is now?"""
