@@ -9,6 +9,7 @@ bodies count their real executions: whatever happens, each committed step ran ex
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections import Counter
 from dataclasses import replace
@@ -90,6 +91,13 @@ def build(counts: Counts) -> App:
     def async_steps(ctx: JobContext, count: int) -> int:
         counts.enter("async_steps")
         return sum(ctx.step(slow_add, n, name=f"async{n}") for n in range(count))
+
+    @app.job("logs")
+    def logs(ctx: JobContext, count: int) -> None:
+        counts.enter("logs")
+        for n in range(count):
+            ctx.step(add, n, name=f"add{n}")
+            ctx.logger.info("after add%s", n)
 
     @app.job("bare_except")
     def bare_except(ctx: JobContext, count: int) -> int:
@@ -288,6 +296,28 @@ def test_a_re_registered_job_definition_falls_back_to_the_new_code() -> None:
     assert view.result == 6
     assert counts.entries["reloaded"] == 1  # the new code ran (from the top), the parked one never again
     assert counts.steps == Counter({f"add{n}": 1 for n in range(4)})
+
+
+def test_lines_of_a_resumed_function_carry_the_tick_it_serves(caplog: pytest.LogCaptureFixture) -> None:
+    counts = Counts()
+    with (
+        caplog.at_level(logging.INFO, logger="aetheris.job"),
+        LocalRuntime(build(counts), workers=1) as local,
+    ):
+        job_id = local.start("logs", 3)
+        local.wait(job_id)
+        events = local.events(job_id)
+
+    assert counts.entries["logs"] == 1
+    lines = [r for r in caplog.records if r.name == "aetheris.job" and r.getMessage().startswith("after")]
+    assert [r.getMessage() for r in lines] == ["after add0", "after add1", "after add2"]
+    # "after addN" runs in the tick after addN's commit: the one that commits the next operation.
+    committed = {e.name: e for e in events if e.type is EventType.STEP_COMMITTED}
+    ends = [e for e in events if e.type is EventType.JOB_COMPLETED]
+    following = [committed["add1"], committed["add2"], ends[0]]
+    assert [(r.seq, r.fence, r.worker_id) for r in lines] == [  # type: ignore[attr-defined]
+        (e.seq, e.fence, e.worker_id) for e in following
+    ]
 
 
 def test_parked_functions_are_bounded_per_worker() -> None:
