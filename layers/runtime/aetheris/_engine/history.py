@@ -75,6 +75,9 @@ class History:
     def __init__(self, events: list[Event]) -> None:
         self.events = events
         self.ops: dict[int, OpRecord] = {}
+        # The signals consumed, in order: what budget raises and waits look at, without a walk of
+        # the whole log on every step (a step's cost must not grow with the job's length).
+        self.signals: list[Event] = []
         for event in events:
             self._record(event)
 
@@ -84,6 +87,8 @@ class History:
         self._record(event)
 
     def _record(self, event: Event) -> None:
+        if event.type is EventType.SIGNAL_CONSUMED:
+            self.signals.append(event)
         if event.op is None or event.op_kind is None:
             return
         record = self.ops.setdefault(event.op, OpRecord(event.op, event.op_kind, event.name or ""))
@@ -99,7 +104,12 @@ class History:
 
     def consumed_signals(self) -> set[str]:
         """Ids of the signals the job's waits have consumed so far."""
-        return {str(e.detail["signal_id"]) for e in self.events if e.type is EventType.SIGNAL_CONSUMED}
+        return {str(e.detail["signal_id"]) for e in self.signals}
+
+    @property
+    def latest_op(self) -> OpRecord | None:
+        """The operation of the last event (positions only grow along the log)."""
+        return self.ops[next(reversed(self.ops))] if self.ops else None
 
 
 def next_tick_delay(last: Event, now: datetime) -> timedelta | None:

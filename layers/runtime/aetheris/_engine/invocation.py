@@ -124,7 +124,8 @@ class Invocation:
     @property
     def budget(self) -> Budget | None:
         """The job's ``Budget``: its per-start one or its type's, raised by recorded budget signals."""
-        return effective(self.definition.budget, self.snapshot.job.get("budget"), self.history.events)
+        # Only consumed signals can raise it: the log's other events are not walked on every step.
+        return effective(self.definition.budget, self.snapshot.job.get("budget"), self.history.signals)
 
     def step_time_limit(self, timeout: timedelta | None) -> timedelta:
         return min(timeout or self.services.settings.step_timeout, self.time_budget)

@@ -284,7 +284,7 @@ class Worker:
 def attempt_due(history: History) -> int:
     """The attempt of the operation this tick advances, as its commit will record it: the
     unsettled operation's failures + 1 (a step retried, a wait parked on), else 1 (a new one)."""
-    last = history.ops[max(history.ops)] if history.ops else None
+    last = history.latest_op
     return last.failures + 1 if last is not None and last.outcome is None else 1
 
 
