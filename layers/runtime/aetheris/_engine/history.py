@@ -91,7 +91,9 @@ class History:
             self.signals.append(event)
         if event.op is None or event.op_kind is None:
             return
-        record = self.ops.setdefault(event.op, OpRecord(event.op, event.op_kind, event.name or ""))
+        record = self.ops.get(event.op)
+        if record is None:  # not setdefault: that would build a record per event, used or not
+            record = self.ops[event.op] = OpRecord(event.op, event.op_kind, event.name or "")
         record.events.append(event)
 
     @property

@@ -69,6 +69,7 @@ class Invocation:
         strict_effects: bool = False,
         crash_loop: WorkerCrashLoop | None = None,
         resumes: Invocation | None = None,
+        events: list[Event] | None = None,
     ) -> None:
         self.services = services
         self.definition = definition
@@ -81,7 +82,9 @@ class Invocation:
         if resumes is not None:  # a sticky job's next tick: the log it left, extended by its commit
             self.history, self.replay = resumes.history, resumes.replay
         else:
-            self.history = History([Event.from_item(item) for item in snapshot.events])
+            if events is None:  # ``events``: the snapshot's, parsed already (``parsed_log.py``)
+                events = [Event.from_item(item) for item in snapshot.events]
+            self.history = History(events)
             self.replay = Replay(self.job_id, self.history)
         # Operations answered from the log before this tick began (a resumed function's).
         self._replayed_before = min(self.replay.position, len(self.history.ops))

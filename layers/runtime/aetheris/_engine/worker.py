@@ -30,6 +30,7 @@ from aetheris._engine.fanout_rule import FanOutSpec
 from aetheris._engine.faults import SimulatedCrash
 from aetheris._engine.history import History, next_tick_delay
 from aetheris._engine.invocation import Invocation
+from aetheris._engine.parsed_log import ParsedLogs
 from aetheris._engine.services import Services
 from aetheris._engine.sticky import StickyJobs
 from aetheris._engine.tracing import subsegment
@@ -83,6 +84,7 @@ class Worker:
         self.worker_id = worker_id
         # Warm jobs' functions kept alive between their ticks here: no replay from the top.
         self.sticky = StickyJobs(services.settings.sticky_jobs)
+        self.parsed = ParsedLogs()  # and the others' logs parsed once, not on every tick
 
     def handle(self, tick: Tick, receive_count: int = 1, time_left: timedelta | None = None) -> TickOutcome:
         """Advance the job by one operation; ``time_left`` is what the Lambda invocation has left."""
@@ -141,6 +143,7 @@ class Worker:
             self.app.strict_effects,
             crash_loop=crash_loop,
             resumes=session.current if session is not None else None,
+            events=None if session is not None else self.parsed.events(tick.job_id, snapshot.events),
         )
         invocation.app = self.app
         _log_context.add(fence=lease.fence, attempt=attempt_due(invocation.history))
