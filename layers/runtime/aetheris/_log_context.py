@@ -98,6 +98,17 @@ def add(**keys: object) -> None:
         holder.keys = {**holder.keys, **_scalars(keys)}
 
 
+def holder() -> object:
+    """The open tick's keys as one opaque value, for ``adopt`` on a thread that outlives the tick."""
+    return _TICK.get()
+
+
+def adopt(keys: object) -> None:
+    """Take on the keys ``holder()`` returned: a sticky job function (``_engine/sticky.py``) lives on
+    one thread across its ticks, and its lines carry the tick it is serving now, not its first."""
+    _TICK.set(keys if isinstance(keys, _Holder) else None)
+
+
 def in_this_context(fn: Callable[..., T]) -> Callable[..., T]:
     """``fn``, to run on a thread started for this tick, with this tick's keys (a thread starts
     with an empty context, so it would have none).

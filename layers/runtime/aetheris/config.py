@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     )
     # The sweeper ticks a runnable job whose next tick was due this long ago and never came.
     stall_after: timedelta = Field(default=timedelta(minutes=2), validation_alias="AETHERIS_STALL_SECONDS")
+    # Warm jobs whose job function a worker keeps alive between ticks (one parked thread each,
+    # least recently used dropped first; 0: every tick replays from the top). See _engine/sticky.py.
+    sticky_jobs: int = Field(default=64, ge=0, le=10_000)
     # Partitions of the attention index (_store/watch.py): grow it with the number of live jobs
     # (about 1 per 30,000 jobs stepping continuously), never shrink it while jobs are on the index.
     sweep_shards: int = Field(default=32, ge=1, le=1000)

@@ -190,6 +190,8 @@ class LocalRuntime:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for rt in getattr(self, "runtimes", ()):
+            rt.worker.sticky.close()  # parked job functions (_engine/sticky.py) end with the stack
         self._exit.close()
 
     def _runtime(self, worker_id: str) -> Runtime:

@@ -75,11 +75,26 @@ class History:
     def __init__(self, events: list[Event]) -> None:
         self.events = events
         self.ops: dict[int, OpRecord] = {}
+        # The signals consumed, in order: what budget raises and waits look at, without a walk of
+        # the whole log on every step (a step's cost must not grow with the job's length).
+        self.signals: list[Event] = []
         for event in events:
-            if event.op is None or event.op_kind is None:
-                continue
-            record = self.ops.setdefault(event.op, OpRecord(event.op, event.op_kind, event.name or ""))
-            record.events.append(event)
+            self._record(event)
+
+    def add(self, event: Event) -> None:
+        """Extend the log by one event committed after it (a sticky job's own commit: ``sticky.py``)."""
+        self.events.append(event)
+        self._record(event)
+
+    def _record(self, event: Event) -> None:
+        if event.type is EventType.SIGNAL_CONSUMED:
+            self.signals.append(event)
+        if event.op is None or event.op_kind is None:
+            return
+        record = self.ops.get(event.op)
+        if record is None:  # not setdefault: that would build a record per event, used or not
+            record = self.ops[event.op] = OpRecord(event.op, event.op_kind, event.name or "")
+        record.events.append(event)
 
     @property
     def last(self) -> Event:
@@ -91,7 +106,12 @@ class History:
 
     def consumed_signals(self) -> set[str]:
         """Ids of the signals the job's waits have consumed so far."""
-        return {str(e.detail["signal_id"]) for e in self.events if e.type is EventType.SIGNAL_CONSUMED}
+        return {str(e.detail["signal_id"]) for e in self.signals}
+
+    @property
+    def latest_op(self) -> OpRecord | None:
+        """The operation of the last event (positions only grow along the log)."""
+        return self.ops[next(reversed(self.ops))] if self.ops else None
 
 
 _ENDS = (EventType.JOB_COMPLETED, EventType.JOB_FAILED, EventType.JOB_CANCELLED)

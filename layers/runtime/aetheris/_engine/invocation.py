@@ -46,6 +46,7 @@ from aetheris._engine.records import Recorder
 from aetheris._engine.replay import Replay
 from aetheris._engine.saga import Compensation, compensate_then_end
 from aetheris._engine.services import Services
+from aetheris._engine.sticky import Discarded, Session
 from aetheris._engine.store_io import StoreFailure, runtime_io
 from aetheris._store import schema, watch
 from aetheris._store.branches import Branches
@@ -68,6 +69,8 @@ class Invocation:
         time_budget: timedelta | None = None,
         strict_effects: bool = False,
         crash_loop: WorkerCrashLoop | None = None,
+        resumes: Invocation | None = None,
+        events: list[Event] | None = None,
     ) -> None:
         self.services = services
         self.definition = definition
@@ -75,15 +78,25 @@ class Invocation:
         self.lease = lease
         self.job_id = lease.job_id
         self.strict_effects = strict_effects
-        self.history = History([Event.from_item(item) for item in snapshot.events])
-        self.replay = Replay(self.job_id, self.history)
+        self.history: History
+        self.replay: Replay
+        if resumes is not None:  # a sticky job's next tick: the log it left, extended by its commit
+            self.history, self.replay = resumes.history, resumes.replay
+        else:
+            if events is None:  # ``events``: the snapshot's, parsed already (``parsed_log.py``)
+                events = [Event.from_item(item) for item in snapshot.events]
+            self.history = History(events)
+            self.replay = Replay(self.job_id, self.history)
+        # Operations answered from the log before this tick began (a resumed function's).
+        self._replayed_before = min(self.replay.position, len(self.history.ops))
         self.recorder = Recorder(self.job_id, services.payloads)
         settings = services.settings
         self.keeper = LeaseKeeper(
             services.log, lease, services.clock, settings.lease, settings.lease_margin, services.faults
         )
         self.attempt = 1
-        self.compensations: list[Compensation] = []  # undo functions of committed steps, in order
+        # Undo functions of committed steps, in order (one list for all ticks of a sticky function).
+        self.compensations: list[Compensation] = resumes.compensations if resumes is not None else []
         self.cancel_requested_at: str | None = snapshot.job.get("cancel_requested_at")
         self.crash_loop = crash_loop  # set by the worker: this slot keeps killing its ticks
         self.halted: BaseException | None = None  # the control flow that ended this invocation
@@ -97,6 +110,8 @@ class Invocation:
         self.branch_state: Branches | None = None
         self.branch_record: OpRecord | None = None
         self.app: App | None = None  # set by the worker: a child job's definition is looked up there
+        # The sticky session running this invocation's job function (``sticky.py``), while it may park.
+        self.session: Session | None = None
 
     @property
     def clock(self) -> Clock:
@@ -114,21 +129,26 @@ class Invocation:
     @property
     def budget(self) -> Budget | None:
         """The job's ``Budget``: its per-start one or its type's, raised by recorded budget signals."""
-        return effective(self.definition.budget, self.snapshot.job.get("budget"), self.history.events)
+        # Only consumed signals can raise it: the log's other events are not walked on every step.
+        return effective(self.definition.budget, self.snapshot.job.get("budget"), self.history.signals)
 
     def step_time_limit(self, timeout: timedelta | None) -> timedelta:
         return min(timeout or self.services.settings.step_timeout, self.time_budget)
 
     # -- running ------------------------------------------------------------------------------
 
-    def run(self) -> ComeBack:
-        """Advance the job by one operation; returns when its next tick is due."""
+    def run(self, session: Session | None = None) -> ComeBack:
+        """Advance the job by one operation; returns when its next tick is due.
+
+        With ``session`` (on the session's thread) the function may stay parked after this tick's
+        commit and go on in later invocations of the job; the one it is bound to when it ends
+        concludes it."""
         try:
-            return self._run()
+            return self._run(session)
         except StoreFailure as failure:
             raise failure.error from None  # not the job's error: the tick is retried
 
-    def _run(self) -> ComeBack:
+    def _run(self, session: Session | None = None) -> ComeBack:
         try:
             with runtime_io():
                 stored_input = self.services.jobs.input_of(self.snapshot.job)
@@ -139,18 +159,29 @@ class Invocation:
         except Exception as unreadable:  # noqa: BLE001 - an input that cannot be read back fails the job
             return self._finish(self._end_failed, unreadable)
         ctx = JobContext(self)
+        self.session = session
+        if session is not None:
+            session.ctx = ctx
         try:
             with guard.orchestrating(self.job_id):
                 output = self.definition.fn(ctx, job_input)
         except BaseException as raised:  # noqa: BLE001 - sorted below: ours, or the job's own error
-            return self._finish(self._unwound, raised)
-        return self._finish(self._returned, output)
+            went_on = None if isinstance(raised, Discarded) else f"raised {type(raised).__name__} instead"
+            ended_in = _bound(self, session, went_on)
+            return ended_in._finish(ended_in._unwound, raised)
+        ended_in = _bound(self, session, "returned")
+        return ended_in._finish(ended_in._returned, output)
+
+    def _count_replayed(self) -> None:
+        if not self._counted:
+            self._counted = True  # operations answered from the log this tick, counted once
+            replayed = min(self.replay.position, len(self.history.ops)) - self._replayed_before
+            self.services.telemetry.effect_replayed(replayed)
 
     def _finish(self, conclude: Callable[..., NoReturn], *args: Any) -> ComeBack:
         """Run what ends the invocation: every path ends in the ``Suspend`` that carries its result."""
-        if not self._counted:
-            self._counted = True  # operations answered from the log this tick, counted once
-            self.services.telemetry.effect_replayed(min(self.replay.position, len(self.history.ops)))
+        self.session = None  # the end, a saga or a stop never parks: later ticks replay
+        self._count_replayed()
         try:
             conclude(*args)
         except Suspend as suspended:
@@ -247,6 +278,21 @@ class Invocation:
         elif self.cancel_requested_at and op.abortable:
             self._commit_stop(op, EventType.CANCEL_REQUESTED, None)
         return self
+
+    def stay(self, op: Operation[Any], suspended: Suspend) -> Invocation:
+        """``op`` committed and raised ``suspended``: park the job function in it until the job's
+        next tick on this worker and return that tick's invocation — or, if it may not stay
+        (``Session.may_park``), or is discarded while parked, unwind it as without stickiness."""
+        session = self.session
+        if session is None or not session.may_park(self, op, suspended):
+            raise suspended
+        self._count_replayed()
+        self.session = None
+        come_back = suspended.come_back
+        assert isinstance(come_back, ComeBack)  # checked by may_park
+        resumed = session.park(self, come_back)
+        resumed.session = session
+        return resumed
 
     def suspend(self, come_back: ComeBack) -> NoReturn:
         suspended = Suspend(come_back)
@@ -389,6 +435,20 @@ def _status_after(event_type: EventType, op: OpRecord | None) -> JobStatus:
     if op is not None and op.kind is OpKind.COMPENSATE:
         return JobStatus.COMPENSATING
     return _STATUS_AFTER[event_type]
+
+
+def _bound(inv: Invocation, session: Session | None, went_on: str | None) -> Invocation:
+    """The invocation the job function ended in: a sticky one may have moved on to a later tick's.
+
+    A function discarded while parked concludes nothing (its tick is settled already); if it
+    caught its unwinding (``went_on``: it returned, raised something else), that is noted."""
+    if session is None:
+        return inv
+    if session.discarded:
+        if went_on is not None:
+            session.current._note_swallowed(went_on)
+        raise Discarded
+    return session.current
 
 
 def _user_location() -> str | None:

@@ -31,7 +31,9 @@ from aetheris._engine.fanout_rule import FanOutSpec
 from aetheris._engine.faults import SimulatedCrash
 from aetheris._engine.history import History, next_tick_delay
 from aetheris._engine.invocation import Invocation
+from aetheris._engine.parsed_log import ParsedLogs
 from aetheris._engine.services import Services
+from aetheris._engine.sticky import StickyJobs
 from aetheris._engine.tracing import subsegment
 from aetheris._store.branches import BranchStore
 from aetheris._store.dynamo import Item, TransactionConflict
@@ -81,11 +83,18 @@ class Worker:
         self.app = app
         self.services = services
         self.worker_id = worker_id
+        # Warm jobs' functions kept alive between their ticks here: no replay from the top.
+        self.sticky = StickyJobs(services.settings.sticky_jobs)
+        self.parsed = ParsedLogs()  # and the others' logs parsed once, not on every tick
 
     def handle(self, tick: Tick, receive_count: int = 1, time_left: timedelta | None = None) -> TickOutcome:
         """Advance the job by one operation; ``time_left`` is what the Lambda invocation has left."""
         with _log_context.tick(job_id=tick.job_id, seq=tick.seq, worker_id=self.worker_id):
-            return self._handle(tick, receive_count, time_left)
+            try:
+                return self._handle(tick, receive_count, time_left)
+            except SimulatedCrash:
+                self.sticky.close()  # the process dies: no job function it kept parked survives it
+                raise
 
     def _handle(self, tick: Tick, receive_count: int, time_left: timedelta | None) -> TickOutcome:
         services = self.services
@@ -97,6 +106,7 @@ class Worker:
             return TickOutcome.UNKNOWN_JOB
         _log_context.add(job_type=snapshot.job.get("job_type"))
         if snapshot.status.is_terminal:
+            self.sticky.forget(tick.job_id)
             if receive_count > 1:
                 self._wake_parent(snapshot.job)  # the child's end may have died before waking it
             return TickOutcome.STALE
@@ -138,8 +148,17 @@ class Worker:
         if lease.abandoned_claims >= services.settings.max_slot_claims:
             # Ticks keep dying (or failing) on this operation: fail the job there instead.
             crash_loop = WorkerCrashLoop(tick.job_id, slot, lease.abandoned_claims, lease.last_error)
+        session = self.sticky.claim(snapshot, definition, lease, crash_loop)  # its log, untouched?
         invocation = Invocation(
-            services, definition, snapshot, lease, budget, self.app.strict_effects, crash_loop=crash_loop
+            services,
+            definition,
+            snapshot,
+            lease,
+            budget,
+            self.app.strict_effects,
+            crash_loop=crash_loop,
+            resumes=session.current if session is not None else None,
+            events=None if session is not None else self.parsed.events(tick.job_id, snapshot.events),
         )
         invocation.app = self.app
         _log_context.add(fence=lease.fence, attempt=attempt_due(invocation.history))
@@ -153,7 +172,7 @@ class Worker:
             )
         try:
             with subsegment("tick", job_id=tick.job_id, seq=slot):
-                come_back = invocation.run()
+                come_back = self.sticky.run(invocation, session)
         except BaseException as error:  # noqa: BLE001 - the one table below decides what each one means
             return self._failed_tick(error, lease)
         _log_context.add(attempt=invocation.attempt)
@@ -308,7 +327,7 @@ class Grant:
 def attempt_due(history: History) -> int:
     """The attempt of the operation this tick advances, as its commit will record it: the
     unsettled operation's failures + 1 (a step retried, a wait parked on), else 1 (a new one)."""
-    last = history.ops[max(history.ops)] if history.ops else None
+    last = history.latest_op
     return last.failures + 1 if last is not None and last.outcome is None else 1
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, Protocol, Ty
 
 from aetheris._engine.control import ABORTS, Abort
 from aetheris._engine.history import OpRecord
+from aetheris.errors import Suspend
 from aetheris.events import Event, OpKind
 
 if TYPE_CHECKING:
@@ -80,7 +81,17 @@ class Operation(ABC, Generic[T]):
             if outcome.type in ABORTS:
                 raise Abort(cancelled=outcome.type is ABORTS[0], error=outcome.error)
             return self.replayed(outcome, host)
-        self.execute(host.live(self))
+        live = host.live(self)
+        try:
+            self.execute(live)
+        except Suspend as suspended:
+            # Committed. A sticky job function stays parked here (``sticky.py``) and returns the
+            # committed outcome in the job's next tick, exactly as that tick's replay would.
+            resumed = live.stay(self, suspended)
+        self.record = resumed.history.ops[self.record.index]
+        settled = self.record.outcome
+        assert settled is not None  # parked only on a commit that settles the operation
+        return self.replayed(settled, resumed)
 
     def on_stop(self, inv: Invocation) -> None:
         """The job stops at this operation (a cancel, a crash loop): let go of what it started."""
