@@ -20,10 +20,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from aetheris import _log_context
 from aetheris._store import schema
 from aetheris._store.conditions import Condition, absent, present
-from aetheris._store.dynamo import Item, Table, TransactionConflict, to_dynamo
+from aetheris._store.dynamo import Item, Table, TransactionConflict, from_dynamo, to_dynamo
+from aetheris._store.event_cache import DEFAULT_MAX_BYTES as DEFAULT_CACHE_BYTES
+from aetheris._store.event_cache import EventCache
 from aetheris._store.lifetime import Lifetime
+from aetheris._store.segments import OMITTED, SEGMENT_EVENTS, SegmentStore
 from aetheris._tenancy import DEFAULT_TENANT, TENANT_ATTRIBUTE
 from aetheris.events import SCHEMA_VERSION, EventType, JobStatus, SlotState
 
@@ -32,6 +38,12 @@ COMMITTED = SlotState.COMMITTED
 QUEUED = SlotState.QUEUED
 # Inputs a worker keeps between ticks (they never change): enough for its jobs' inputs, bounded.
 _INPUT_CACHE_BYTES = 16 * 1024 * 1024
+# A cold load's first request: a log this short is read whole by it (one request, as before
+# segments); a longer one goes on from its segments, which replace these items (~6 KB read twice).
+_PROBE_ITEMS = 16
+_BACKFILL_PER_LOAD = 2  # missing segments a cold load writes, at most
+
+log = _log_context.logger("aetheris.store")
 
 
 @dataclass
@@ -63,11 +75,19 @@ def status_attributes(job_id: str, status: JobStatus, at: datetime) -> dict[str,
 
 
 class JobStore:
-    def __init__(self, table: Table, cache_jobs: int = 1000, lifetime: Lifetime | None = None) -> None:
+    def __init__(
+        self,
+        table: Table,
+        cache_jobs: int = 1000,
+        lifetime: Lifetime | None = None,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
         self.table = table
         self.cache_jobs = cache_jobs
         self.lifetime = lifetime or Lifetime()
-        self._known: OrderedDict[str, list[Item]] = OrderedDict()  # job id → its committed events
+        self._cache = EventCache(cache_bytes, cache_jobs)  # job id → its committed events
+        self.segments = SegmentStore(table)
+        self.segment_events = SEGMENT_EVENTS  # a run this long gets its segment (tests make it short)
         self._inputs: OrderedDict[tuple[str, str], str] = OrderedDict()  # (job id, created_at) → input
         self._input_bytes = 0
         self._lock = threading.Lock()
@@ -213,55 +233,162 @@ class JobStore:
         return text
 
     def load(self, job_id: str) -> JobSnapshot | None:
-        """One consistent Query for the job item and the log after what this runtime already knows.
+        """The job item and its log as of one consistent Query for what this runtime does not know.
 
-        Committed events never change, so they are cached per job (bounded, least recently used
-        first out); open claims and the job item are always read fresh.
+        Committed events never change, so they are cached per job (bounded in bytes, least
+        recently used first out, ``event_cache.py``); open claims and the job item are always read
+        fresh. A job not in the cache is read cold: its segments, then the events after them.
         """
-        with self._lock:
-            known = list(self._known.get(job_id, ()))
-        start = int(known[-1]["seq"]) + 1 if known else 0
-        items = self.table.query(
-            KeyConditionExpression="pk = :job AND sk BETWEEN :from AND :job_item",
-            ExpressionAttributeValues=to_dynamo(
-                {":job": job_id, ":from": schema.event_sk(start), ":job_item": schema.JOB_SK}
-            ),
-            ConsistentRead=True,
-        )
+        known = self._cache.get(job_id)
+        if not known:
+            return self._load_cold(job_id)
+        start = int(known[-1]["seq"]) + 1
+        items = self.table.query(**_log_request(job_id, start))
         job = items[-1] if items and items[-1][schema.SK] == schema.JOB_SK else None
         if job is None:
             self._forget(job_id)
             return None
-        slots = items[:-1]
-        new_events = [s for s in slots if s.get("state") == COMMITTED]
-        if known and (known[0].get("at") != job.get("created_at") or _gap(start, new_events)):
+        new_events = [s for s in items[:-1] if s.get("state") == COMMITTED]
+        if known[0].get("at") != job.get("created_at") or _gap(start, new_events):
             self._forget(job_id)  # a different job under the same id, or a cache we cannot trust
-            return self.load(job_id)
-        events = known + new_events
-        self._remember(job_id, events)
-        open_claims = [s for s in slots if s.get("state") == CLAIMED]
-        return JobSnapshot(job=job, events=events, claim=open_claims[-1] if open_claims else None)
+            return self._load_cold(job_id)
+        self._cache.extend(job_id, new_events)
+        return _snapshot(job, known + new_events, items[:-1])
+
+    def _load_cold(self, job_id: str) -> JobSnapshot | None:
+        """Probe the log's start; a short log is read whole in that one request. A longer one is
+        read as its segments (``segments.py``) and the events after them — those themselves when a
+        segment does not check out."""
+        request = _log_request(job_id, 0)
+        page = self.table.client.query(TableName=self.table.name, Limit=_PROBE_ITEMS, **request)
+        items = [i for i in map(from_dynamo, page.get("Items", [])) if i]
+        covered = 0
+        if page.get("LastEvaluatedKey"):
+            rest = self._rest(job_id, items, page["LastEvaluatedKey"])
+            if rest is None:
+                return self._load_cold(job_id)  # the job changed between the reads: read again
+            items, covered = rest
+        job = items[-1] if items and items[-1][schema.SK] == schema.JOB_SK else None
+        if job is None:
+            self._forget(job_id)
+            return None
+        events = [s for s in items[:-1] if s.get("state") == COMMITTED]
+        if events and events[0].get("at") == job.get("created_at"):
+            self._cache.extend(job_id, events, replace=True)
+            self._backfill(job, events, covered)
+        return _snapshot(job, events, items[:-1])
+
+    def _rest(self, job_id: str, probe: list[Item], resume: dict[str, Any]) -> tuple[list[Item], int] | None:
+        """The slots after the probe's, and the job item — from the segments' end if they reach
+        past the probe, else from where the probe stopped — with how many events the segments gave.
+        ``None``: the job is not the one the probe saw (recreated under its id)."""
+        if probe[-1][schema.SK] == schema.JOB_SK:
+            return probe, 0  # the probe read the whole log after all
+        first = probe[0] if probe[0].get("state") == COMMITTED else None
+        job_at = str(first["at"]) if first and int(first["seq"]) == 0 else None
+        chain = self.segments.read_chain(job_id, job_at) if job_at else []
+        compact = [e for segment in chain for e in segment.events]
+        if compact and int(compact[-1]["seq"]) > int(probe[-1]["seq"]):
+            # Read from the segments' last event on: it must equal the stored one.
+            tail = self.table.query(**_log_request(job_id, int(compact[-1]["seq"])))
+            if tail and _same_event(tail[0], compact[-1]) and tail[-1][schema.SK] == schema.JOB_SK:
+                items, covered = compact[:-1] + tail, len(compact)
+            else:
+                log.warning("the segments of job %s do not match its log: reading its events", job_id)
+                items = self.table.query(**_log_request(job_id, 0))
+                covered = _agreeing(compact, items)  # the backfill mends the segments from there
+        else:
+            items = probe + self.table.query(**{**_log_request(job_id, 0), "ExclusiveStartKey": resume})
+            covered = _agreeing(compact, items)
+        job = items[-1] if items and items[-1][schema.SK] == schema.JOB_SK else None
+        if job is not None and job_at is not None and job.get("created_at") != job_at:
+            self._forget(job_id)
+            return None
+        return items, covered
+
+    def _backfill(self, job: Item, events: list[Item], covered: int) -> None:
+        """Write the first few segments a cold read found missing after the ``covered`` events (a
+        crash between a commit and its segment's write, a worker that did not cache the job, a
+        log from before segments): amortised, never more than a few per read."""
+        first = covered // self.segment_events * self.segment_events
+        # Not below the job's floor (_store/retention.py): a segment lives as long as the events.
+        ttl = max(self.lifetime.provisional(_at(events[-1])), int(job.get(schema.TTL_FLOOR, 0)))
+        for _ in range(_BACKFILL_PER_LOAD):
+            if first + self.segment_events > len(events) or int(events[first]["seq"]) != first:
+                return
+            self._write_segment(events[first : first + self.segment_events], events[0], ttl)
+            first += self.segment_events
 
     def note_commit(self, job_id: str, event: Item) -> None:
-        """Our own commit extends what we know, if it directly follows it."""
-        with self._lock:
-            known = self._known.get(job_id)
-            if known and int(known[-1]["seq"]) + 1 == int(event["seq"]):
-                known.append(event)
+        """Our own commit extends what we know, if it directly follows it; at the end of a run of
+        ``segment_events`` events, their segment is written (best-effort).
 
-    def _remember(self, job_id: str, events: list[Item]) -> None:
-        with self._lock:
-            self._known[job_id] = events
-            self._known.move_to_end(job_id)
-            while len(self._known) > self.cache_jobs:
-                self._known.popitem(last=False)
+        The run is read back as stored rather than taken from the cache: the slot items carry
+        what the commit did not write (the claim's ``claimed_at``, released claims), which the
+        trace reads. That read costs about as much as the segment's write (see the bench).
+        """
+        size = self.segment_events
+        seq = int(event["seq"])
+        created = self._cache.first(job_id) if self._cache.append(job_id, event) else None
+        if created is None or (seq + 1) % size:
+            return
+        try:
+            run = self.segments.stored_run(job_id, seq + 1 - size, seq)
+        except (BotoCoreError, ClientError) as failed:
+            log.warning("could not read events %s..%s for their segment: %s", seq + 1 - size, seq, failed)
+            return
+        if run is not None:
+            self._write_segment(run, created, self.lifetime.provisional(_at(event)))
+
+    def _write_segment(self, run: list[Item], created: Item, ttl: int) -> None:
+        try:
+            self.segments.write(str(created["at"]), run, ttl)
+        except (BotoCoreError, ClientError) as failed:
+            # Derived data: the committed events are the log, and a cold read falls back on them.
+            log.warning("could not write the segment of events %s..: %s", run[0]["seq"], failed)
 
     def _forget(self, job_id: str) -> None:
         """Drop what this runtime knows of the job: its events and its input."""
+        self._cache.forget(job_id)
         with self._lock:
-            self._known.pop(job_id, None)
             for key in [k for k in self._inputs if k[0] == job_id]:
                 self._input_bytes -= len(self._inputs.pop(key))
+
+
+def _log_request(job_id: str, seq: int) -> dict[str, Any]:
+    return {
+        "KeyConditionExpression": "pk = :job AND sk BETWEEN :from AND :job_item",
+        "ExpressionAttributeValues": to_dynamo(
+            {":job": job_id, ":from": schema.event_sk(seq), ":job_item": schema.JOB_SK}
+        ),
+        "ConsistentRead": True,
+    }
+
+
+def _at(event: Item) -> datetime:
+    return datetime.fromisoformat(str(event["at"]))
+
+
+def _snapshot(job: Item, events: list[Item], slots: list[Item]) -> JobSnapshot:
+    open_claims = [s for s in slots if s.get("state") == CLAIMED]
+    return JobSnapshot(job=job, events=events, claim=open_claims[-1] if open_claims else None)
+
+
+def _agreeing(compact: list[Item], stored: list[Item]) -> int:
+    """How many of the segments' events, from seq 0, the stored slots hold as they are."""
+    agreeing = 0
+    for ours, theirs in zip(compact, stored, strict=False):
+        if not _same_event(theirs, ours):
+            break
+        agreeing += 1
+    return agreeing
+
+
+def _same_event(stored: Item, compact: Item) -> bool:
+    """The stored slot holds the event the segment says it does (its TTL may have been raised)."""
+    return (
+        stored.get("state") == COMMITTED and {k: v for k, v in stored.items() if k not in OMITTED} == compact
+    )
 
 
 def _gap(start: int, new_events: list[Item]) -> bool:
