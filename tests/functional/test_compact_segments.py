@@ -226,3 +226,40 @@ def test_compact_segments_expire_with_the_job_and_are_extended_like_its_other_it
         assert report.expired >= len(segments)
         extended = stored(local, job_id, schema.SEGMENT_PREFIX)
         assert all(int(s[schema.TTL_ATTRIBUTE]) >= target for s in extended)
+
+
+def test_compact_trace_export_and_events_read_from_segments_equal_those_read_from_events() -> None:
+    with parked_job(Counter()) as (local, job_id):
+        local.signal(job_id, "go", {"extra": 2})
+        local.wait(job_id)
+        assert stored(local, job_id, schema.SEGMENT_PREFIX)
+        for runtime in local.runtimes:
+            runtime.services.jobs._forget(job_id)
+        compact = (local.trace(job_id), local.export(job_id), local.events(job_id))  # read cold
+        for runtime in local.runtimes:
+            runtime.services.jobs._forget(job_id)
+        for segment in stored(local, job_id, schema.SEGMENT_PREFIX):
+            local.dynamodb.delete_item(
+                TableName=local.stack.jobs_table, Key={"pk": {"S": job_id}, "sk": {"S": segment[schema.SK]}}
+            )
+        from_events = (local.trace(job_id), local.export(job_id), local.events(job_id))
+
+    assert compact == from_events
+
+
+def test_compact_cache_bound_from_settings_is_honoured_by_the_worker() -> None:
+    ran: Counter[int] = Counter()
+    # Room for one such job's log (~45 events of ~1.3 KB), not two: the second evicts the first.
+    with LocalRuntime(compact_app(ran), workers=1, overrides={"event_cache_bytes": 90_000}) as local:
+        jobs = local.runtimes[0].services.jobs
+        first = local.start("steps_then_wait", STEPS)
+        local.run_until_idle()
+        assert first in jobs._cache
+        second = local.start("steps_then_wait", STEPS)
+        local.run_until_idle()
+
+        assert jobs._cache.bytes <= 90_000
+        assert second in jobs._cache and first not in jobs._cache
+        reads = Reads(local)
+        assert jobs.load(first) is not None
+        assert reads.items[0] == 16, "the evicted job is read cold: the probe from seq 0"
