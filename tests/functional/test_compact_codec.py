@@ -77,6 +77,8 @@ def test_compact_codec_keeps_int_float_and_bool_apart() -> None:
 
     assert [type(i["v"]) for i in decoded] == [int, float, bool, int, float]
     assert [i["v"] for i in decoded] == [1, 1.0, True, 2**70, -0.5]
+    ints_and_a_bool = [{**slot(s), "v": v} for s, v in enumerate([1, True, 2])]  # a delta column?
+    assert [type(i["v"]) for i in decode(JOB, encode(ints_and_a_bool))] == [int, bool, int]
 
 
 @pytest.mark.parametrize("odd", [b"bytes", float("nan"), {1: "int key"}, {"a", "set"}])

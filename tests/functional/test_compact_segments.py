@@ -49,7 +49,7 @@ def parked_job(ran: Counter[int]) -> Iterator[tuple[LocalRuntime, str]]:
         for runtime in local.runtimes:
             runtime.services.jobs.segment_events = RUN
         job_id = local.start("steps_then_wait", STEPS)
-        local.run_until_idle()
+        local.run_until_idle(timeout=600)
         assert local.get(job_id).status is JobStatus.WAITING
         yield local, job_id
 
@@ -127,7 +127,7 @@ def test_compact_cold_worker_on_a_long_log_reads_segments_then_the_tail_and_repl
         for runtime in local.runtimes:
             runtime.services.jobs._forget(job_id)
         local.signal(job_id, "go", {"extra": 7})
-        view = local.wait(job_id)
+        view = local.wait(job_id, timeout=600)
         report = local.replay(job_id)
         trace = local.trace(job_id)
 
@@ -200,7 +200,7 @@ def test_compact_crash_between_commit_and_segment_write_loses_nothing() -> None:
 
             jobs.segments.write = crash_once  # type: ignore[method-assign]
         job_id = local.start("steps_then_wait", STEPS)
-        local.run_until_idle()
+        local.run_until_idle(timeout=600)
         assert crashed == [10]
         firsts = [s["first"] for s in stored(local, job_id, schema.SEGMENT_PREFIX)]
         assert 10 not in firsts
@@ -208,7 +208,7 @@ def test_compact_crash_between_commit_and_segment_write_loses_nothing() -> None:
         assert without_ttl(snapshot.events) == events_as_stored(local, job_id)
         assert 10 in [s["first"] for s in stored(local, job_id, schema.SEGMENT_PREFIX)]
         local.signal(job_id, "go", {"extra": 1})
-        view = local.wait(job_id)
+        view = local.wait(job_id, timeout=600)
 
     assert view.status is JobStatus.COMPLETED
     assert ran == Counter(range(STEPS + 1)), "every step ran once, the crash notwithstanding"
@@ -231,7 +231,7 @@ def test_compact_segments_expire_with_the_job_and_are_extended_like_its_other_it
 def test_compact_trace_export_and_events_read_from_segments_equal_those_read_from_events() -> None:
     with parked_job(Counter()) as (local, job_id):
         local.signal(job_id, "go", {"extra": 2})
-        local.wait(job_id)
+        local.wait(job_id, timeout=600)
         assert stored(local, job_id, schema.SEGMENT_PREFIX)
         for runtime in local.runtimes:
             runtime.services.jobs._forget(job_id)
@@ -253,10 +253,10 @@ def test_compact_cache_bound_from_settings_is_honoured_by_the_worker() -> None:
     with LocalRuntime(compact_app(ran), workers=1, overrides={"event_cache_bytes": 90_000}) as local:
         jobs = local.runtimes[0].services.jobs
         first = local.start("steps_then_wait", STEPS)
-        local.run_until_idle()
+        local.run_until_idle(timeout=600)
         assert first in jobs._cache
         second = local.start("steps_then_wait", STEPS)
-        local.run_until_idle()
+        local.run_until_idle(timeout=600)
 
         assert jobs._cache.bytes <= 90_000
         assert second in jobs._cache and first not in jobs._cache

@@ -9,6 +9,12 @@ a job created before that keeps its input inline on the job item, and ``input_of
 
 Every item the create writes carries the provisional TTL, and the job item its floor
 (``_store/retention.py``).
+
+``load`` reads what a worker does not know yet: after the committed events it keeps
+(``event_cache.py``), or — cold — a probe of the log's start, then its segments and the events
+after them (``segments.py``). Rejected: keeping the segment index on the job item (a write on the
+status-change path, and a bigger item on every tick's read) and always querying segments first
+(one more request on every cold tick of a short job, which most jobs are).
 """
 
 from __future__ import annotations
@@ -23,13 +29,14 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from aetheris import _log_context
-from aetheris._store import schema
+from aetheris._store import cold_read, schema
+from aetheris._store.cold_read import log_request
 from aetheris._store.conditions import Condition, absent, present
-from aetheris._store.dynamo import Item, Table, TransactionConflict, from_dynamo, to_dynamo
+from aetheris._store.dynamo import Item, Table, TransactionConflict
 from aetheris._store.event_cache import DEFAULT_MAX_BYTES as DEFAULT_CACHE_BYTES
 from aetheris._store.event_cache import EventCache
 from aetheris._store.lifetime import Lifetime
-from aetheris._store.segments import OMITTED, SEGMENT_EVENTS, SegmentStore
+from aetheris._store.segments import SEGMENT_EVENTS, SegmentStore
 from aetheris._tenancy import DEFAULT_TENANT, TENANT_ATTRIBUTE
 from aetheris.events import SCHEMA_VERSION, EventType, JobStatus, SlotState
 
@@ -38,9 +45,6 @@ COMMITTED = SlotState.COMMITTED
 QUEUED = SlotState.QUEUED
 # Inputs a worker keeps between ticks (they never change): enough for its jobs' inputs, bounded.
 _INPUT_CACHE_BYTES = 16 * 1024 * 1024
-# A cold load's first request: a log this short is read whole by it (one request, as before
-# segments); a longer one goes on from its segments, which replace these items (~6 KB read twice).
-_PROBE_ITEMS = 16
 _BACKFILL_PER_LOAD = 2  # missing segments a cold load writes, at most
 
 log = _log_context.logger("aetheris.store")
@@ -81,13 +85,14 @@ class JobStore:
         cache_jobs: int = 1000,
         lifetime: Lifetime | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        segment_events: int = SEGMENT_EVENTS,
     ) -> None:
         self.table = table
         self.cache_jobs = cache_jobs
         self.lifetime = lifetime or Lifetime()
         self._cache = EventCache(cache_bytes, cache_jobs)  # job id → its committed events
         self.segments = SegmentStore(table)
-        self.segment_events = SEGMENT_EVENTS  # a run this long gets its segment (tests make it short)
+        self.segment_events = segment_events  # a run this long gets its segment
         self._inputs: OrderedDict[tuple[str, str], str] = OrderedDict()  # (job id, created_at) → input
         self._input_bytes = 0
         self._lock = threading.Lock()
@@ -243,7 +248,7 @@ class JobStore:
         if not known:
             return self._load_cold(job_id)
         start = int(known[-1]["seq"]) + 1
-        items = self.table.query(**_log_request(job_id, start))
+        items = self.table.query(**log_request(job_id, start))
         job = items[-1] if items and items[-1][schema.SK] == schema.JOB_SK else None
         if job is None:
             self._forget(job_id)
@@ -256,18 +261,12 @@ class JobStore:
         return _snapshot(job, known + new_events, items[:-1])
 
     def _load_cold(self, job_id: str) -> JobSnapshot | None:
-        """Probe the log's start; a short log is read whole in that one request. A longer one is
-        read as its segments (``segments.py``) and the events after them — those themselves when a
-        segment does not check out."""
-        request = _log_request(job_id, 0)
-        page = self.table.client.query(TableName=self.table.name, Limit=_PROBE_ITEMS, **request)
-        items = [i for i in map(from_dynamo, page.get("Items", [])) if i]
-        covered = 0
-        if page.get("LastEvaluatedKey"):
-            rest = self._rest(job_id, items, page["LastEvaluatedKey"])
-            if rest is None:
-                return self._load_cold(job_id)  # the job changed between the reads: read again
-            items, covered = rest
+        """Read the log as ``cold_read.py`` does; then keep it, and write the segments it lacks."""
+        read = cold_read.read(self.table, self.segments, job_id)
+        if read is None:
+            self._forget(job_id)
+            return self._load_cold(job_id)  # the job changed between the reads: read again
+        items, covered = read
         job = items[-1] if items and items[-1][schema.SK] == schema.JOB_SK else None
         if job is None:
             self._forget(job_id)
@@ -277,34 +276,6 @@ class JobStore:
             self._cache.extend(job_id, events, replace=True)
             self._backfill(job, events, covered)
         return _snapshot(job, events, items[:-1])
-
-    def _rest(self, job_id: str, probe: list[Item], resume: dict[str, Any]) -> tuple[list[Item], int] | None:
-        """The slots after the probe's, and the job item — from the segments' end if they reach
-        past the probe, else from where the probe stopped — with how many events the segments gave.
-        ``None``: the job is not the one the probe saw (recreated under its id)."""
-        if probe[-1][schema.SK] == schema.JOB_SK:
-            return probe, 0  # the probe read the whole log after all
-        first = probe[0] if probe[0].get("state") == COMMITTED else None
-        job_at = str(first["at"]) if first and int(first["seq"]) == 0 else None
-        chain = self.segments.read_chain(job_id, job_at) if job_at else []
-        compact = [e for segment in chain for e in segment.events]
-        if compact and int(compact[-1]["seq"]) > int(probe[-1]["seq"]):
-            # Read from the segments' last event on: it must equal the stored one.
-            tail = self.table.query(**_log_request(job_id, int(compact[-1]["seq"])))
-            if tail and _same_event(tail[0], compact[-1]) and tail[-1][schema.SK] == schema.JOB_SK:
-                items, covered = compact[:-1] + tail, len(compact)
-            else:
-                log.warning("the segments of job %s do not match its log: reading its events", job_id)
-                items = self.table.query(**_log_request(job_id, 0))
-                covered = _agreeing(compact, items)  # the backfill mends the segments from there
-        else:
-            items = probe + self.table.query(**{**_log_request(job_id, 0), "ExclusiveStartKey": resume})
-            covered = _agreeing(compact, items)
-        job = items[-1] if items and items[-1][schema.SK] == schema.JOB_SK else None
-        if job is not None and job_at is not None and job.get("created_at") != job_at:
-            self._forget(job_id)
-            return None
-        return items, covered
 
     def _backfill(self, job: Item, events: list[Item], covered: int) -> None:
         """Write the first few segments a cold read found missing after the ``covered`` events (a
@@ -355,16 +326,6 @@ class JobStore:
                 self._input_bytes -= len(self._inputs.pop(key))
 
 
-def _log_request(job_id: str, seq: int) -> dict[str, Any]:
-    return {
-        "KeyConditionExpression": "pk = :job AND sk BETWEEN :from AND :job_item",
-        "ExpressionAttributeValues": to_dynamo(
-            {":job": job_id, ":from": schema.event_sk(seq), ":job_item": schema.JOB_SK}
-        ),
-        "ConsistentRead": True,
-    }
-
-
 def _at(event: Item) -> datetime:
     return datetime.fromisoformat(str(event["at"]))
 
@@ -372,23 +333,6 @@ def _at(event: Item) -> datetime:
 def _snapshot(job: Item, events: list[Item], slots: list[Item]) -> JobSnapshot:
     open_claims = [s for s in slots if s.get("state") == CLAIMED]
     return JobSnapshot(job=job, events=events, claim=open_claims[-1] if open_claims else None)
-
-
-def _agreeing(compact: list[Item], stored: list[Item]) -> int:
-    """How many of the segments' events, from seq 0, the stored slots hold as they are."""
-    agreeing = 0
-    for ours, theirs in zip(compact, stored, strict=False):
-        if not _same_event(theirs, ours):
-            break
-        agreeing += 1
-    return agreeing
-
-
-def _same_event(stored: Item, compact: Item) -> bool:
-    """The stored slot holds the event the segment says it does (its TTL may have been raised)."""
-    return (
-        stored.get("state") == COMMITTED and {k: v for k, v in stored.items() if k not in OMITTED} == compact
-    )
 
 
 def _gap(start: int, new_events: list[Item]) -> bool:
