@@ -263,3 +263,30 @@ def test_compact_cache_bound_from_settings_is_honoured_by_the_worker() -> None:
         reads = Reads(local)
         assert jobs.load(first) is not None
         assert reads.items[0] == 16, "the evicted job is read cold: the probe from seq 0"
+
+
+def test_compact_chaos_checker_finds_a_segment_that_disagrees_with_the_log() -> None:
+    from aetheris_infra.chaos.check import _loaded, _segment_problems
+    from aetheris_infra.chaos.checked import CheckedJob
+
+    with parked_job(Counter()) as (local, job_id):
+        scanned = [
+            i
+            for i in table(local).query(
+                **{
+                    "KeyConditionExpression": "pk = :job",
+                    "ExpressionAttributeValues": {":job": {"S": job_id}},
+                    "ConsistentRead": True,
+                }
+            )
+        ]
+        events = events_as_stored(local, job_id)
+    job = _loaded(CheckedJob(None, job_id), {job_id: scanned})  # type: ignore[arg-type]
+    assert len(job.segments) == 8 and _segment_problems(job) == []
+
+    wrong = [dict(e) for e in events[10:15]]
+    wrong[2]["result"] = "666"
+    for segment in job.segments:
+        if segment["first"] == 10:
+            segment["data"] = encode(wrong)
+    assert _segment_problems(job) == [f"segment {schema.segment_sk(10)} disagrees with the log at seqs [12]"]
