@@ -97,14 +97,17 @@ def cold_load(local: LocalRuntime, job_id: str) -> tuple[JobSnapshot, list[int]]
     return snapshot, reads.items
 
 
-def put_segment(local: LocalRuntime, job_id: str, events: list[Item], job_at: str | None = None) -> None:
+def put_segment(
+    local: LocalRuntime, job_id: str, events: list[Item], job_at: str | None = None, claims: int | None = None
+) -> None:
+    """A segment of ``events``; ``claims``: the number of events its item says it holds."""
     table(local).put(
         {
             schema.PK: job_id,
             schema.SK: schema.segment_sk(int(events[0]["seq"])),
             "first": int(events[0]["seq"]),
-            "last": int(events[-1]["seq"]),
-            "count": len(events),
+            "last": int(events[0]["seq"]) + (claims or len(events)) - 1,
+            "count": claims or len(events),
             "job_at": job_at or str(events_as_stored(local, job_id)[0]["at"]),
             "data": encode(events),
         }
@@ -166,15 +169,17 @@ def test_compact_overlapping_and_twice_written_segments_change_nothing() -> None
 def test_compact_segment_that_does_not_check_out_is_not_used(damage: str) -> None:
     with parked_job(Counter()) as (local, job_id):
         events = events_as_stored(local, job_id)
+        wrong = [dict(e) for e in events[35:40]]
+        wrong[1]["result"] = wrong[-1]["result"] = "666"  # seqs 36 and 39 hold other outcomes
         if damage == "zombie_last":
-            # The last segment says seq 39 holds another outcome than the slot does.
-            wrong = [dict(e) for e in events[35:40]]
-            wrong[-1]["result"] = "666"
-            put_segment(local, job_id, wrong)
+            put_segment(local, job_id, wrong)  # caught by its last event, which the tail reads again
         elif damage == "truncated":
-            put_segment(local, job_id, events[35:39])  # claims 35..38 only: the chain stops before it
+            put_segment(local, job_id, events[35:39], claims=5)  # says 35..39, holds 35..38
         else:
-            put_segment(local, job_id, events[35:40], job_at="2025-01-01T00:00:00+00:00")
+            # An earlier job's under the same id: its last event happens to match, seq 36 does not.
+            earlier = [dict(e) for e in events[35:40]]
+            earlier[1]["result"] = "666"
+            put_segment(local, job_id, earlier, job_at="2025-01-01T00:00:00+00:00")
         snapshot, _ = cold_load(local, job_id)
         assert without_ttl(snapshot.events) == events
         assert [Event.from_item(e) for e in snapshot.events][-5:] == [Event.from_item(e) for e in events[-5:]]
