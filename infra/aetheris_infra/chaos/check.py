@@ -19,6 +19,8 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from aetheris import CRASH_POINTS, Event, EventType
+from aetheris._store.schema import SEGMENT_PREFIX, TTL_ATTRIBUTE
+from aetheris._store.segments import decode
 from aetheris_infra.chaos.check_effects import check_effects, check_signals
 from aetheris_infra.chaos.check_hygiene import check_hygiene
 from aetheris_infra.chaos.check_outcomes import check_outcome
@@ -110,7 +112,9 @@ def _loaded(job: CheckedJob, by_pk: dict[str, list[dict[str, Any]]]) -> CheckedJ
         elif sk == "EW#JOB":
             job.item = item
         else:
-            job.others.append(item)  # the input item
+            job.others.append(item)  # the input item, the log's segments
+            if sk.startswith(SEGMENT_PREFIX):
+                job.segments.append(item)
     return job
 
 
@@ -204,6 +208,32 @@ def _check_log(job: CheckedJob, report: ChaosReport) -> None:
             committed_steps[event.step_id] += 1
     problems += [f"operation {op} settled {n} times" for op, n in settled.items() if n > 1]
     problems += [f"step {s} committed {n} times" for s, n in committed_steps.items() if n > 1]
+    problems += _segment_problems(job)
     for problem in problems:
         report.log_violations += 1
         report.violate(f"{job.label()}: {problem}")
+
+
+def _segment_problems(job: CheckedJob) -> list[str]:
+    """Each log segment (derived data, written by whichever worker committed a run's last event,
+    zombies included) must hold exactly the committed slots it covers, as stored."""
+    stored = {
+        int(s["seq"]): {k: v for k, v in s.items() if k != TTL_ATTRIBUTE}
+        for s in job.slots
+        if s.get("state") == "COMMITTED"
+    }
+    problems = []
+    for segment in job.segments:
+        data = segment.get("data")
+        blob = getattr(data, "value", data)
+        if not isinstance(blob, bytes):
+            continue  # observations loaded from a file keep only a summary of binary values
+        try:
+            events = decode(job.job_id, blob)
+        except (ValueError, KeyError, TypeError) as bad:
+            problems.append(f"segment {segment['sk']} does not decode: {bad}")
+            continue
+        wrong = [int(e["seq"]) for e in events if stored.get(int(e["seq"])) != e]
+        if wrong:
+            problems.append(f"segment {segment['sk']} disagrees with the log at seqs {wrong[:5]}")
+    return problems

@@ -34,6 +34,7 @@ class CheckedJob:
     branch_slots: list[dict[str, Any]] = field(default_factory=list)  # its fan-outs' branch slots
     child: CheckedJob | None = None  # the child job it started (``ctx.child``), as the run left it
     others: list[dict[str, Any]] = field(default_factory=list)  # the job's other items (its input)
+    segments: list[dict[str, Any]] = field(default_factory=list)  # its log segments (also in others)
 
     @property
     def status(self) -> JobStatus | None:

@@ -191,7 +191,8 @@ def _update(
 
 
 def _put(n: int, ok: bool, request: Mapping[str, Any], t: float = 0.0) -> _Update:
-    item = from_dynamo(request["Item"]) or {}
+    # Binary attributes (a log segment's data) arrive base64-encoded on the wire; no check reads them.
+    item = from_dynamo({k: v for k, v in request["Item"].items() if "B" not in v}) or {}
     return _Update(n, ok, str(item["pk"]), str(item["sk"]), dict(item), {}, {}, {}, None, None, t)
 
 

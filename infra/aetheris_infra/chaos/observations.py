@@ -130,4 +130,7 @@ def _printable(value: Any, depth: int = 0) -> Any:
         return {str(k): _printable(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_printable(v, depth + 1) for v in value]
+    binary = getattr(value, "value", value)  # boto3's Binary (a log segment's data): its str is bytes
+    if isinstance(binary, bytes | bytearray):
+        return f"<{len(binary)} bytes>"
     return str(value)

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     # The API's public base URL, for the approval links of callbacks (``Callback.url``).
     public_url: str = ""
 
+    # The committed events a worker keeps between ticks, in approximate bytes of memory (least
+    # recently used job first out; see _store/event_cache.py). 0 keeps none: every tick reads cold.
+    event_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    # Every run of this many committed events gets a compact copy for cold reads (_store/segments.py).
+    log_segment_events: int = Field(default=100, ge=2, le=1000)
     lease: timedelta = Field(default=timedelta(seconds=60), validation_alias="AETHERIS_LEASE_SECONDS")
     # A tool call is only started while at least this much lease is left; less, and the lease is
     # renewed first (a zombie learns it lost the job before it touches the outside world).

@@ -139,7 +139,12 @@ class Runtime:
         ids = ids or IdSource()
         lifetime = Lifetime.of(settings)
         self.services = Services(
-            jobs=JobStore(table, lifetime=lifetime),
+            jobs=JobStore(
+                table,
+                lifetime=lifetime,
+                cache_bytes=settings.event_cache_bytes,
+                segment_events=settings.log_segment_events,
+            ),
             log=EventLog(table, lifetime),
             ledger=EffectLedger(table, lifetime),
             queue=StepQueue(sqs, settings.step_queue_url),

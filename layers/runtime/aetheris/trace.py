@@ -97,14 +97,15 @@ def load_trace(
     operation: str | None = None,
     effect: str | None = None,
 ) -> Trace | None:
-    """The trace of job ``job_id`` as stored now (None if there is no such job): one consistent
-    Query for the job, its whole log and the open claim, then its ledger.
+    """The trace of job ``job_id`` as stored now (None if there is no such job): the job, its whole
+    log and the open claim as a cold load reads them (the log's segments, then the events after
+    them, in consistent Queries), then its ledger.
 
     The log is read past the runtime's cache of committed events: the cache holds events as their
-    worker wrote them, while the stored slot items also say when each claim was made and how many
-    claims were given back, which the attempts need."""
+    worker wrote them, while the stored slot items (and the segments, copied from them) also say
+    when each claim was made and how many claims were given back, which the attempts need."""
     services = runtime.services
-    snapshot = JobStore(services.jobs.table).load(job_id)
+    snapshot = JobStore(services.jobs.table, segment_events=services.jobs.segment_events).load(job_id)
     if snapshot is None:
         return None
     resolve = services.payloads.resolve

@@ -9,6 +9,12 @@ a job created before that keeps its input inline on the job item, and ``input_of
 
 Every item the create writes carries the provisional TTL, and the job item its floor
 (``_store/retention.py``).
+
+``load`` reads what a worker does not know yet: after the committed events it keeps
+(``event_cache.py``), or — cold — a probe of the log's start, then its segments and the events
+after them (``segments.py``). Rejected: keeping the segment index on the job item (a write on the
+status-change path, and a bigger item on every tick's read) and always querying segments first
+(one more request on every cold tick of a short job, which most jobs are).
 """
 
 from __future__ import annotations
@@ -20,10 +26,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from aetheris._store import schema
+from botocore.exceptions import BotoCoreError, ClientError
+
+from aetheris import _log_context
+from aetheris._store import cold_read, schema
+from aetheris._store.cold_read import log_request
 from aetheris._store.conditions import Condition, absent, present
-from aetheris._store.dynamo import Item, Table, TransactionConflict, to_dynamo
+from aetheris._store.dynamo import Item, Table, TransactionConflict
+from aetheris._store.event_cache import DEFAULT_MAX_BYTES as DEFAULT_CACHE_BYTES
+from aetheris._store.event_cache import EventCache
 from aetheris._store.lifetime import Lifetime
+from aetheris._store.segments import SEGMENT_EVENTS, SegmentStore
 from aetheris._tenancy import DEFAULT_TENANT, TENANT_ATTRIBUTE
 from aetheris.events import SCHEMA_VERSION, EventType, JobStatus, SlotState
 
@@ -32,6 +45,9 @@ COMMITTED = SlotState.COMMITTED
 QUEUED = SlotState.QUEUED
 # Inputs a worker keeps between ticks (they never change): enough for its jobs' inputs, bounded.
 _INPUT_CACHE_BYTES = 16 * 1024 * 1024
+_BACKFILL_PER_LOAD = 2  # missing segments a cold load writes, at most
+
+log = _log_context.logger("aetheris.store")
 
 
 @dataclass
@@ -63,11 +79,20 @@ def status_attributes(job_id: str, status: JobStatus, at: datetime) -> dict[str,
 
 
 class JobStore:
-    def __init__(self, table: Table, cache_jobs: int = 1000, lifetime: Lifetime | None = None) -> None:
+    def __init__(
+        self,
+        table: Table,
+        cache_jobs: int = 1000,
+        lifetime: Lifetime | None = None,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        segment_events: int = SEGMENT_EVENTS,
+    ) -> None:
         self.table = table
         self.cache_jobs = cache_jobs
         self.lifetime = lifetime or Lifetime()
-        self._known: OrderedDict[str, list[Item]] = OrderedDict()  # job id → its committed events
+        self._cache = EventCache(cache_bytes, cache_jobs)  # job id → its committed events
+        self.segments = SegmentStore(table)
+        self.segment_events = segment_events  # a run this long gets its segment
         self._inputs: OrderedDict[tuple[str, str], str] = OrderedDict()  # (job id, created_at) → input
         self._input_bytes = 0
         self._lock = threading.Lock()
@@ -213,55 +238,101 @@ class JobStore:
         return text
 
     def load(self, job_id: str) -> JobSnapshot | None:
-        """One consistent Query for the job item and the log after what this runtime already knows.
+        """The job item and its log as of one consistent Query for what this runtime does not know.
 
-        Committed events never change, so they are cached per job (bounded, least recently used
-        first out); open claims and the job item are always read fresh.
+        Committed events never change, so they are cached per job (bounded in bytes, least
+        recently used first out, ``event_cache.py``); open claims and the job item are always read
+        fresh. A job not in the cache is read cold: its segments, then the events after them.
         """
-        with self._lock:
-            known = list(self._known.get(job_id, ()))
-        start = int(known[-1]["seq"]) + 1 if known else 0
-        items = self.table.query(
-            KeyConditionExpression="pk = :job AND sk BETWEEN :from AND :job_item",
-            ExpressionAttributeValues=to_dynamo(
-                {":job": job_id, ":from": schema.event_sk(start), ":job_item": schema.JOB_SK}
-            ),
-            ConsistentRead=True,
-        )
+        known = self._cache.get(job_id)
+        if not known:
+            return self._load_cold(job_id)
+        start = int(known[-1]["seq"]) + 1
+        items = self.table.query(**log_request(job_id, start))
         job = items[-1] if items and items[-1][schema.SK] == schema.JOB_SK else None
         if job is None:
             self._forget(job_id)
             return None
-        slots = items[:-1]
-        new_events = [s for s in slots if s.get("state") == COMMITTED]
-        if known and (known[0].get("at") != job.get("created_at") or _gap(start, new_events)):
+        new_events = [s for s in items[:-1] if s.get("state") == COMMITTED]
+        if known[0].get("at") != job.get("created_at") or _gap(start, new_events):
             self._forget(job_id)  # a different job under the same id, or a cache we cannot trust
-            return self.load(job_id)
-        events = known + new_events
-        self._remember(job_id, events)
-        open_claims = [s for s in slots if s.get("state") == CLAIMED]
-        return JobSnapshot(job=job, events=events, claim=open_claims[-1] if open_claims else None)
+            return self._load_cold(job_id)
+        self._cache.extend(job_id, new_events)
+        return _snapshot(job, known + new_events, items[:-1])
+
+    def _load_cold(self, job_id: str) -> JobSnapshot | None:
+        """Read the log as ``cold_read.py`` does; then keep it, and write the segments it lacks."""
+        read = cold_read.read(self.table, self.segments, job_id)
+        if read is None:
+            self._forget(job_id)
+            return self._load_cold(job_id)  # the job changed between the reads: read again
+        items, covered = read
+        job = items[-1] if items and items[-1][schema.SK] == schema.JOB_SK else None
+        if job is None:
+            self._forget(job_id)
+            return None
+        events = [s for s in items[:-1] if s.get("state") == COMMITTED]
+        if events and events[0].get("at") == job.get("created_at"):
+            self._cache.extend(job_id, events, replace=True)
+            self._backfill(job, events, covered)
+        return _snapshot(job, events, items[:-1])
+
+    def _backfill(self, job: Item, events: list[Item], covered: int) -> None:
+        """Write the first few segments a cold read found missing after the ``covered`` events (a
+        crash between a commit and its segment's write, a worker that did not cache the job, a
+        log from before segments): amortised, never more than a few per read."""
+        first = covered // self.segment_events * self.segment_events
+        # Not below the job's floor (_store/retention.py): a segment lives as long as the events.
+        ttl = max(self.lifetime.provisional(_at(events[-1])), int(job.get(schema.TTL_FLOOR, 0)))
+        for _ in range(_BACKFILL_PER_LOAD):
+            if first + self.segment_events > len(events) or int(events[first]["seq"]) != first:
+                return
+            self._write_segment(events[first : first + self.segment_events], events[0], ttl)
+            first += self.segment_events
 
     def note_commit(self, job_id: str, event: Item) -> None:
-        """Our own commit extends what we know, if it directly follows it."""
-        with self._lock:
-            known = self._known.get(job_id)
-            if known and int(known[-1]["seq"]) + 1 == int(event["seq"]):
-                known.append(event)
+        """Our own commit extends what we know, if it directly follows it; at the end of a run of
+        ``segment_events`` events, their segment is written (best-effort).
 
-    def _remember(self, job_id: str, events: list[Item]) -> None:
-        with self._lock:
-            self._known[job_id] = events
-            self._known.move_to_end(job_id)
-            while len(self._known) > self.cache_jobs:
-                self._known.popitem(last=False)
+        The run is read back as stored rather than taken from the cache: the slot items carry
+        what the commit did not write (the claim's ``claimed_at``, released claims), which the
+        trace reads. That read costs about as much as the segment's write (see the bench).
+        """
+        size = self.segment_events
+        seq = int(event["seq"])
+        created = self._cache.first(job_id) if self._cache.append(job_id, event) else None
+        if created is None or (seq + 1) % size:
+            return
+        try:
+            run = self.segments.stored_run(job_id, seq + 1 - size, seq)
+        except (BotoCoreError, ClientError) as failed:
+            log.warning("could not read events %s..%s for their segment: %s", seq + 1 - size, seq, failed)
+            return
+        if run is not None:
+            self._write_segment(run, created, self.lifetime.provisional(_at(event)))
+
+    def _write_segment(self, run: list[Item], created: Item, ttl: int) -> None:
+        try:
+            self.segments.write(str(created["at"]), run, ttl)
+        except (BotoCoreError, ClientError) as failed:
+            # Derived data: the committed events are the log, and a cold read falls back on them.
+            log.warning("could not write the segment of events %s..: %s", run[0]["seq"], failed)
 
     def _forget(self, job_id: str) -> None:
         """Drop what this runtime knows of the job: its events and its input."""
+        self._cache.forget(job_id)
         with self._lock:
-            self._known.pop(job_id, None)
             for key in [k for k in self._inputs if k[0] == job_id]:
                 self._input_bytes -= len(self._inputs.pop(key))
+
+
+def _at(event: Item) -> datetime:
+    return datetime.fromisoformat(str(event["at"]))
+
+
+def _snapshot(job: Item, events: list[Item], slots: list[Item]) -> JobSnapshot:
+    open_claims = [s for s in slots if s.get("state") == CLAIMED]
+    return JobSnapshot(job=job, events=events, claim=open_claims[-1] if open_claims else None)
 
 
 def _gap(start: int, new_events: list[Item]) -> bool:

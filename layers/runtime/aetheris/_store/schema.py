@@ -6,11 +6,14 @@
     pk = job_id, sk = "EU#<op>#<branch>#<n>" fan-out branch slot n (its attempts; see _store/branches.py)
     pk = job_id, sk = "EU#<op>#JOIN"       the fan-out's join marker
     pk = job_id, sk = "IN#JOB"            the job's input: written once, at the start, beside the job item
+    pk = job_id, sk = "ES#0000000100"     a log segment: events 100.. compacted for cold reads (segments.py)
     pk = "IK#<sha256>", sk = "IK"          an idempotency key's generation record (_store/idempotency.py)
 
 The job item sorts right after the events and before the ledger, so one Query
 ``sk BETWEEN "EV#<n>" AND "EW#JOB"`` reads the log from slot n *and* the job item: a worker that
 already knows the log up to n - 1 reads only what is new (committed events never change).
+Segments sort before the branch items and the log, outside that range: only a cold load reads them
+(``begins_with ES#``), then the events after the last one.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ EFFECT_PREFIX = "FX#"
 # Before the log: the job's load (``EV#n`` .. ``EW#JOB``) never reads branch items.
 BRANCH_PREFIX = "EU#"
 INPUT_SK = "IN#JOB"
+SEGMENT_PREFIX = "ES#"
 RECORD_SK = "IK"
 
 STATUS_INDEX = "by-status"
@@ -41,6 +45,10 @@ SEQ_DIGITS = 10
 
 def event_sk(seq: int) -> str:
     return f"{EVENT_PREFIX}{seq:0{SEQ_DIGITS}d}"
+
+
+def segment_sk(first_seq: int) -> str:
+    return f"{SEGMENT_PREFIX}{first_seq:0{SEQ_DIGITS}d}"
 
 
 def effect_sk(step_id: str, name: str, index: int) -> str:
