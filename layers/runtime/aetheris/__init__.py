@@ -19,6 +19,7 @@ from aetheris.config import Settings
 from aetheris.errors import (
     AetherisError,
     ChildJobFailed,
+    ContinueAsNewError,
     CompensationFailed,
     EffectMismatch,
     EffectOutcomeUnknown,
@@ -66,6 +67,7 @@ __all__ = [
     "Callback",
     "CallbackFailed",
     "ChildJobFailed",
+    "ContinueAsNewError",
     "CompensationFailed",
     "Completion",
     "CompletionReason",

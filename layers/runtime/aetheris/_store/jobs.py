@@ -32,6 +32,8 @@ COMMITTED = SlotState.COMMITTED
 QUEUED = SlotState.QUEUED
 # Inputs a worker keeps between ticks (they never change): enough for its jobs' inputs, bounded.
 _INPUT_CACHE_BYTES = 16 * 1024 * 1024
+# Slots a cold load reads newest first with the job item, in its first request (see ``_cold``).
+_COLD_PAGE = 100
 
 
 @dataclass
@@ -216,31 +218,75 @@ class JobStore:
         """One consistent Query for the job item and the log after what this runtime already knows.
 
         Committed events never change, so they are cached per job (bounded, least recently used
-        first out); open claims and the job item are always read fresh.
+        first out); open claims and the job item are always read fresh. Only the job's current run
+        is read and kept (from the job item's ``run_start_seq``: ``ctx.continue_as_new``).
         """
         with self._lock:
             known = list(self._known.get(job_id, ()))
         start = int(known[-1]["seq"]) + 1 if known else 0
-        items = self.table.query(
-            KeyConditionExpression="pk = :job AND sk BETWEEN :from AND :job_item",
-            ExpressionAttributeValues=to_dynamo(
-                {":job": job_id, ":from": schema.event_sk(start), ":job_item": schema.JOB_SK}
-            ),
-            ConsistentRead=True,
-        )
+        items = self._since(job_id, start) if known else self._cold(job_id)
         job = items[-1] if items and items[-1][schema.SK] == schema.JOB_SK else None
         if job is None:
             self._forget(job_id)
             return None
-        slots = items[:-1]
+        run_start = int(job.get("run_start_seq", 0))
+        slots = [s for s in items[:-1] if _seq(s) >= run_start]
         new_events = [s for s in slots if s.get("state") == COMMITTED]
-        if known and (known[0].get("at") != job.get("created_at") or _gap(start, new_events)):
+        known = [e for e in known if int(e["seq"]) >= run_start]  # an earlier run is never read again
+        if known and (not _same_job(known[0], job, run_start) or _gap(start, new_events)):
             self._forget(job_id)  # a different job under the same id, or a cache we cannot trust
             return self.load(job_id)
         events = known + new_events
         self._remember(job_id, events)
         open_claims = [s for s in slots if s.get("state") == CLAIMED]
         return JobSnapshot(job=job, events=events, claim=open_claims[-1] if open_claims else None)
+
+    def _since(self, job_id: str, start: int) -> list[Item]:
+        """The slots from ``start`` and the job item, in key order (the job item last)."""
+        return self.table.query(
+            KeyConditionExpression="pk = :job AND sk BETWEEN :from AND :job_item",
+            ExpressionAttributeValues=to_dynamo(
+                {":job": job_id, ":from": schema.event_sk(start), ":job_item": schema.JOB_SK}
+            ),
+            ConsistentRead=True,
+        )
+
+    def _cold(self, job_id: str) -> list[Item]:
+        """A cold load: the current run's slots and the job item, never an earlier run's.
+
+        The job item (which says where the run starts) sorts after the slots, so the first page is
+        read newest first: the job item and the last ``_COLD_PAGE`` slots — for most jobs the whole
+        log in one request, as before. Only a run longer than that needs a second Query, from the
+        run's start up to the first page's oldest slot.
+        """
+        page, more = self.table.query_page(
+            KeyConditionExpression="pk = :job AND sk BETWEEN :from AND :job_item",
+            ExpressionAttributeValues=to_dynamo(
+                {":job": job_id, ":from": schema.event_sk(0), ":job_item": schema.JOB_SK}
+            ),
+            ConsistentRead=True,
+            ScanIndexForward=False,
+            Limit=_COLD_PAGE,
+        )
+        page.reverse()
+        if not page or page[-1][schema.SK] != schema.JOB_SK or not more:
+            return page
+        run_start, oldest = int(page[-1].get("run_start_seq", 0)), _seq(page[0])
+        if oldest <= run_start:
+            return page
+        # Committed events never change: reading the older ones apart loses no consistency.
+        older = self.table.query(
+            KeyConditionExpression="pk = :job AND sk BETWEEN :from AND :to",
+            ExpressionAttributeValues=to_dynamo(
+                {
+                    ":job": job_id,
+                    ":from": schema.event_sk(run_start),
+                    ":to": schema.event_sk(oldest - 1),
+                }
+            ),
+            ConsistentRead=True,
+        )
+        return older + page
 
     def note_commit(self, job_id: str, event: Item) -> None:
         """Our own commit extends what we know, if it directly follows it."""
@@ -262,6 +308,17 @@ class JobStore:
             self._known.pop(job_id, None)
             for key in [k for k in self._inputs if k[0] == job_id]:
                 self._input_bytes -= len(self._inputs.pop(key))
+
+
+def _seq(slot: Item) -> int:
+    return int(str(slot[schema.SK])[len(schema.EVENT_PREFIX) :])
+
+
+def _same_job(first: Item, job: Item, run_start: int) -> bool:
+    """Is the first cached event this job's (not one of an older job under the same id)?"""
+    if run_start:
+        return int(first["seq"]) == run_start and first.get("type") == EventType.CONTINUED_AS_NEW.value
+    return first.get("at") == job.get("created_at")
 
 
 def _gap(start: int, new_events: list[Item]) -> bool:
