@@ -68,6 +68,7 @@ class ContinueOp(Operation[Any]):
                 "version": inv.snapshot.job.get("version"),
             },
             event_extra={"input": text},
-            job_extra={"run": run, "run_start_seq": inv.lease.seq},
+            # Where the run's log and positions start (the load; retention lets what is before expire).
+            job_extra={"run": run, "run_start_seq": inv.lease.seq, "run_op_base": self.record.index + 1},
         )
         inv.suspend(ComeBack.after_commit(event, inv.clock.now()))
