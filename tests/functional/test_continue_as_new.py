@@ -290,7 +290,12 @@ def test_a_cancel_while_the_continue_commits_or_after_it_ends_the_job() -> None:
 
         def cancel_at_the_continue(point: Any) -> None:
             # The cancel lands between the continue's claim and its commit.
-            if point == "before_commit" and job_id and calls["run-2"] == 1 and not local.get(job_id[0]).cancel_requested_at:
+            if (
+                point == "before_commit"
+                and job_id
+                and calls["run-2"] == 1
+                and not local.get(job_id[0]).cancel_requested_at
+            ):
                 local.runtimes[0].cancel(job_id[0])
             reach(point)
 
@@ -320,7 +325,7 @@ def test_a_state_the_input_model_rejects_fails_the_job_with_a_clear_error() -> N
         view = local.wait(local.start("strict", Strict(count=0)))
         events = local.events(view.job_id)
     assert view.status is JobStatus.FAILED and view.run == 1
-    assert view.error is not None and view.error.type.endswith("ContinueAsNewError")
+    assert view.error is not None and view.error.type.endswith(ContinueAsNewError.__name__)
     assert "cannot be the job's next input" in view.error.message and "count" in view.error.message
     assert ticks == Counter({"step": 1}), "failed once, not in a crash loop"
     assert not any(e.type is EventType.CONTINUED_AS_NEW for e in events)

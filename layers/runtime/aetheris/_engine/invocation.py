@@ -149,7 +149,9 @@ class Invocation:
         """Run what ends the invocation: every path ends in the ``Suspend`` that carries its result."""
         if not self._counted:
             self._counted = True  # operations answered from the log this tick, counted once
-            self.services.telemetry.effect_replayed(min(self.replay.position - self.history.base, len(self.history.ops)))
+            self.services.telemetry.effect_replayed(
+                min(self.replay.position - self.history.base, len(self.history.ops))
+            )
         try:
             conclude(*args)
         except Suspend as suspended:

@@ -129,8 +129,9 @@ class JobDetail(JobSummary):
     )
     budget: Budget | None = Field(default=None, description="the budget this job was started with, if any")
     run: int = Field(
-        default=1, description="the job's run: 1, then one more at each ctx.continue_as_new (the log "
-        "and trace shown are the current run's)"
+        default=1,
+        description="the job's run: 1, then one more at each ctx.continue_as_new (the log "
+        "and trace shown are the current run's)",
     )
     truncated: list[str] = Field(
         default_factory=list,

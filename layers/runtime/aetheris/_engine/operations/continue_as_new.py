@@ -53,7 +53,7 @@ class ContinueOp(Operation[Any]):
             # fails here, in the run that made it, never in a crash loop of the next run.
             state = inv.definition.input.validate_python(self.state)
             text = inv.recorder.value(state, inv.definition.input, "continue_as_new state")
-        except Exception as bad:  # noqa: BLE001 - a state that cannot be the next input is the job's error
+        except Exception as bad:
             raise ContinueAsNewError(inv.job_id, f"the state cannot be the job's next input: {bad}") from bad
         run = int(inv.snapshot.job.get("run", 1)) + 1
         consumed = sorted(inv.history.consumed_signals())
