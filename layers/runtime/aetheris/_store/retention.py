@@ -165,7 +165,7 @@ def _earlier_run(sk: str, job: Item) -> bool:
         if sk.startswith(schema.EVENT_PREFIX):  # EV#<seq>
             return int(sk[len(schema.EVENT_PREFIX) :]) < run_start
         if sk.startswith(schema.EFFECT_PREFIX):  # FX#<position>-<step name>#<tool>#<n>
-            return int(sk[len(schema.EFFECT_PREFIX) :].split("-", 1)[0]) < op_base
+            return (schema.effect_position(sk) or 0) < op_base
         if sk.startswith(schema.BRANCH_PREFIX):  # EU#<position>#...
             return int(sk[len(schema.BRANCH_PREFIX) :].split("#", 1)[0]) < op_base
     return False
