@@ -274,38 +274,44 @@ def test_a_cancel_before_the_continue_ends_the_job_in_its_run() -> None:
     assert view.run == 1 and calls == Counter({"run-1": 1})
 
 
-def test_a_cancel_while_the_continue_commits_or_after_it_ends_the_job() -> None:
+def test_a_cancel_written_while_the_continue_commits_ends_the_job_at_the_next_runs_start() -> None:
     calls: Counter[str] = Counter()
     app = App("cancel-during")
+    local = LocalRuntime(app)
 
     @app.job("loop")
     def loop(ctx: JobContext, n: int) -> int:
         ctx.step(lambda sctx: calls.update([f"run-{n}"]))
+        if n == 2 and not ctx.is_replaying:
+            # The continue's tick has loaded the job (no cancel asked); the cancel lands before
+            # its commit, which goes through: the next run stops at its first operation.
+            local.runtimes[0].cancel(ctx.job_id)
         ctx.continue_as_new(n + 1)
 
-    with LocalRuntime(app) as local:
-        faults = local.faults
-        reach = faults.reach
-        job_id: list[str] = []
+    with local:
+        view = local.wait(local.start("loop", 1))
+        events = local.events(view.job_id)
+    assert view.status is JobStatus.CANCELLED and view.run == 3
+    assert calls == Counter({"run-1": 1, "run-2": 1}), "run 3's step never ran"
+    assert [e.type for e in events] == [
+        EventType.CONTINUED_AS_NEW,
+        EventType.CANCEL_REQUESTED,
+        EventType.JOB_CANCELLED,
+    ]
 
-        def cancel_at_the_continue(point: Any) -> None:
-            # The cancel lands between the continue's claim and its commit.
-            if (
-                point == "before_commit"
-                and job_id
-                and calls["run-2"] == 1
-                and not local.get(job_id[0]).cancel_requested_at
-            ):
-                local.runtimes[0].cancel(job_id[0])
-            reach(point)
 
-        faults.reach = cancel_at_the_continue  # type: ignore[method-assign]
-        job_id.append(local.start("loop", 1))
-        view = local.wait(job_id[0])
-    assert view.status is JobStatus.CANCELLED
-    # Run 2 committed its step; its continue (or run 3's first operation) took the cancel instead.
-    assert calls["run-1"] == 1 and calls["run-2"] == 1 and calls["run-3"] == 0
-    assert view.run in (2, 3)
+def test_a_cancel_after_the_continue_ends_the_parked_next_run() -> None:
+    calls: Counter[str] = Counter()
+    with LocalRuntime(signal_app(calls)) as local:
+        job = local.start("listener", [])
+        local.signal(job, "go", "first")
+        local.run_until_idle()
+        parked = local.get(job)
+        local.cancel(job)
+        view = local.wait(job)
+    assert parked.status is JobStatus.WAITING and parked.run == 2
+    assert view.status is JobStatus.CANCELLED and view.run == 2
+    assert calls == Counter({"note-first": 1})
 
 
 class Strict(BaseModel):

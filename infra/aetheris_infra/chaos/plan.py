@@ -177,6 +177,8 @@ def _off_the_path(
         changes["branches"] = rng.choice((2, 3, 4))
     changes["child"] = draw(w.child_jobs)
     changes["link"] = draw(w.callbacks)
+    if draw(w.continued_runs):
+        changes["runs"] = rng.choice((2, 3))
     return order.model_copy(update=changes), cancel, input_probe, memo_probe
 
 
