@@ -169,6 +169,32 @@ def test_a_cold_load_reads_the_current_run_and_at_most_one_page_of_the_earlier_o
     assert len(earlier) <= 2 * max(0, cold_page - 1 - 6), sorted(read)
 
 
+def test_the_trace_and_status_show_the_current_run_only() -> None:
+    app = App("traced")
+
+    def call(sctx: StepContext, run: int) -> str:
+        return sctx.tool("lookup", lambda: f"found-{run}")
+
+    @app.job("traced")
+    def traced(ctx: JobContext, run: int) -> int:
+        ctx.step(call, run)
+        if run < 2:
+            ctx.continue_as_new(run + 1)
+        return run
+
+    with LocalRuntime(app) as local:
+        job = local.wait(local.start("traced", 1)).job_id
+        trace = local.trace(job)
+        from aetheris.handlers.api_models import JobDetail
+
+        detail = JobDetail.read(local.runtimes[0], job)
+    assert trace.run == 2 and detail.run == 2
+    kinds = [op.kind for op in trace.operations]
+    assert kinds == ["continue", "step", "end"], kinds
+    assert trace.unmatched_effects == [], "run 1's effects are not this run's"
+    assert [e.result for op in trace.operations for e in op.effects if e.kind == "tool"] == ["found-2"]
+
+
 def test_a_warm_worker_drops_the_earlier_run_from_its_cache() -> None:
     calls: Counter[str] = Counter()
     with LocalRuntime(counting_app(calls), workers=1) as local:
