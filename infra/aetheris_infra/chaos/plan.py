@@ -100,6 +100,7 @@ def plan_jobs(
     default = workload or Workload()
     rng = random.Random(f"jobs-{seed}")
     paths = random.Random(f"paths-{seed}")  # a stream of its own: the happy draws stay the same
+    runs = random.Random(f"runs-{seed}")  # and one for continued runs: the other draws stay the same
     plans = []
     for index in range(jobs):
         roll = rng.random()
@@ -112,6 +113,8 @@ def plan_jobs(
         )
         workload = Workload.focused(tuple(each[index % len(each)].split("+"))) if each else default
         order, cancel, input_probe, memo_probe = _off_the_path(order, workload, paths)
+        if runs.random() < workload.continued_runs:
+            order = order.model_copy(update={"runs": runs.choice((2, 3))})
         signals = []
         names = (*SIGNALS, MEMO) if order.memo else SIGNALS
         for name in names:
@@ -177,8 +180,6 @@ def _off_the_path(
         changes["branches"] = rng.choice((2, 3, 4))
     changes["child"] = draw(w.child_jobs)
     changes["link"] = draw(w.callbacks)
-    if draw(w.continued_runs):
-        changes["runs"] = rng.choice((2, 3))
     return order.model_copy(update=changes), cancel, input_probe, memo_probe
 
 
