@@ -10,7 +10,6 @@ operation even if the job function caught it.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -62,7 +61,6 @@ _JOB_LOG = logging.getLogger("aetheris.job")
 class JobContext:
     def __init__(self, host: OperationHost) -> None:
         self._host = host
-        self._thread = threading.get_ident()  # the orchestration's: a step body runs on another
         # Replay-safe: a line is written once, when the code that logs it runs live, not on replay.
         self.logger = ReplaySafeLogger(_JOB_LOG, lambda: host.replay.is_replaying, job_id=host.job_id)
 
@@ -235,7 +233,7 @@ class JobContext:
         (like a ``return``, code after it does not run); a state the input model rejects raises
         ``ContinueAsNewError``, which fails the job unless caught.
         """
-        if threading.get_ident() != self._thread:
+        if guard.in_step_body():
             raise ContinueAsNewError(
                 self._host.job_id,
                 "called inside a step body: call it from the job function, after the step returns",
