@@ -95,6 +95,15 @@ def test_chaos_run_fans_out_starts_children_and_answers_callbacks(
     assert answered, f"no callback answered{explain(report)}"
 
 
+def test_chaos_run_continues_jobs_as_new(ci_run: tuple[Observations, ChaosReport]) -> None:
+    obs, report = ci_run
+    done = {str(i["pk"]): i for i in obs.items if i["sk"] == "EW#JOB" and i["status"] == "COMPLETED"}
+    continued = [p for p in obs.plans if p.order.runs and obs.job_ids.get(p.index) in done]
+    assert continued, f"no job that continues as new completed{explain(report)}"
+    for plan in continued:  # the checker held its counter and tool calls to the reference
+        assert int(done[obs.job_ids[plan.index]]["run"]) == plan.order.runs + 1
+
+
 def test_chaos_run_injects_every_kind_of_fault(ci_run: tuple[Observations, ChaosReport]) -> None:
     _, report = ci_run
 

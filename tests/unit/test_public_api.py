@@ -14,6 +14,7 @@ EXPECTED = {
     "ChildJobFailed",
     "Completion",
     "CompletionReason",
+    "ContinueAsNewError",
     "FanOutFailed",
     "Callback",
     "CallbackFailed",

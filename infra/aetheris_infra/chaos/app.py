@@ -57,6 +57,7 @@ TOOLS: dict[str, EffectSemantics] = {
     "quote.branch": ALO,  # one per branch of the ``quotes`` fan-out
     "child.work": ALO,  # the child job's one tool
     "mail.link": ALO,  # mails a callback's token (the driver answers it like a person clicking)
+    "run.tick": ALO,  # one per run of an order that continues as new before its work
 }
 LINK_ANSWER = {"clicked": True}  # what the driver answers every callback with
 CHILD_JOB_TYPE = "order_child"
@@ -90,6 +91,11 @@ class ChaosOrder(BaseModel):
     branches: int = 0  # a ``quotes`` fan-out of that many branches (at most 2 at a time); 0: none
     child: bool = False  # a child job (``order_child``) does part of the work
     link: bool = False  # a callback (``ctx.callback``) whose token is mailed and answered
+    # ``ctx.continue_as_new``: the order first runs ``runs`` short runs (one ``run.tick`` each),
+    # carrying ``run`` (a counter) and ``ticks`` (each run's tool result) as its state.
+    runs: int = 0
+    run: int = 0
+    ticks: list[str] = []
 
 
 class ChaosResult(BaseModel):
@@ -106,6 +112,8 @@ class ChaosResult(BaseModel):
     quotes: list[str] | None = None
     child: str | None = None
     link: Any = None
+    ticks: list[str] | None = None  # each earlier run's ``run.tick`` result, carried to the last run
+    runs: int | None = None  # the counter carried over the runs: how many came before the last
 
 
 class Rejected(NonRetryableError):
@@ -277,6 +285,11 @@ def mail_link(sctx: StepContext, token: str) -> str:
     return _tool(sctx, "mail.link", arg=token)
 
 
+def run_tick(sctx: StepContext, run: int) -> str:
+    """The one tool call of each short run before an order continues as new."""
+    return _tool(sctx, "run.tick", arg=str(run))
+
+
 def child_work(sctx: StepContext, n: int) -> str:
     return _tool(sctx, "child.work", arg=str(n))
 
@@ -298,6 +311,9 @@ def _audited(ctx: JobContext, order: ChaosOrder) -> str:
 
 @app.job(JOB_TYPE)
 def order_job(ctx: JobContext, order: ChaosOrder) -> ChaosResult:
+    if order.run < order.runs:  # a short run, then the same job goes on on a fresh log
+        tick = ctx.step(run_tick, order.run, retry=STEP_RETRY)
+        ctx.continue_as_new(order.model_copy(update={"run": order.run + 1, "ticks": [*order.ticks, tick]}))
     if order.saga_values:
         ctx.uuid()
     reserved = ctx.step(reserve, order, compensate=release, retry=STEP_RETRY)
@@ -342,4 +358,6 @@ def order_job(ctx: JobContext, order: ChaosOrder) -> ChaosResult:
         quotes=quotes,
         child=child,
         link=link,
+        ticks=order.ticks if order.runs else None,
+        runs=order.run if order.runs else None,
     )

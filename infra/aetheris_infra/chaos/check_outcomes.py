@@ -96,6 +96,9 @@ def _completed(job: CheckedJob, ev: Evidence, cancel_n: int | None) -> None:
         r.cancels_too_late += 1
     if any(e.type is EventType.COMPENSATION_COMMITTED for e in job.events):
         r.violate(f"{job.label()}: completed, yet a compensation ran")
+    runs = [e for e in job.events if e.type is EventType.CONTINUED_AS_NEW]
+    if len(runs) != job.plan.order.runs or int((job.item or {}).get("run", 1)) != len(runs) + 1:
+        return _wrong(job, ev, f"continued as new {len(runs)} times, run {(job.item or {}).get('run')}")
     actual = ev.obs.results.get(job.job_id, _stored_result(job))
     if job.plan.order.fanout and isinstance(actual, dict):
         _check_fanout(job, ev, actual.get("fanout") or {})
@@ -128,6 +131,8 @@ def expected_result(job: CheckedJob, ev: Evidence) -> dict[str, Any]:
         if order.branches
         else None,
         "child": job.child.recorded("child_work", "child.work") if order.child and job.child else None,
+        "ticks": job.recorded_each("run_tick", "run.tick") if order.runs else None,
+        "runs": order.runs or None,
         "link": LINK_ANSWER if order.link else None,
     }
 

@@ -62,6 +62,18 @@ class CheckedJob:
                 return item
         return None
 
+    def recorded_each(self, step: str, effect: str) -> list[Any]:
+        """What the first ``effect`` call of every step named ``step`` recorded, by position (a
+        step that ran once per run of a continued job)."""
+        found = []
+        for item in self.effects:
+            step_id, name, position = str(item["sk"])[len(EFFECT_PREFIX) :].rsplit("#", 2)
+            at, _, step_name = step_id.partition("-")
+            if step_name == step and name == effect and position == "0":
+                result = json.loads(item["result"]) if item.get("state") == "RECORDED" else None
+                found.append((int(at), result))
+        return [result for _, result in sorted(found)]
+
     def recorded(self, step: str, effect: str, index: int = 0) -> Any:
         entry = self.effect(step, effect, index)
         return json.loads(entry["result"]) if entry and entry.get("state") == "RECORDED" else None

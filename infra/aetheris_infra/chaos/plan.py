@@ -100,6 +100,7 @@ def plan_jobs(
     default = workload or Workload()
     rng = random.Random(f"jobs-{seed}")
     paths = random.Random(f"paths-{seed}")  # a stream of its own: the happy draws stay the same
+    runs = random.Random(f"runs-{seed}")  # and one for continued runs: the other draws stay the same
     plans = []
     for index in range(jobs):
         roll = rng.random()
@@ -112,6 +113,8 @@ def plan_jobs(
         )
         workload = Workload.focused(tuple(each[index % len(each)].split("+"))) if each else default
         order, cancel, input_probe, memo_probe = _off_the_path(order, workload, paths)
+        if runs.random() < workload.continued_runs:
+            order = order.model_copy(update={"runs": runs.choice((2, 3))})
         signals = []
         names = (*SIGNALS, MEMO) if order.memo else SIGNALS
         for name in names:

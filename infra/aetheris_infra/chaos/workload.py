@@ -27,6 +27,9 @@ is what ``tests/chaos`` runs (the elements today's engine passes), ``Workload.fu
 * ``child_jobs``: a child job (``ctx.child``) does one tool call; cancelling the order cancels it.
 * ``callbacks``: a scoped callback (``ctx.callback``) whose token a step mails (the external ledger
   line carries it); the driver answers it through the callback path, duplicates included.
+* ``continued_runs``: the order first continues as new 2-3 times (``ctx.continue_as_new``), each
+  short run calling one tool, carrying a counter and the tools' results; signals sent meanwhile
+  carry over to the run that waits for them.
 
 On the engine of commit bcac789 (before issue 11's redesign; every element passes on the redesigned
 engine, so ``ci()`` is now ``full()``), measured with
@@ -114,6 +117,7 @@ class Workload:
     branch_maps: float = 0.0
     child_jobs: float = 0.0
     callbacks: float = 0.0
+    continued_runs: float = 0.0
 
     @classmethod
     def happy(cls) -> Workload:
@@ -137,6 +141,7 @@ class Workload:
             branch_maps=0.4,
             child_jobs=0.3,
             callbacks=0.3,
+            continued_runs=0.3,
         )
 
     @classmethod
@@ -229,5 +234,6 @@ def walks(plan: Any) -> list[str]:
         "branch_maps": order.branches > 0,
         "child_jobs": order.child,
         "callbacks": order.link,
+        "continued_runs": order.runs > 0,
     }
     return names + [name for name, on in flags.items() if on]

@@ -92,6 +92,8 @@ def answer(runtime: Runtime, token: str, envelope: dict[str, Any]) -> tuple[Gran
 
 def _check_wait(history: History, grant: Grant) -> None:
     """Refuse a grant the log contradicts (``wrong_wait``) or whose wait has ended (``closed``)."""
+    if grant.position < history.base:  # the run it belonged to ended with ctx.continue_as_new
+        raise CallbackRefused("callback_closed", "the job continued as new: this wait is gone")
     record = history.ops.get(grant.position)
     if record is not None:  # the callback's value was recorded with this operation: is it ours?
         made = [v.get("value") for v in record.recorded_values if isinstance(v, dict)]

@@ -141,13 +141,18 @@ def plan_fork(snapshot: JobSnapshot, at_seq: int) -> ForkPlan:
     events = snapshot.events
     job_id = str(snapshot.job["job_id"])
     last = int(events[-1]["seq"]) if events else 0
+    run_start = _first_seq(events)  # a continued job's log (and fork) is its current run's
     if at_seq < 0:
         raise InvalidForkPoint(job_id, at_seq, "a seq is 0 or more")
     if at_seq > last:
         raise InvalidForkPoint(job_id, at_seq, f"past the end of its log, which ends at seq {last}")
-    if events[at_seq]["type"] in _ENDS:
+    if 0 < at_seq < run_start:
         raise InvalidForkPoint(
-            job_id, at_seq, f"it is the job's end ({events[at_seq]['type']}): fork before it"
+            job_id, at_seq, f"it is before the job's current run, which continued as new at seq {run_start}"
+        )
+    if _at(events, at_seq)["type"] in _ENDS:
+        raise InvalidForkPoint(
+            job_id, at_seq, f"it is the job's end ({_at(events, at_seq)['type']}): fork before it"
         )
     through = _unparked(events, at_seq)
     return ForkPlan(snapshot, through, through, at_seq, "fork")
@@ -175,12 +180,23 @@ def plan_retry(snapshot: JobSnapshot) -> ForkPlan:
         through = _unparked(events, first - 1)
     else:  # the job function failed by itself after this event: run it again from here
         through = _unparked(events, int(failed["seq"]))
+    if _first_seq(events) > 0:  # a continued job is retried in its current run, from its state
+        through = max(through, _first_seq(events))
     return ForkPlan(snapshot, through, int(failed["seq"]), int(failed["seq"]), "retry")
 
 
 def _unparked(events: list[Item], seq: int) -> int:
     """``seq``, or the one before it when ``seq`` parks the job (the fork parks again itself)."""
-    return seq - 1 if seq > 0 and events[seq]["type"] in _PARKING else seq
+    return seq - 1 if seq > 0 and _at(events, seq)["type"] in _PARKING else seq
+
+
+def _first_seq(events: list[Item]) -> int:
+    return int(events[0]["seq"]) if events else 0
+
+
+def _at(events: list[Item], seq: int) -> Item:
+    """The event at ``seq`` of a log that starts at its first seq (0, or a continued run's start)."""
+    return events[seq - _first_seq(events)] if seq >= _first_seq(events) else events[0]
 
 
 def copy_log(services: Services, plan: ForkPlan, new_id: str) -> None:

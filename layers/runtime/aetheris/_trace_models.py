@@ -205,6 +205,7 @@ class Trace(BaseModel):
     cancel_requested_at: datetime | None
     waiting_for: str | None
     forked_from: ForkedFrom | None = Field(default=None, description="set on a job made by fork or retry")
+    run: int = Field(default=1, description="the job's run (ctx.continue_as_new): the trace is this run's")
     result: Any
     error: TraceError | None
     parent_id: str | None = Field(default=None, description="for a child job: the job that started it")

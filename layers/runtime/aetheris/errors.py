@@ -206,6 +206,18 @@ class InvalidStep(NonRetryableError):
     """``ctx.step`` was given something the runtime cannot run as a step (e.g. a generator)."""
 
 
+class ContinueAsNewError(NonRetryableError):
+    """``ctx.continue_as_new(state)`` cannot continue the job: the state does not fit the job's input
+    model or cannot be stored, or it was called where it cannot work (inside a step body)."""
+
+    def __init__(self, job_id: str, reason: str) -> None:
+        self.job_id, self.reason = job_id, reason
+        super().__init__(f"job {job_id}: ctx.continue_as_new: {reason}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.job_id, self.reason))
+
+
 class JobNotFound(NonRetryableError):
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id

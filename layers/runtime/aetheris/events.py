@@ -57,6 +57,9 @@ class EventType(enum.StrEnum):
     # Child jobs (``ctx.child``): the child was started and the parent parked; the child ended.
     CHILD_STARTED = "ChildStarted"
     CHILD_ENDED = "ChildEnded"
+    # ``ctx.continue_as_new(state)``: this run's log ends here; the job's next run starts from it,
+    # with ``input`` = the state (see ``_engine/operations/continue_as_new.py``).
+    CONTINUED_AS_NEW = "ContinuedAsNew"
     JOB_COMPLETED = "JobCompleted"
     JOB_FAILED = "JobFailed"
     JOB_CANCELLED = "JobCancelled"
@@ -94,6 +97,7 @@ class OpKind(enum.StrEnum):
     FANOUT = "fanout"  # ctx.map / ctx.parallel, in the job's log
     BRANCH = "branch"  # one branch of a fan-out, in the branch's own slots
     CHILD = "child"  # ctx.child
+    CONTINUE = "continue"  # ctx.continue_as_new
 
 
 class ForkedFrom(BaseModel):
@@ -133,7 +137,7 @@ class Event(BaseModel):
     next_attempt_at: datetime | None = None
     reclaimed_from: str | None = None
     branch: int | None = None  # set on a fan-out branch's events (their ``op`` is the fan-out's)
-    input: str | None = None  # JobCreated: the job's input as stored JSON text
+    input: str | None = None  # JobCreated / ContinuedAsNew: the (run's) input as stored JSON text
     detail: dict[str, Any] = {}
 
     @classmethod

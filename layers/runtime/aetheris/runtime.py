@@ -43,7 +43,7 @@ from aetheris.budget import Budget
 from aetheris.callbacks import SIGNAL_PREFIX as CALLBACK_SIGNAL_PREFIX
 from aetheris.config import Settings
 from aetheris.errors import ErrorInfo, IdempotencyConflict, JobFinished, JobNotFound
-from aetheris.events import Event, ForkedFrom, JobStatus
+from aetheris.events import Event, EventType, ForkedFrom, JobStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -82,6 +82,7 @@ class JobView(BaseModel):
     parent_id: str | None = None  # set on a child job (``ctx.child``): the job that started it
     forked_from: ForkedFrom | None = None
     budget: Budget | None = None  # the per-start budget, if the job was started with one
+    run: int = 1  # 1, then one more at each ctx.continue_as_new
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> JobView:
@@ -103,6 +104,7 @@ class JobView(BaseModel):
             if item.get("forked_from")
             else None,
             budget=Budget.model_validate_json(item["budget"]) if item.get("budget") else None,
+            run=int(item.get("run", 1)),
         )
 
 
@@ -518,10 +520,12 @@ class Runtime:
         if item is None:
             raise JobNotFound(job_id)
         item = self.services.payloads.resolve(item)
-        input_text = self.services.payloads.text(self.services.jobs.input_of(item)) or "null"
-        return JobHistory(
-            job=JobView.from_item(item), input=json.loads(input_text), events=self.events(job_id)
-        )
+        events = self.events(job_id)
+        # A continued job's history is its current run's: its input is the state it started with.
+        start = events[0] if events and events[0].type is EventType.CONTINUED_AS_NEW else None
+        stored = start.input if start is not None else self.services.jobs.input_of(item)
+        input_text = self.services.payloads.text(stored) or "null"
+        return JobHistory(job=JobView.from_item(item), input=json.loads(input_text), events=events)
 
     def effects(self, job_id: str) -> list[dict[str, Any]]:
         """The job's effect-ledger entries (claims, results, failures), for traces and audits."""

@@ -388,7 +388,9 @@ def replay(app: App, history: History, *, input: Any = _NO_INPUT) -> ReplayRepor
         definition = app.get(recorded.job.job_type, recorded.job.version)
         return replay_events(definition, recorded.input_json, recorded.events)
     events = [event if isinstance(event, Event) else Event.model_validate(event) for event in history]
-    created = next((event for event in events if event.type is EventType.JOB_CREATED), None)
+    # A continued job's events start with its run's ContinuedAsNew, which names the same things.
+    starts = (EventType.JOB_CREATED, EventType.CONTINUED_AS_NEW)
+    created = next((event for event in events if event.type in starts), None)
     if created is None:
         raise ValueError("the event list has no JobCreated event: pass a job's whole log (from seq 0)")
     if input is _NO_INPUT and isinstance(created.input, str) and not is_reference(created.input):

@@ -110,11 +110,19 @@ def load_trace(
         return None
     resolve = services.payloads.resolve
     slots = [resolve(item) for item in snapshot.events]
+    events = [Event.from_item(item) for item in slots]
+    # A continued job's trace is its current run's: what earlier runs did is not this log's.
+    start = events[0] if events and events[0].type is EventType.CONTINUED_AS_NEW else None
+    base = start.op + 1 if start is not None and start.op is not None else 0
     branch_events = [Event.from_item(resolve(i)) for i in BranchStore(services.jobs.table).all(job_id)]
+    branch_events = [e for e in branch_events if e.op is None or e.op >= base]
+    ledger = [
+        e for e in runtime.effects(job_id) if (schema.effect_position(str(e.get("sk", ""))) or 0) >= base
+    ]
     trace = build_trace(
         JobView.from_item(resolve(snapshot.job)),
-        [Event.from_item(item) for item in slots],
-        runtime.effects(job_id),
+        events,
+        ledger,
         claim=snapshot.claim,
         max_value_bytes=max_value_bytes,
         slots=slots,
@@ -182,6 +190,7 @@ def build_trace(
         cancel_requested_at=job.cancel_requested_at,
         waiting_for=job.waiting_for,
         forked_from=job.forked_from,
+        run=job.run,
         result=values.keep(job.result),
         error=TraceError.of(job.error),
         parent_id=job.parent_id,

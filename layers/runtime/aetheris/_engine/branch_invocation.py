@@ -80,8 +80,11 @@ class BranchInvocation(Invocation):
         detail: dict[str, Any] | None = None,
         parked: dict[str, Any] | None = None,
         status: JobStatus | None = None,
+        event_extra: dict[str, Any] | None = None,
+        job_extra: dict[str, Any] | None = None,
     ) -> Event:
-        """Fill the branch's claimed slot (one fenced write; the job item is never touched)."""
+        """Fill the branch's claimed slot (one fenced write; the job item is never touched, so
+        ``job_extra`` — a continue's, which no branch makes — does not apply)."""
         assert self.branch_target is not None
         if op is None or op.kind is not OpKind.BRANCH:
             op = self.branch_record or self._own_record()
@@ -93,6 +96,7 @@ class BranchInvocation(Invocation):
         now = self.clock.now()
         event = build_event(self, event_type, op, now, started, result, error, next_attempt_at, detail)
         event |= {"step_id": op.step_id, "branch": self.branch_target[1], "op_kind": OpKind.BRANCH.value}
+        event |= event_extra or {}
         self.services.faults.reach("before_commit")
         with runtime_io():
             self.services.log.commit(self.lease, event)

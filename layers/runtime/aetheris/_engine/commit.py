@@ -75,15 +75,20 @@ def job_projection(
     error: ErrorInfo | None,
     parked: dict[str, Any] | None,
     next_attempt_at: datetime | None,
+    job_extra: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any] | None, tuple[str, ...], bool]:
-    """``(job item update or None, attributes to remove, whether it requires no cancel pending)``."""
-    if status is inv.snapshot.status and not parked:
+    """``(job item update or None, attributes to remove, whether it requires no cancel pending)``.
+
+    ``job_extra``: attributes the commit must write on the job item even if its status stays (a
+    continue's ``run`` and ``run_start_seq``)."""
+    if status is inv.snapshot.status and not parked and not job_extra:
         return None, (), False
     update: dict[str, Any] = {
         **status_attributes(inv.job_id, status, now),
         "result": result if event_type is EventType.JOB_COMPLETED else None,
         "error": error.model_dump_json() if event_type is EventType.JOB_FAILED and error else None,
         "last_seq": inv.lease.seq,
+        **(job_extra or {}),
     }
     settings = inv.services.settings
     if parked:

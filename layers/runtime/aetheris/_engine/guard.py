@@ -106,6 +106,11 @@ def suspended() -> Iterator[None]:
         _orchestrating.reset(token)
 
 
+def in_step_body() -> bool:
+    """Is this code running inside a step body (not the orchestration)?"""
+    return _step.get() is not None
+
+
 @contextmanager
 def watching_step(strict: bool) -> Iterator[_StepWatch]:
     """Inside a step body (its own thread): report network connections made outside tools."""

@@ -4,6 +4,11 @@ Operation ``i`` is the ``i``-th durable operation the job function asks for. Its
 attempts (``StepFailed`` … then ``StepCommitted``, or a final ``StepFailed``), or the job's end.
 Deterministic values (``ctx.now()`` …) asked for before operation ``i`` are stored on its first
 event, so they are recorded in the same write as the operation that follows them.
+
+A job that called ``ctx.continue_as_new`` has runs: the history is the *current* run only, from its
+``ContinuedAsNew`` event on. Positions keep counting across runs (run 2 starts at the position
+after the continue), so every key made from a position — step ids, effect keys, callback waits,
+child ids, branch slots — is new in each run without any key builder knowing about runs.
 """
 
 from __future__ import annotations
@@ -73,7 +78,10 @@ def step_id(index: int, name: str) -> str:
 
 class History:
     def __init__(self, events: list[Event]) -> None:
-        self.events = events
+        self.events = events = current_run(events)
+        first = events[0] if events else None
+        # The run's first position: 0, or the one after the continue that started this run.
+        self.base = first.op + 1 if first and _starts_run(first) and first.op is not None else 0
         self.ops: dict[int, OpRecord] = {}
         # The signals consumed, in order: what budget raises and waits look at, without a walk of
         # the whole log on every step (a step's cost must not grow with the job's length).
@@ -89,6 +97,8 @@ class History:
     def _record(self, event: Event) -> None:
         if event.type is EventType.SIGNAL_CONSUMED:
             self.signals.append(event)
+        if _starts_run(event):
+            return  # the run's start, not one of its operations
         if event.op is None or event.op_kind is None:
             return
         record = self.ops.get(event.op)
@@ -104,14 +114,35 @@ class History:
     def next_seq(self) -> int:
         return self.last.seq + 1
 
+    @property
+    def run_start(self) -> Event | None:
+        """The ``ContinuedAsNew`` event this run started from (``None`` in a job's first run)."""
+        first = self.events[0] if self.events else None
+        return first if first is not None and _starts_run(first) else None
+
     def consumed_signals(self) -> set[str]:
-        """Ids of the signals the job's waits have consumed so far."""
-        return {str(e.detail["signal_id"]) for e in self.signals}
+        """Ids of the signals the job's waits have consumed so far (earlier runs' included: each
+        continue carries them, so a signal consumed once is never consumed again)."""
+        start = self.run_start
+        carried = {str(s) for s in start.detail.get("consumed_signals", ())} if start else set()
+        return carried | {str(e.detail["signal_id"]) for e in self.signals}
 
     @property
     def latest_op(self) -> OpRecord | None:
         """The operation of the last event (positions only grow along the log)."""
         return self.ops[next(reversed(self.ops))] if self.ops else None
+
+
+def _starts_run(event: Event) -> bool:
+    return event.type is EventType.CONTINUED_AS_NEW
+
+
+def current_run(events: list[Event]) -> list[Event]:
+    """The events of the job's current run: from its last ``ContinuedAsNew`` on (all, if none)."""
+    for i in range(len(events) - 1, -1, -1):
+        if _starts_run(events[i]):
+            return events[i:] if i else events
+    return events
 
 
 _ENDS = (EventType.JOB_COMPLETED, EventType.JOB_FAILED, EventType.JOB_CANCELLED)

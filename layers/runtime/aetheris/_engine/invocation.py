@@ -151,7 +151,8 @@ class Invocation:
     def _run(self, session: Session | None = None) -> ComeBack:
         try:
             with runtime_io():
-                stored_input = self.services.jobs.input_of(self.snapshot.job)
+                start = self.history.run_start  # a continued job's run starts from its state
+                stored_input = start.input if start else self.services.jobs.input_of(self.snapshot.job)
                 input_json = self.payloads.text(stored_input) or "null"
             job_input = self.definition.input.validate_json(input_json)
         except StoreFailure:
@@ -175,7 +176,8 @@ class Invocation:
     def _count_replayed(self) -> None:
         if not self._counted:
             self._counted = True  # operations answered from the log this tick, counted once
-            replayed = min(self.replay.position, len(self.history.ops)) - self._replayed_before
+            position = self.replay.position - self.history.base  # this run's operations
+            replayed = min(position, len(self.history.ops)) - self._replayed_before
             self.services.telemetry.effect_replayed(replayed)
 
     def _finish(self, conclude: Callable[..., NoReturn], *args: Any) -> ComeBack:
@@ -334,17 +336,21 @@ class Invocation:
         detail: dict[str, Any] | None = None,
         parked: dict[str, Any] | None = None,
         status: JobStatus | None = None,
+        event_extra: dict[str, Any] | None = None,
+        job_extra: dict[str, Any] | None = None,
     ) -> Event:
         """Commit ``event_type`` as this invocation's one outcome into the claimed slot.
 
         ``parked`` (``waiting_for``, ``due``) describes a job that parks; its commit is refused if a
-        cancel was asked for meanwhile, and the cancel is committed instead.
+        cancel was asked for meanwhile, and the cancel is committed instead. ``event_extra`` are more
+        attributes of the event item, ``job_extra`` more of the job item (written with the event).
         """
         now = self.clock.now()
         event = build_event(self, event_type, op, now, started, result, error, next_attempt_at, detail)
+        event |= event_extra or {}
         status = status or _status_after(event_type, op)
         update, remove, condition_free = job_projection(
-            self, event_type, status, now, result, error, parked, next_attempt_at
+            self, event_type, status, now, result, error, parked, next_attempt_at, job_extra
         )
         if update is not None and schema.TTL_ATTRIBUTE in update:
             event[schema.TTL_ATTRIBUTE] = update[schema.TTL_ATTRIBUTE]
@@ -428,6 +434,7 @@ _STATUS_AFTER = {
     EventType.FAN_OUT_JOINED: JobStatus.RUNNING,
     EventType.CHILD_STARTED: JobStatus.WAITING,
     EventType.CHILD_ENDED: JobStatus.RUNNING,
+    EventType.CONTINUED_AS_NEW: JobStatus.RUNNING,
 }
 
 

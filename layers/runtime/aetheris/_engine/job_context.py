@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from aetheris import callbacks
 from aetheris._engine import guard
@@ -22,6 +22,7 @@ from aetheris._engine.fanout_rule import FanOutSpec
 from aetheris._engine.faults import SimulatedCrash
 from aetheris._engine.operations.base import Operation
 from aetheris._engine.operations.child import ChildOp
+from aetheris._engine.operations.continue_as_new import ContinueOp
 from aetheris._engine.operations.fanout import Branch, FanOutOp
 from aetheris._engine.operations.park import SleepOp, WaitOp
 from aetheris._engine.operations.step import StepOp
@@ -29,7 +30,7 @@ from aetheris._engine.saga import Compensation
 from aetheris._engine.step_context import check_name
 from aetheris._engine.store_io import StoreFailure
 from aetheris._observability import ReplaySafeLogger
-from aetheris.errors import LeaseLost, NondeterminismError, Suspend
+from aetheris.errors import ContinueAsNewError, LeaseLost, NondeterminismError, Suspend
 from aetheris.events import OpKind
 from aetheris.fanout import BatchResult, Completion, CompletionReason
 from aetheris.policy import RetryPolicy
@@ -221,6 +222,26 @@ class JobContext:
             signal = callbacks.SIGNAL_PREFIX + made["wait"]
             park = lambda: self._park(name, signal, expires_at)  # noqa: E731 - cb.wait() parks here
             return callbacks.Callback(name, token, url, expires_at, park)
+
+    def continue_as_new(self, state: Any) -> NoReturn:
+        """End this run and continue the same job on a fresh log, with ``state`` as its input.
+
+        The job keeps its id (signals, cancel and ``GET /jobs/{id}`` keep working); its next run
+        replays the job function from the top with ``state`` — validated by the job's input model —
+        and reads only its own events, so a job that runs forever stays O(its current run). Signals
+        consumed so far stay consumed; signals not consumed yet wait for the next run. Never returns
+        (like a ``return``, code after it does not run); a state the input model rejects raises
+        ``ContinueAsNewError``, which fails the job unless caught.
+        """
+        if guard.in_step_body():
+            raise ContinueAsNewError(
+                self._host.job_id,
+                "called inside a step body: call it from the job function, after the step returns",
+            )
+        with guard.suspended():
+            host = self._host.enter()
+            self._run(ContinueOp(host.replay.begin(OpKind.CONTINUE, "continue"), state))
+        raise AssertionError("unreachable")  # pragma: no cover - the operation always suspends
 
     def sleep(self, duration: timedelta) -> None:
         """A durable timer: the job holds no lease or Lambda while it sleeps, for any duration."""

@@ -20,7 +20,7 @@ class Replay:
     def __init__(self, job_id: str, history: History) -> None:
         self.job_id = job_id
         self.history = history
-        self.position = 0
+        self.position = history.base  # 0, or where this run of a continued job starts
         self._value_index = 0
         self.pending_values: list[dict[str, Any]] = []
         self.diverged: NondeterminismError | None = None

@@ -98,6 +98,9 @@ def _replay_saga(dry: _ReplayOnly) -> bool:
 def replay_events(definition: JobDefinition, input_json: str, events: list[Event]) -> ReplayReport:
     job_id = events[0].job_id if events else "unknown"
     history = History(events)
+    start = history.run_start  # a continued job: its current run, from the state it started with
+    if start is not None and start.input is not None:
+        input_json = start.input
     dry = _ReplayOnly(job_id, history)
     report = ReplayReport(job_id=job_id, operations=0)
     ctx = JobContext(dry)
@@ -125,7 +128,7 @@ def replay_events(definition: JobDefinition, input_json: str, events: list[Event
     if stopped or isinstance(dry.halted, Abort):
         report.reached_end = _replay_saga(dry)
     report.divergence = report.divergence or dry.replay.diverged
-    report.operations = min(dry.replay.position, len(history.ops))
+    report.operations = min(dry.replay.position - history.base, len(history.ops))
     end = history.ops.get(dry.replay.position)
     if report.reached_end and report.divergence is None:
         if end is not None and end.kind is not OpKind.END:

@@ -86,10 +86,13 @@ class StepContext:
         return self._inv.budget
 
     def ledger_entries(self) -> list[dict[str, Any]]:
-        """The job's effect-ledger entries as one consistent read sees them (values resolved)."""
-        services = self._inv.services
+        """The job's effect-ledger entries as one consistent read sees them (values resolved): its
+        current run's — a budget counts what this run spent (``ctx.continue_as_new``)."""
+        services, base = self._inv.services, self._inv.history.base
         with runtime_io():
-            return [services.payloads.resolve(item) for item in services.ledger.list(self.job_id)]
+            items = services.ledger.list(self.job_id)
+        current = [i for i in items if (schema.effect_position(str(i[schema.SK])) or 0) >= base]
+        return [services.payloads.resolve(item) for item in current]
 
     def close(self, abandoned: bool = False) -> None:
         self.closed = True

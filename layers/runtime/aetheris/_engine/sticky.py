@@ -186,6 +186,8 @@ class Session:
             return False
         if committed.type in ABORTS or committed.type in _ENDS:
             return False
+        if committed.type is EventType.CONTINUED_AS_NEW:
+            return False  # the next run starts from the top with the state as its input
         # The committed event must settle the operation: then the next tick's replay would return
         # its outcome here and go on to the next operation, which is what resuming does.
         probe = OpRecord(op.record.index, op.record.kind, op.record.name, [*op.record.events, committed])

@@ -180,6 +180,12 @@ class Table:
                 return items
             request["ExclusiveStartKey"] = last
 
+    def query_page(self, **query: Any) -> tuple[list[Item], bool]:
+        """One page of the Query (``Limit`` bounds it) and whether more pages follow."""
+        response = self.client.query(TableName=self.name, **query)
+        items = [i for i in (from_dynamo(raw) for raw in response.get("Items", [])) if i]
+        return items, bool(response.get("LastEvaluatedKey"))
+
     def transact(self, actions: list[dict[str, Any]]) -> None:
         """Write all ``actions`` (``{"Put": ...}`` / ``{"Update": ...}``) or none."""
         for action in actions:

@@ -32,7 +32,7 @@ from aetheris import _log_context
 from aetheris._store import cold_read, schema
 from aetheris._store.cold_read import log_request
 from aetheris._store.conditions import Condition, absent, present
-from aetheris._store.dynamo import Item, Table, TransactionConflict
+from aetheris._store.dynamo import Item, Table, TransactionConflict, to_dynamo
 from aetheris._store.event_cache import DEFAULT_MAX_BYTES as DEFAULT_CACHE_BYTES
 from aetheris._store.event_cache import EventCache
 from aetheris._store.lifetime import Lifetime
@@ -48,6 +48,8 @@ _INPUT_CACHE_BYTES = 16 * 1024 * 1024
 _BACKFILL_PER_LOAD = 2  # missing segments a cold load writes, at most
 
 log = _log_context.logger("aetheris.store")
+# Slots a cold load reads newest first with the job item, in its first request (see ``_cold``).
+_COLD_PAGE = 100
 
 
 @dataclass
@@ -242,7 +244,8 @@ class JobStore:
 
         Committed events never change, so they are cached per job (bounded in bytes, least
         recently used first out, ``event_cache.py``); open claims and the job item are always read
-        fresh. A job not in the cache is read cold: its segments, then the events after them.
+        fresh. A job not in the cache is read cold. Only the job's current run is read and kept
+        (from the job item's ``run_start_seq``: ``ctx.continue_as_new``).
         """
         known = self._cache.get(job_id)
         if not known:
@@ -253,28 +256,40 @@ class JobStore:
         if job is None:
             self._forget(job_id)
             return None
-        new_events = [s for s in items[:-1] if s.get("state") == COMMITTED]
-        if known[0].get("at") != job.get("created_at") or _gap(start, new_events):
+        run_start = int(job.get("run_start_seq", 0))
+        new_events = [s for s in items[:-1] if s.get("state") == COMMITTED and _seq(s) >= run_start]
+        events = [e for e in known if int(e["seq"]) >= run_start] + new_events  # never an earlier run
+        if not events or not _same_job(events[0], job, run_start) or _gap(start, new_events):
             self._forget(job_id)  # a different job under the same id, or a cache we cannot trust
             return self._load_cold(job_id)
-        self._cache.extend(job_id, new_events)
-        return _snapshot(job, known + new_events, items[:-1])
+        if len(events) < len(known) + len(new_events):  # a new run began: keep only it
+            self._cache.extend(job_id, events, replace=True)
+        else:
+            self._cache.extend(job_id, new_events)
+        return _snapshot(job, events, items[:-1])
 
     def _load_cold(self, job_id: str) -> JobSnapshot | None:
         """Read the log as ``cold_read.py`` does; then keep it, and write the segments it lacks."""
-        read = cold_read.read(self.table, self.segments, job_id)
-        if read is None:
-            self._forget(job_id)
-            return self._load_cold(job_id)  # the job changed between the reads: read again
-        items, covered = read
+        items, covered = self._cold(job_id), 0
+        job = items[-1] if items and items[-1][schema.SK] == schema.JOB_SK else None
+        if job is not None and not int(job.get("run_start_seq", 0)) and _seq(items[0]) > 0:
+            # A first run too long for one page: its segments, then the events after them.
+            read = cold_read.read(self.table, self.segments, job_id)
+            if read is None:
+                self._forget(job_id)
+                return self._load_cold(job_id)  # the job changed between the reads: read again
+            items, covered = read
+        run_start = int(items[-1].get("run_start_seq", 0)) if items else 0
+        items = [i for i in items[:-1] if _seq(i) >= run_start] + items[-1:]
         job = items[-1] if items and items[-1][schema.SK] == schema.JOB_SK else None
         if job is None:
             self._forget(job_id)
             return None
         events = [s for s in items[:-1] if s.get("state") == COMMITTED]
-        if events and events[0].get("at") == job.get("created_at"):
+        if events and _same_job(events[0], job, run_start):
             self._cache.extend(job_id, events, replace=True)
-            self._backfill(job, events, covered)
+            if not run_start:  # segments cover a first run (a continued job's runs are short)
+                self._backfill(job, events, covered)
         return _snapshot(job, events, items[:-1])
 
     def _backfill(self, job: Item, events: list[Item], covered: int) -> None:
@@ -290,6 +305,43 @@ class JobStore:
             self._write_segment(events[first : first + self.segment_events], events[0], ttl)
             first += self.segment_events
 
+    def _cold(self, job_id: str) -> list[Item]:
+        """A cold load: the current run's slots and the job item, never an earlier run's.
+
+        The job item (which says where the run starts) sorts after the slots, so the first page is
+        read newest first: the job item and the last ``_COLD_PAGE`` slots — for most jobs the whole
+        log in one request, as before. Only a run longer than that needs a second Query, from the
+        run's start up to the first page's oldest slot.
+        """
+        page, more = self.table.query_page(
+            KeyConditionExpression="pk = :job AND sk BETWEEN :from AND :job_item",
+            ExpressionAttributeValues=to_dynamo(
+                {":job": job_id, ":from": schema.event_sk(0), ":job_item": schema.JOB_SK}
+            ),
+            ConsistentRead=True,
+            ScanIndexForward=False,
+            Limit=_COLD_PAGE,
+        )
+        page.reverse()
+        if not page or page[-1][schema.SK] != schema.JOB_SK or not more:
+            return page
+        run_start, oldest = int(page[-1].get("run_start_seq", 0)), _seq(page[0])
+        if oldest <= run_start:
+            return page
+        # Committed events never change: reading the older ones apart loses no consistency.
+        older = self.table.query(
+            KeyConditionExpression="pk = :job AND sk BETWEEN :from AND :to",
+            ExpressionAttributeValues=to_dynamo(
+                {
+                    ":job": job_id,
+                    ":from": schema.event_sk(run_start),
+                    ":to": schema.event_sk(oldest - 1),
+                }
+            ),
+            ConsistentRead=True,
+        )
+        return older + page
+
     def note_commit(self, job_id: str, event: Item) -> None:
         """Our own commit extends what we know, if it directly follows it; at the end of a run of
         ``segment_events`` events, their segment is written (best-effort).
@@ -301,8 +353,8 @@ class JobStore:
         size = self.segment_events
         seq = int(event["seq"])
         created = self._cache.first(job_id) if self._cache.append(job_id, event) else None
-        if created is None or (seq + 1) % size:
-            return
+        if created is None or int(created["seq"]) != 0 or (seq + 1) % size:
+            return  # (segments hold a first run only: a continued job's cache starts at its run)
         try:
             run = self.segments.stored_run(job_id, seq + 1 - size, seq)
         except (BotoCoreError, ClientError) as failed:
@@ -333,6 +385,17 @@ def _at(event: Item) -> datetime:
 def _snapshot(job: Item, events: list[Item], slots: list[Item]) -> JobSnapshot:
     open_claims = [s for s in slots if s.get("state") == CLAIMED]
     return JobSnapshot(job=job, events=events, claim=open_claims[-1] if open_claims else None)
+
+
+def _seq(slot: Item) -> int:
+    return int(str(slot[schema.SK])[len(schema.EVENT_PREFIX) :])
+
+
+def _same_job(first: Item, job: Item, run_start: int) -> bool:
+    """Is the first cached event this job's (not one of an older job under the same id)?"""
+    if run_start:
+        return int(first["seq"]) == run_start and first.get("type") == EventType.CONTINUED_AS_NEW.value
+    return first.get("at") == job.get("created_at")
 
 
 def _gap(start: int, new_events: list[Item]) -> bool:

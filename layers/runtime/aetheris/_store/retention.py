@@ -84,6 +84,8 @@ class Retention:
             for item in self._keys(table, job_id):
                 if table is self.jobs and item[schema.SK] == schema.JOB_SK:
                     continue
+                if table is self.jobs and _earlier_run(str(item[schema.SK]), job):
+                    continue  # a run the job continued from (ctx.continue_as_new): let it expire
                 held = item.get(schema.TTL_ATTRIBUTE)
                 if held is not None and int(held) >= target:
                     report.skipped += 1
@@ -150,3 +152,20 @@ class Retention:
             ExpressionAttributeNames={"#ttl": schema.TTL_ATTRIBUTE},
             ConsistentRead=True,
         )
+
+
+def _earlier_run(sk: str, job: Item) -> bool:
+    """Is this an item of a run the job has continued from (``ctx.continue_as_new``)? Never read
+    again — the load starts at ``run_start_seq``, and positions count on, so no later key names
+    it — such an item keeps its provisional TTL and expires."""
+    run_start, op_base = int(job.get("run_start_seq", 0)), int(job.get("run_op_base", 0))
+    if run_start <= 0:
+        return False
+    with suppress(ValueError):
+        if sk.startswith(schema.EVENT_PREFIX):  # EV#<seq>
+            return int(sk[len(schema.EVENT_PREFIX) :]) < run_start
+        if sk.startswith(schema.EFFECT_PREFIX):  # FX#<position>-<step name>#<tool>#<n>
+            return (schema.effect_position(sk) or 0) < op_base
+        if sk.startswith(schema.BRANCH_PREFIX):  # EU#<position>#...
+            return int(sk[len(schema.BRANCH_PREFIX) :].split("#", 1)[0]) < op_base
+    return False

@@ -55,6 +55,12 @@ def effect_sk(step_id: str, name: str, index: int) -> str:
     return f"{EFFECT_PREFIX}{step_id}#{name}#{index}"
 
 
+def effect_position(sk: str) -> int | None:
+    """The operation position an effect-ledger key (``FX#<position>-<step>#...``) belongs to."""
+    head = sk[len(EFFECT_PREFIX) :].split("-", 1)[0]
+    return int(head) if sk.startswith(EFFECT_PREFIX) and head.isdigit() else None
+
+
 def idempotency_key(job_id: str, step_id: str, name: str, index: int) -> str:
     """The key a tool call carries: the same on every attempt and every worker."""
     return f"{job_id}:{step_id}:{name}:{index}"

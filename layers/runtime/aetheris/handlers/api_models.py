@@ -128,6 +128,11 @@ class JobDetail(JobSummary):
         default=None, description="the job and seq this one was forked (or retried) from"
     )
     budget: Budget | None = Field(default=None, description="the budget this job was started with, if any")
+    run: int = Field(
+        default=1,
+        description="the job's run: 1, then one more at each ctx.continue_as_new (the log "
+        "and trace shown are the current run's)",
+    )
     truncated: list[str] = Field(
         default_factory=list,
         description="the fields (input, result) too big for this answer: each is a ValuePreview "
@@ -186,6 +191,7 @@ class JobDetail(JobSummary):
             cancel_requested_at=view.cancel_requested_at,
             forked_from=view.forked_from,
             budget=view.budget,
+            run=view.run,
             parent_id=view.parent_id,
             children=[str(e.detail["child_id"]) for e in events if e.type is EventType.CHILD_STARTED],
         )
