@@ -10,11 +10,13 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 
 from aetheris import App, JobContext, JobStatus, StepContext
 from aetheris._engine.faults import SimulatedCrash
+from aetheris._store import jobs as jobs_module
 from aetheris._store import schema
 from aetheris._store.dynamo import Item, Table
 from aetheris._store.jobs import JobSnapshot, JobStore
@@ -23,6 +25,7 @@ from aetheris.events import Event, OpKind
 from aetheris.testing import LocalRuntime
 
 RUN = 5  # events per segment in these tests
+COLD_PAGE = 8  # a cold load's first page here (newest slots first)
 STEPS = 42  # JobCreated, 42 steps, WaitStarted: seqs 0..43, 8 whole runs and 4 more events
 
 
@@ -45,7 +48,9 @@ def compact_app(ran: Counter[int]) -> App:
 @contextmanager
 def parked_job(ran: Counter[int]) -> Iterator[tuple[LocalRuntime, str]]:
     """A job of ``STEPS`` steps, parked on its signal, its segments written as it went."""
-    with LocalRuntime(compact_app(ran)) as local:
+    # A cold load's first page (newest first, ``_COLD_PAGE`` slots) is cut short here, so that this
+    # 44-event log is a long one: read through its segments.
+    with patch.object(jobs_module, "_COLD_PAGE", COLD_PAGE), LocalRuntime(compact_app(ran)) as local:
         for runtime in local.runtimes:
             runtime.services.jobs.segment_events = RUN
         job_id = local.start("steps_then_wait", STEPS)
@@ -120,8 +125,9 @@ def test_compact_cold_worker_on_a_long_log_reads_segments_then_the_tail_and_repl
         segments = stored(local, job_id, schema.SEGMENT_PREFIX)
         assert [s["first"] for s in segments] == list(range(0, 40, RUN))  # each whole run, once
         snapshot, reads = cold_load(local, job_id)
-        # The probe (16 items), the 8 segments, then seqs 39..43 and the job item: not 45 items.
-        assert reads == [16, 8, 6]
+        # The newest page, the probe (16 items), the 8 segments, then seqs 39..43 and the job
+        # item: not 45 items.
+        assert reads == [COLD_PAGE, 16, 8, 6]
         assert without_ttl(snapshot.events) == events_as_stored(local, job_id)
         assert [Event.from_item(e) for e in snapshot.events] == [
             Event.from_item(e) for e in events_as_stored(local, job_id)
@@ -149,10 +155,10 @@ def test_compact_missing_segment_is_read_as_events_and_written_back() -> None:
         )
         snapshot, reads = cold_load(local, job_id)
         assert without_ttl(snapshot.events) == events_as_stored(local, job_id)
-        assert sum(reads) > 16 + 8 + 6  # the chain stops at 10: seqs 16.. read as events
+        assert sum(reads) > COLD_PAGE + 16 + 8 + 6  # the chain stops at 10: seqs 16.. read as events
         assert [s["first"] for s in stored(local, job_id, schema.SEGMENT_PREFIX)] == list(range(0, 40, RUN))
         _, reads_again = cold_load(local, job_id)
-        assert reads_again == [16, 8, 6]  # mended: the next cold read is compact again
+        assert reads_again == [COLD_PAGE, 16, 8, 6]  # mended: the next cold read is compact again
 
 
 def test_compact_overlapping_and_twice_written_segments_change_nothing() -> None:
@@ -162,7 +168,7 @@ def test_compact_overlapping_and_twice_written_segments_change_nothing() -> None
         put_segment(local, job_id, events[20:25])  # the same segment again
         snapshot, reads = cold_load(local, job_id)
         assert without_ttl(snapshot.events) == events
-        assert reads == [16, 9, 6]
+        assert reads == [COLD_PAGE, 16, 9, 6]
 
 
 @pytest.mark.parametrize("damage", ["zombie_last", "truncated", "earlier_job"])
@@ -185,12 +191,12 @@ def test_compact_segment_that_does_not_check_out_is_not_used(damage: str) -> Non
         assert [Event.from_item(e) for e in snapshot.events][-5:] == [Event.from_item(e) for e in events[-5:]]
         if damage == "zombie_last":
             _, reads = cold_load(local, job_id)
-            assert reads == [16, 8, 6]  # the cold read that found it wrote the right one back
+            assert reads == [COLD_PAGE, 16, 8, 6]  # the cold read that found it wrote the right one back
 
 
 def test_compact_crash_between_commit_and_segment_write_loses_nothing() -> None:
     ran: Counter[int] = Counter()
-    with LocalRuntime(compact_app(ran)) as local:
+    with patch.object(jobs_module, "_COLD_PAGE", COLD_PAGE), LocalRuntime(compact_app(ran)) as local:
         crashed: list[int] = []
         for runtime in local.runtimes:
             jobs = runtime.services.jobs
@@ -267,7 +273,8 @@ def test_compact_cache_bound_from_settings_is_honoured_by_the_worker() -> None:
         assert second in jobs._cache and first not in jobs._cache
         reads = Reads(local)
         assert jobs.load(first) is not None
-        assert reads.items[0] == 16, "the evicted job is read cold: the probe from seq 0"
+        # The evicted job is read cold: its whole log (44 slots and the job item), one request.
+        assert reads.items[0] == STEPS + 3, "the evicted job is read cold"
 
 
 def test_compact_chaos_checker_finds_a_segment_that_disagrees_with_the_log() -> None:

@@ -272,7 +272,7 @@ class JobStore:
         """Read the log as ``cold_read.py`` does; then keep it, and write the segments it lacks."""
         items, covered = self._cold(job_id), 0
         job = items[-1] if items and items[-1][schema.SK] == schema.JOB_SK else None
-        if job is not None and not int(job.get("run_start_seq", 0)) and _seq(items[0]) > 0:
+        if job is not None and not int(job.get("run_start_seq", 0)) and len(items) > 1 and _seq(items[0]) > 0:
             # A first run too long for one page: its segments, then the events after them.
             read = cold_read.read(self.table, self.segments, job_id)
             if read is None:
@@ -326,8 +326,8 @@ class JobStore:
         if not page or page[-1][schema.SK] != schema.JOB_SK or not more:
             return page
         run_start, oldest = int(page[-1].get("run_start_seq", 0)), _seq(page[0])
-        if oldest <= run_start:
-            return page
+        if oldest <= run_start or not run_start:
+            return page  # (a first run goes on from its segments: ``_load_cold``)
         # Committed events never change: reading the older ones apart loses no consistency.
         older = self.table.query(
             KeyConditionExpression="pk = :job AND sk BETWEEN :from AND :to",
