@@ -200,7 +200,7 @@ def test_a_warm_worker_drops_the_earlier_run_from_its_cache() -> None:
     with LocalRuntime(counting_app(calls), workers=1) as local:
         job = local.start("tally", Tally())
         local.wait(job)
-        known = local.runtimes[0].services.jobs._known[job]
+        known = local.runtimes[0].services.jobs._cache.get(job)
     assert known[0]["type"] == EventType.CONTINUED_AS_NEW.value
     assert [k["seq"] for k in known] == sorted(k["seq"] for k in known)
 

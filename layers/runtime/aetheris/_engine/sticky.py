@@ -97,9 +97,10 @@ class Session:
 
     def start(self) -> _Result:
         keys = _log_context.holder()
-        self.thread = threading.Thread(
-            target=self._main, args=(keys,), name=f"job-{self.job_id}", daemon=True
-        )
+        # Named after the worker's thread that starts it: a thread dump (and a test that tells the
+        # functions apart by thread) sees whose job function it is.
+        name = f"{threading.current_thread().name}/job-{self.job_id}"
+        self.thread = threading.Thread(target=self._main, args=(keys,), name=name, daemon=True)
         self.thread.start()
         return self._to_worker.get()
 

@@ -258,11 +258,14 @@ class JobStore:
             return None
         run_start = int(job.get("run_start_seq", 0))
         new_events = [s for s in items[:-1] if s.get("state") == COMMITTED and _seq(s) >= run_start]
-        events = [e for e in known if int(e["seq"]) >= run_start] + new_events  # never an earlier run
+        trimmed = bool(run_start) and int(known[0]["seq"]) < run_start
+        if trimmed:  # a new run began: never an earlier run
+            known = [e for e in known if int(e["seq"]) >= run_start]
+        events = known + new_events
         if not events or not _same_job(events[0], job, run_start) or _gap(start, new_events):
             self._forget(job_id)  # a different job under the same id, or a cache we cannot trust
             return self._load_cold(job_id)
-        if len(events) < len(known) + len(new_events):  # a new run began: keep only it
+        if trimmed:  # keep only the current run
             self._cache.extend(job_id, events, replace=True)
         else:
             self._cache.extend(job_id, new_events)
