@@ -18,7 +18,7 @@ from pathlib import Path
 SCENARIO = Path(__file__).with_name("moto_differential_scenario.py")
 
 
-def answers(*flags: str) -> list[object]:
+def run(*flags: str) -> dict[str, object]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     done = subprocess.run(
         [sys.executable, str(SCENARIO), *flags],
@@ -28,7 +28,13 @@ def answers(*flags: str) -> list[object]:
         timeout=120,
         check=True,
     )
-    result: list[object] = json.loads(done.stdout)
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def answers(*flags: str) -> list[object]:
+    result = run(*flags)["answers"]
+    assert isinstance(result, list)
     return result
 
 
@@ -36,4 +42,16 @@ def test_moto_with_speedups_answers_every_call_as_plain_moto_does() -> None:
     plain, fast = answers(), answers("--speedups")
     assert len(plain) > 40  # the scenario ran to its end on both sides
     for index, (expected, got) in enumerate(zip(plain, fast, strict=True)):
+        assert got == expected, f"call {index} differs"
+
+
+def test_direct_calls_answer_every_call_as_the_http_path_does() -> None:
+    """``moto_direct`` (no HTTP layer): the same answers and errors — classes, codes, messages,
+    cancellation reasons, returned items, status codes — as botocore over moto's stubber."""
+    wire = run("--speedups")
+    direct = run("--speedups", "--direct")
+    assert isinstance(wire["answers"], list) and len(wire["answers"]) > 100
+    assert isinstance(wire["wire_calls"], int) and wire["wire_calls"] > 50  # the plain side did use HTTP
+    assert direct["wire_calls"] == 0  # every call was answered directly, none fell back
+    for index, (expected, got) in enumerate(zip(wire["answers"], direct["answers"], strict=True)):  # type: ignore[call-overload]
         assert got == expected, f"call {index} differs"

@@ -95,12 +95,16 @@ class LocalRuntime:
         server: bool = False,
         stack_name: str = "aetheris-test",
         overrides: Mapping[str, Any] | None = None,
+        direct: bool | None = None,
     ) -> None:
         """``server=True`` runs moto as a loopback server serving one request at a time, so that
         workers on several threads race on DynamoDB's atomic conditional writes; the default is
         moto in-process (faster, for workers that take turns). ``endpoint_url`` uses a running
         endpoint instead (a shared moto server, LocalStack). ``overrides`` are ``Settings`` fields
-        set on top of the stack's (``{"payload_bucket": None}`` turns the S3 offload off)."""
+        set on top of the stack's (``{"payload_bucket": None}`` turns the S3 offload off).
+        ``direct`` (default: on unless ``AETHERIS_MOTO_DIRECT=0``) lets the in-process moto answer
+        DynamoDB and SQS calls without the HTTP layer (``aetheris._local.moto_direct``: same
+        answers; a call with a hook on a wire-level botocore event still goes over the wire)."""
         self.app = app
         self.clock = FakeClock()
         self.faults = Faults()
@@ -111,6 +115,7 @@ class LocalRuntime:
         self._server = server
         self._stack_name = stack_name
         self._overrides = dict(overrides or {})
+        self._direct = direct
         self._exit = ExitStack()
         self.crashes: list[SimulatedCrash] = []
 
@@ -147,6 +152,12 @@ class LocalRuntime:
         clients: dict[str, Any] = {"region_name": region, "endpoint_url": self._endpoint_url}
         self.dynamodb = boto3.client("dynamodb", **clients)
         self.sqs = boto3.client("sqs", **clients)
+        if self._endpoint_url is None:  # moto in this process: its handlers can answer directly
+            from aetheris._local import moto_direct
+
+            if moto_direct.enabled() if self._direct is None else self._direct:
+                moto_direct.attach(self.dynamodb)
+                moto_direct.attach(self.sqs)
         self.s3 = s3_client(self._endpoint_url, region)
         self.stack = bootstrap(
             self.dynamodb, self.sqs, stack_name=self._stack_name, account_id=account_id, s3=self.s3
