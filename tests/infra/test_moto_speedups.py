@@ -171,3 +171,20 @@ def test_query_unknown_partition_finds_nothing_and_creates_nothing(dynamodb: Any
     )
     assert page["Items"] == []
     assert everything(dynamodb) == [("job", "a", "1")]
+
+
+@pytest.mark.parametrize(("later", "kept"), [(59.0, True), (61.0, False)])
+def test_sqs_receive_drops_a_message_past_the_queue_retention_period(
+    later: float, kept: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.sqs import models as sqs_models
+
+    moto_speedups.install()
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="retained", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody="old")
+        now = sqs_models.unix_time()
+        monkeypatch.setattr(sqs_models, "unix_time", lambda *_: now + later)
+        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    assert [m["Body"] for m in received] == (["old"] if kept else [])

@@ -14,6 +14,12 @@ table holds, which is why a run slowed down as jobs accumulated:
   Sorting, key conditions, filters, limits, pages and projections are moto's own code, unchanged.
   Index queries (listings, the sweeper) are left as they are.
 
+And one per-message cost of SQS: every message a receive looks at is checked against the queue's
+retention period, which moto reads through ``get_queue_attributes`` — building *all* of the
+queue's attributes, ``ApproximateNumberOfMessages`` and friends included (a pass over the whole
+queue), for each message. Here the period is read from the queue itself (the attribute that
+``get_queue_attributes`` reports it from) and compared exactly as moto does.
+
 And one per-request cost: moto derives each request's method name from its action name character
 by character; the (pure) answer is remembered. ``moto_expressions`` (update expressions: ~40 % of
 a step's CPU before it) and ``moto_responses`` (action lookup, response key aliasing) remove more
@@ -62,6 +68,7 @@ def install() -> None:
         # transact_write_items takes its table-wide backup with this module's copy.deepcopy;
         # it gets the table itself instead (the backup is the touched items, taken above).
         backend_module.copy = _TablesByReference(Table)  # type: ignore[assignment, attr-defined]
+        _read_retention_directly()
         _cache_action_names()
         moto_expressions.install()
         moto_responses.install()
@@ -76,6 +83,22 @@ def _cache_action_names() -> None:
     cached = functools.lru_cache(maxsize=4096)(utils.camelcase_to_underscores)
     utils.camelcase_to_underscores = cached
     responses.camelcase_to_underscores = cached  # type: ignore[attr-defined]
+
+
+def _read_retention_directly() -> None:
+    from moto.sqs import models as sqs_models
+
+    backend = sqs_models.SQSBackend
+    original = backend.is_message_valid_based_on_retention_period
+
+    def is_message_valid_based_on_retention_period(self: Any, queue_name: str, message: Any) -> bool:
+        period = getattr(self.get_queue(queue_name), "message_retention_period", None)
+        if period is None:  # moto's own code says what happens then (it raises)
+            return bool(original(self, queue_name, message))
+        retain_until = period + message.sent_timestamp / 1000
+        return not retain_until <= sqs_models.unix_time()  # moto's comparison, moto's clock
+
+    backend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period  # type: ignore[method-assign]
 
 
 def _partitioned_query(query: Callable[..., Any]) -> Callable[..., Any]:
