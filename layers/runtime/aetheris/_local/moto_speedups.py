@@ -96,7 +96,7 @@ def _read_retention_directly() -> None:
         if period is None:  # moto's own code says what happens then (it raises)
             return bool(original(self, queue_name, message))
         retain_until = period + message.sent_timestamp / 1000
-        return not retain_until <= sqs_models.unix_time()  # moto's comparison, moto's clock
+        return not retain_until <= sqs_models.unix_time()  # type: ignore[attr-defined]  # moto's clock
 
     backend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period  # type: ignore[method-assign]
 
