@@ -62,17 +62,38 @@ def speed(system: Any, steps: int, jobs: int) -> tuple[float, float, list[float]
 
 
 def drift(jobs: int) -> dict[str, Any]:
-    """One LocalRuntime, ``jobs`` 3-step jobs in a row: is the last tenth slower than the first?"""
-    with Ours() as ours:
-        times, cpus = [], []
-        for _ in range(jobs):
-            started, cpu = time.perf_counter(), time.process_time()
-            ours.run_job(3)
-            times.append(time.perf_counter() - started)
-            cpus.append(time.process_time() - cpu)
+    """One LocalRuntime, ``jobs`` 3-step jobs in a row: is the last tenth slower than the first?
+
+    Means (as before) and medians of each tenth: a full garbage collection — its cost grows with
+    everything the process holds, moto's tables included — lands in one job of a tenth or another
+    and moves a tenth's mean by up to ~20 % between identical runs; the median shows the typical job.
+    ``gc_ms_per_job`` is the collector's share of each tenth (``gc.callbacks``)."""
+    import gc
+
+    collecting = {"started": 0.0, "spent": 0.0}
+
+    def collector(phase: str, _: dict[str, Any]) -> None:
+        if phase == "start":
+            collecting["started"] = time.process_time()
+        else:
+            collecting["spent"] += time.process_time() - collecting["started"]
+
+    gc.callbacks.append(collector)
+    try:
+        with Ours() as ours:
+            times, cpus, gcs = [], [], []
+            for _ in range(jobs):
+                started, cpu, collected = time.perf_counter(), time.process_time(), collecting["spent"]
+                ours.run_job(3)
+                times.append(time.perf_counter() - started)
+                cpus.append(time.process_time() - cpu)
+                gcs.append(collecting["spent"] - collected)
+    finally:
+        gc.callbacks.remove(collector)
     tenth = max(1, jobs // 10)
     first, last = statistics.mean(times[:tenth]), statistics.mean(times[-tenth:])
     first_cpu, last_cpu = statistics.mean(cpus[:tenth]), statistics.mean(cpus[-tenth:])
+    first_median, last_median = statistics.median(cpus[:tenth]), statistics.median(cpus[-tenth:])
     return {
         "jobs": jobs,
         "first_tenth_ms_per_job": round(1000 * first, 1),
@@ -81,6 +102,12 @@ def drift(jobs: int) -> dict[str, Any]:
         "first_tenth_cpu_ms_per_job": round(1000 * first_cpu, 1),
         "last_tenth_cpu_ms_per_job": round(1000 * last_cpu, 1),
         "last_over_first_cpu": round(last_cpu / first_cpu, 2),
+        "first_tenth_cpu_ms_median": round(1000 * first_median, 1),
+        "last_tenth_cpu_ms_median": round(1000 * last_median, 1),
+        "last_over_first_cpu_median": round(last_median / first_median, 2),
+        "gc_ms_per_job_by_tenth": [
+            round(1000 * statistics.mean(gcs[i * tenth : (i + 1) * tenth]), 2) for i in range(jobs // tenth)
+        ],
     }
 
 
