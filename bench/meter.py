@@ -149,6 +149,20 @@ class Meter:
                 meter._excluded_cpu += time.thread_time() - start
 
         botocore_stubber.BotocoreStubber.__call__ = timed  # type: ignore[method-assign]
+        # LocalRuntime's in-process moto answers without the stubber (aetheris._local.moto_direct):
+        # that answer is the emulator's work too.
+        from aetheris._local import moto_direct
+
+        direct = self._original_direct = moto_direct._Direct.__call__
+
+        def timed_direct(hook: Any, *args: Any, **kwargs: Any) -> Any:
+            start = time.thread_time()
+            try:
+                return direct(hook, *args, **kwargs)
+            finally:
+                meter._excluded_cpu += time.thread_time() - start
+
+        moto_direct._Direct.__call__ = timed_direct  # type: ignore[method-assign]
         self._installed = True
         return self
 
@@ -157,6 +171,9 @@ class Meter:
         for entry in self._hooks:
             BUILTIN_HANDLERS.remove(entry)
         botocore_stubber.BotocoreStubber.__call__ = self._original_stub  # type: ignore[method-assign]
+        from aetheris._local import moto_direct
+
+        moto_direct._Direct.__call__ = self._original_direct  # type: ignore[method-assign]
 
     def _excluding(self, hook: Callable[..., None]) -> Callable[..., None]:
         """``hook``, its own CPU left out of the functions' (the meter is not part of the bill)."""
