@@ -25,6 +25,7 @@ Needs moto in-process (``mock_aws``): item sizes come from its backend.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections import Counter
@@ -149,8 +150,12 @@ class Meter:
                 meter._excluded_cpu += time.thread_time() - start
 
         botocore_stubber.BotocoreStubber.__call__ = timed  # type: ignore[method-assign]
-        # LocalRuntime's in-process moto answers without the stubber (aetheris._local.moto_direct):
-        # that answer is the emulator's work too.
+        # LocalRuntime's in-process moto can answer without HTTP (aetheris._local.moto_direct), which
+        # also skips botocore's signing, HTTP objects and parsing — CPU a Lambda function spends on
+        # AWS. A metered run bills it, so it takes the HTTP path unless told otherwise; if told
+        # otherwise, the direct answer counts as the emulator's work, as the stubber's does.
+        self._direct_setting = os.environ.get("AETHERIS_MOTO_DIRECT")
+        os.environ.setdefault("AETHERIS_MOTO_DIRECT", "0")
         from aetheris._local import moto_direct
 
         direct = self._original_direct = moto_direct._Direct.__call__
@@ -174,6 +179,8 @@ class Meter:
         from aetheris._local import moto_direct
 
         moto_direct._Direct.__call__ = self._original_direct  # type: ignore[method-assign]
+        if self._direct_setting is None:
+            os.environ.pop("AETHERIS_MOTO_DIRECT", None)
 
     def _excluding(self, hook: Callable[..., None]) -> Callable[..., None]:
         """``hook``, its own CPU left out of the functions' (the meter is not part of the bill)."""
