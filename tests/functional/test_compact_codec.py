@@ -5,6 +5,8 @@ the byte-bounded event cache (``_store/event_cache.py``) keeps to its bound."""
 
 from __future__ import annotations
 
+import json
+import zlib
 from typing import Any
 
 import pytest
@@ -138,3 +140,21 @@ def test_compact_cache_counts_a_job_once_when_replaced_and_after_forget() -> Non
     assert cache.bytes == sum(approx_bytes(e) for e in events("a", 10))
     cache.forget("a")
     assert cache.bytes == 0 and cache.get("a") == []
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"f": 1, "n": 1, "c": ["not", "a", "map"]},
+        {"f": 1, "n": 1, "c": {"seq": {"v": [0]}, "odd": {"at": [5], "v": ["past the rows"]}}},
+        {"f": 1, "n": 2, "c": {"seq": {"v": [0, 1]}, "odd": {"at": [-1], "v": ["before the rows"]}}},
+        {"f": 1, "n": 1, "c": {"type": {"v": ["StepCommitted"]}}},  # no seq column
+        {"f": 1, "n": 1, "c": {"seq": {"v": ["0"]}}},  # a seq that is no int
+        {"f": 1, "n": "one", "c": {}},
+    ],
+)
+def test_compact_decode_of_a_malformed_segment_raises_value_error(doc: dict[str, Any]) -> None:
+    # Well-formed bytes around a wrong document: still a segment the chain skips, never a crash.
+    blob = zlib.compress(json.dumps(doc).encode("utf-8"))
+    with pytest.raises(ValueError):
+        decode(JOB, blob)

@@ -78,4 +78,6 @@ def dump(value: Any, via: TypeAdapter[Any], what: str, limit: int) -> str:
 def load(text: str | None, via: TypeAdapter[Any]) -> Any:
     if text is None:
         return None
-    return via.validate_json(text)
+    # The adapter's validator itself: ``TypeAdapter.validate_json`` only adds option handling we do
+    # not use, and this runs for every replayed step (a third of a decode's cost).
+    return via.validator.validate_json(text)

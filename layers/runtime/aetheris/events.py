@@ -133,21 +133,25 @@ class Event(BaseModel):
     duration_ms: int | None = None
     result: str | None = None
     error: ErrorInfo | None = None
-    values: list[Any] = []
+    # Factories, not ``= []``: pydantic deep-copies a mutable default on every validation (most of
+    # what parsing a stored event cost); the schema still shows the default.
+    values: list[Any] = Field(default_factory=list, json_schema_extra={"default": []})
     next_attempt_at: datetime | None = None
     reclaimed_from: str | None = None
     branch: int | None = None  # set on a fan-out branch's events (their ``op`` is the fan-out's)
     input: str | None = None  # JobCreated / ContinuedAsNew: the (run's) input as stored JSON text
-    detail: dict[str, Any] = {}
+    detail: dict[str, Any] = Field(default_factory=dict, json_schema_extra={"default": {}})
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Event:
-        data = {k: v for k, v in item.items() if k in cls.model_fields}
+        # The slot's own attributes (pk, sk, state, claim and grant ...) are ignored by validation
+        # (``extra`` is "ignore"): the item is copied only when a field is stored as JSON text.
+        data = item
         if isinstance(item.get("error"), str):
-            data["error"] = ErrorInfo.model_validate_json(item["error"])
+            data = {**data, "error": ErrorInfo.model_validate_json(item["error"])}
         for field in ("values", "detail"):
             if isinstance(item.get(field), str):
-                data[field] = json.loads(item[field])
+                data = {**data, field: json.loads(item[field])}
         return cls.model_validate(data)
 
     def result_json(self) -> Any:

@@ -18,6 +18,7 @@ import inspect
 import threading
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from types import CodeType, FunctionType
 from typing import TYPE_CHECKING, Any
 
 from aetheris import _log_context
@@ -89,6 +90,11 @@ MAX_WARNINGS = 20
 def refuse_unrunnable(fn: Callable[..., Any], what: str) -> None:
     """A generator cannot be a step or a job: its body would run outside the step (lazily, later)."""
     target = fn.func if hasattr(fn, "func") else fn  # functools.partial
+    # A plain function's verdict is its code's (the generator flags live there), and every replayed
+    # step asks again: remembered per code object (shared by all closures of one ``def``/lambda).
+    code = target.__code__ if target.__class__ is FunctionType else None
+    if code is not None and code in _RUNNABLE:
+        return
     if inspect.isgeneratorfunction(target) or inspect.isasyncgenfunction(target):
         from aetheris.errors import InvalidStep
 
@@ -96,3 +102,12 @@ def refuse_unrunnable(fn: Callable[..., Any], what: str) -> None:
             f"{what} {getattr(target, '__qualname__', target)!r} is a generator function; a step's body "
             f"must return its result (return a list instead of yielding)"
         )
+    if code is not None:
+        if len(_RUNNABLE) >= _RUNNABLE_MAX:
+            _RUNNABLE.clear()  # bounded (code made at run time: exec, generated functions)
+        _RUNNABLE.add(code)
+
+
+# The code of step functions found runnable (not generators).
+_RUNNABLE: set[CodeType] = set()
+_RUNNABLE_MAX = 4096

@@ -51,7 +51,7 @@ def handle_branch(worker: Worker, tick: Tick, receive_count: int, time_left: tim
         return TickOutcome.UNKNOWN_JOB
     if snapshot.status.is_terminal:
         return TickOutcome.STALE
-    record = History([Event.from_item(item) for item in snapshot.events]).ops.get(op)
+    record = History(worker.parsed.events(tick.job_id, snapshot.events)).ops.get(op)
     started = record.first(EventType.FAN_OUT_STARTED) if record is not None else None
     if record is None or record.kind is not OpKind.FANOUT or started is None:
         return TickOutcome.STALE

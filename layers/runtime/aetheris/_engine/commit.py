@@ -40,7 +40,7 @@ def build_event(
     detail: dict[str, Any] | None,
 ) -> dict[str, Any]:
     first_of_op = op is not None and not op.events
-    values = op.new_values if op is not None and first_of_op else []
+    values = list(op.new_values) if op is not None and first_of_op else []
     return {
         "job_id": inv.job_id,
         "seq": inv.lease.seq,

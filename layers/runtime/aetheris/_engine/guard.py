@@ -35,7 +35,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,16 +94,24 @@ def orchestrating(job_id: str) -> Iterator[None]:
         _orchestrating.reset(token)
 
 
-@contextmanager
-def suspended() -> Iterator[None]:
+class _Suspended:
+    """``suspended()``'s block. A class, not ``@contextmanager``: every replayed operation enters
+    one, and a generator-based context costs several times more (≈ 2 µs) for the same two resets."""
+
+    __slots__ = ("_effect", "_token")
+
+    def __enter__(self) -> None:
+        self._token = _orchestrating.set(None)
+        self._effect = _in_effect.set(True)
+
+    def __exit__(self, *exc: object) -> None:
+        _in_effect.reset(self._effect)
+        _orchestrating.reset(self._token)
+
+
+def suspended() -> AbstractContextManager[None]:
     """The runtime's own work inside an operation: nothing is guarded."""
-    token = _orchestrating.set(None)
-    effect = _in_effect.set(True)
-    try:
-        yield
-    finally:
-        _in_effect.reset(effect)
-        _orchestrating.reset(token)
+    return _Suspended()
 
 
 def in_step_body() -> bool:

@@ -97,6 +97,10 @@ class Invocation:
         self.attempt = 1
         # Undo functions of committed steps, in order (one list for all ticks of a sticky function).
         self.compensations: list[Compensation] = resumes.compensations if resumes is not None else []
+        # (type's budget, stored budget, signals applied, the budget): see ``budget``.
+        self._budget: tuple[Budget | None, Any, int, Budget | None] | None = (
+            resumes._budget if resumes is not None else None
+        )
         self.cancel_requested_at: str | None = snapshot.job.get("cancel_requested_at")
         self.crash_loop = crash_loop  # set by the worker: this slot keeps killing its ticks
         self.halted: BaseException | None = None  # the control flow that ended this invocation
@@ -130,7 +134,16 @@ class Invocation:
     def budget(self) -> Budget | None:
         """The job's ``Budget``: its per-start one or its type's, raised by recorded budget signals."""
         # Only consumed signals can raise it: the log's other events are not walked on every step.
-        return effective(self.definition.budget, self.snapshot.job.get("budget"), self.history.signals)
+        # The raises are a fold over the signals in order, kept with how many it has applied, so a
+        # sticky job's tick applies only the signals consumed since (never all of them again).
+        base, stored, signals = self.definition.budget, self.snapshot.job.get("budget"), self.history.signals
+        memo = self._budget
+        if memo is None or memo[0] is not base or memo[1] != stored or memo[2] > len(signals):
+            memo = (base, stored, 0, effective(base, stored, ()))
+        if memo[2] < len(signals):
+            memo = (base, stored, len(signals), effective(memo[3], None, signals[memo[2] :]))
+        self._budget = memo
+        return memo[3]
 
     def step_time_limit(self, timeout: timedelta | None) -> timedelta:
         return min(timeout or self.services.settings.step_timeout, self.time_budget)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from aetheris import callbacks
@@ -47,12 +48,21 @@ def step_name(fn: Callable[..., Any], position: int) -> str:
     """A step's default name: its function's, or — for a lambda or a callable without a usable
     name — one made from its position, stable across replays (two lambdas in a row stay distinct)."""
     name = getattr(fn, "__name__", None) or getattr(getattr(fn, "func", None), "__name__", None)
-    if isinstance(name, str) and name != "<lambda>":
-        try:
-            return check_name("step", name)
-        except ValueError:
-            pass
+    if isinstance(name, str) and _usable_name(name):
+        return name
     return f"step-{position}"
+
+
+@lru_cache(maxsize=4096)
+def _usable_name(name: str) -> bool:
+    """Can a function's name be a step's? (Asked by every replayed step: remembered per name.)"""
+    if name == "<lambda>":
+        return False
+    try:
+        check_name("step", name)
+    except ValueError:
+        return False
+    return True
 
 
 _JOB_LOG = logging.getLogger("aetheris.job")

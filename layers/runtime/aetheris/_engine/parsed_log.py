@@ -1,11 +1,11 @@
 """Parsed events of the jobs a worker ticked lately, so that a tick parses only what is new.
 
 ``JobStore.load`` keeps each job's committed event items (they never change) and hands the same
-item objects out on every load, new ones appended. Parsing them into ``Event``s is most of what a
-replayed tick costs at a long log (≈ 20 µs an event), so the parsed list is kept beside them and
-reused for the prefix that is, object for object, the same items; anything else (the store dropped
-or rebuilt its cache) is parsed afresh. Bounded by the events kept over all jobs, least recently
-ticked job dropped first.
+item objects out on every load, new ones appended. Parsing them into ``Event``s (a few µs an
+event) is a large part of what a replayed tick costs at a long log, so the parsed list is kept
+beside them and reused for the prefix that is, object for object, the same items; anything else
+(the store dropped or rebuilt its cache) is parsed afresh. Bounded by the events kept over all
+jobs, least recently ticked job dropped first.
 """
 
 from __future__ import annotations
@@ -27,6 +27,13 @@ class ParsedLogs:
         self._jobs: OrderedDict[str, tuple[list[Any], list[Event]]] = OrderedDict()
         self._held = 0
         self._lock = threading.Lock()
+
+    def forget(self, job_id: str) -> None:
+        """Drop the job's parsed log (a worker that never saw it: the history bench's cold tick)."""
+        with self._lock:
+            cached = self._jobs.pop(job_id, None)
+            if cached is not None:
+                self._held -= len(cached[0])
 
     def events(self, job_id: str, items: list[Any]) -> list[Event]:
         """``items`` parsed: a new list (the caller may extend it), the known prefix not re-parsed."""

@@ -34,12 +34,13 @@ class Replay:
         index = self.position
         record = self.history.ops.get(index)
         if record is not None:
-            if (record.kind, record.name) != (kind, name):
+            if record.kind != kind or record.name != name:
                 self._diverge(index, f"{record.kind.value} {record.name!r}", f"{kind.value} {name!r}")
-            if self._value_index != len(record.recorded_values):
+            recorded = len(record.events[0].values) if record.events else 0  # no copy: every step asks
+            if self._value_index != recorded:
                 self._diverge(
                     index,
-                    f"{len(record.recorded_values)} deterministic values before {kind.value} {name!r}",
+                    f"{recorded} deterministic values before {kind.value} {name!r}",
                     f"{self._value_index}",
                 )
         else:

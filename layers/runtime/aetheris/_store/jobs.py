@@ -283,7 +283,8 @@ class JobStore:
                 return self._load_cold(job_id)  # the job changed between the reads: read again
             items, covered = read
         run_start = int(items[-1].get("run_start_seq", 0)) if items else 0
-        items = [i for i in items[:-1] if _seq(i) >= run_start] + items[-1:]
+        if run_start:  # a continued job: not its earlier runs' slots (a first run keeps them all)
+            items = [i for i in items[:-1] if _seq(i) >= run_start] + items[-1:]
         job = items[-1] if items and items[-1][schema.SK] == schema.JOB_SK else None
         if job is None:
             self._forget(job_id)

@@ -26,7 +26,7 @@ import json
 import math
 import zlib
 from dataclasses import dataclass
-from itertools import pairwise
+from itertools import accumulate, pairwise, repeat
 from typing import Any
 
 from aetheris._store import schema
@@ -41,6 +41,10 @@ FORMAT = 1
 _IMPLIED = ("pk", "sk", "job_id", "state")  # rebuilt from the job id and each event's seq
 # Not part of the event: the slot's TTL, which the retention extension raises after the commit.
 OMITTED = (schema.TTL_ATTRIBUTE,)
+
+
+# ``schema.event_sk`` as a bound format, mapped over a segment's seqs.
+_EVENT_SK = f"{schema.EVENT_PREFIX}{{:0{schema.SEQ_DIGITS}d}}".format
 
 
 class Unencodable(Exception):
@@ -88,29 +92,47 @@ def encode(events: list[Item]) -> bytes:
 
 
 def decode(job_id: str, blob: bytes) -> list[Item]:
-    """The event items ``encode`` was given (raises ``ValueError`` on anything malformed)."""
+    """The event items ``encode`` was given (raises ``ValueError`` on anything malformed).
+
+    Column by column, with the rows zipped together at C speed: a cold load at step 10,000
+    decodes 100 segments, and a per-cell Python loop was most of that."""
     try:
         doc = json.loads(zlib.decompress(blob).decode("utf-8"))
     except (zlib.error, UnicodeDecodeError) as bad:
         raise ValueError(f"unreadable segment: {bad}") from None
     if not isinstance(doc, dict) or doc.get("f") != FORMAT:
         raise ValueError("unknown segment format")
-    count = int(doc["n"])
-    rows: list[Item] = [{} for _ in range(count)]
-    for key, column in doc["c"].items():
-        if "d" in column:
-            values, total = [], 0
-            for step in column["d"]:
-                total += step
-                values.append(total)
-        else:
-            values = column["v"]
-        positions = column.get("at", range(count))
-        if len(values) != len(positions):
+    try:
+        return _rows(job_id, int(doc["n"]), doc["c"])
+    except (AttributeError, IndexError, KeyError, TypeError) as bad:
+        raise ValueError(f"malformed segment: {bad!r}") from None
+
+
+def _rows(job_id: str, count: int, columns: dict[str, Any]) -> list[Item]:
+    dense: dict[str, list[Any]] = {}  # the columns every event has, most of them
+    sparse: list[tuple[str, list[int], list[Any]]] = []
+    for key, column in columns.items():
+        values = list(accumulate(column["d"])) if "d" in column else column["v"]
+        positions = column.get("at")
+        if len(values) != (count if positions is None else len(positions)):
             raise ValueError(f"column {key!r} is truncated")
+        if positions is None:
+            dense[key] = values
+        else:
+            sparse.append((key, positions, values))
+    if not count:
+        return []
+    sks = map(_EVENT_SK, dense["seq"])  # no seq in every row: KeyError; a seq not an int: ValueError
+    state = SlotState.COMMITTED.value
+    keys = ("pk", "sk", "job_id", "state", *dense)
+    cells = zip(repeat(job_id), sks, repeat(job_id), repeat(state), *dense.values(), strict=False)
+    rows: list[Item] = list(map(dict, map(zip, repeat(keys), cells)))
+    for key, positions, values in sparse:
         for position, value in zip(positions, values, strict=True):
+            if position < 0:
+                raise IndexError(position)
             rows[position][key] = value
-    return [{**_implied(job_id, int(row["seq"])), **row} for row in rows]
+    return rows
 
 
 def _implied(job_id: str, seq: int) -> dict[str, Any]:

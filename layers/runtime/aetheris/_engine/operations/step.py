@@ -120,11 +120,8 @@ def _over_step_budget(inv: Invocation, op: StepOp) -> Exception | None:
     # Checked before a step's first attempt (a retry is no new step); a raise re-checks it.
     if budget is None or budget.max_steps is None or op.kind is not OpKind.STEP or op.record.failures:
         return None
-    done = sum(
-        1
-        for record in inv.history.ops.values()
-        if record.kind is OpKind.STEP and record.outcome is not None and record.index != op.record.index
-    )
+    # The steps settled before this one (a step about to run live has no outcome of its own).
+    done = inv.history.settled_steps() - int(op.record.outcome is not None and op.record.kind is OpKind.STEP)
     if done < budget.max_steps:
         return None
     from aetheris.budget import BudgetExceeded
