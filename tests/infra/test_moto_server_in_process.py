@@ -16,6 +16,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from moto.core.botocore_stubber import BotocoreStubber
 
 from aetheris._local.moto_server import SerialMotoServer
 
@@ -99,3 +100,30 @@ def test_every_request_in_process_or_over_http_holds_the_server_lock(server: Ser
     in_process.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
     over_http.receive_message(QueueUrl=url)
     assert counting.taken == 4
+
+
+def test_in_process_dynamodb_and_sqs_calls_skip_the_stubber_and_still_hold_the_lock(
+    server: SerialMotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``aetheris dev``'s signal → resume rides on these calls: moto's handlers answer them directly
+    (``moto_direct``), never through the stubber's HTTP-shaped round trip — and still one at a time."""
+    stubbed: list[str] = []
+    process_request = BotocoreStubber.process_request
+
+    def counted(self: BotocoreStubber, request: Any) -> Any:
+        stubbed.append(str(request.url))
+        return process_request(self, request)
+
+    monkeypatch.setattr(BotocoreStubber, "process_request", counted)
+    over_http, in_process = clients(server, "sqs")
+    url = over_http.create_queue(QueueName="q")["QueueUrl"]
+    counting = CountingLock(server.lock)
+    server.lock = counting  # type: ignore[assignment]
+    in_process.send_message(QueueUrl=url, MessageBody="direct")
+    received = in_process.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert [m["Body"] for m in received] == ["direct"]
+    assert stubbed == [] and counting.taken == 2
+    monkeypatch.setenv("AETHERIS_MOTO_DIRECT", "0")  # switched off: the stubber serves them again
+    _, wired = clients(server, "sqs")
+    wired.send_message(QueueUrl=url, MessageBody="stubbed")
+    assert len(stubbed) == 1 and counting.taken == 3

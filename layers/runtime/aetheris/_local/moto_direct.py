@@ -41,7 +41,8 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any, cast
 from urllib.parse import urlparse
 
@@ -80,14 +81,19 @@ def enabled() -> bool:
     return os.environ.get("AETHERIS_MOTO_DIRECT", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def attach(client: Any) -> Any:
+def attach(client: Any, *, lock: Callable[[], AbstractContextManager[Any]] | None = None) -> Any:
     """Answer ``client``'s DynamoDB or SQS calls from moto's handlers in-process (see the module
-    docstring); any other client is returned untouched. Returns ``client``."""
+    docstring); any other client is returned untouched. Returns ``client``.
+
+    With ``lock``, the backends are those of a moto server running in this process
+    (``SerialMotoServer.serve_in_process``), not ``mock_aws``'s: calls are answered directly whether
+    or not ``mock_aws`` is active, each one holding ``lock()`` — the server's one-request lock —
+    while moto handles it."""
     service = client.meta.service_model.service_id.hyphenize()
     handler_type = _handler_type(service)
     if handler_type is None:
         return client
-    direct = _Direct(client, service, handler_type)
+    direct = _Direct(client, service, handler_type, lock)
     client.meta.events.register(f"before-call.{service}", direct, unique_id=f"{_UNIQUE_ID}-{service}")
     return client
 
@@ -213,8 +219,15 @@ _PLAIN_RESULTS: frozenset[type] = frozenset({ActionResult, EmptyResult, DynamoRe
 class _Direct:
     """The ``before-call`` handler for one client: ``(http response, parsed)`` or ``None`` (wire)."""
 
-    def __init__(self, client: Any, service: str, handler_type: type) -> None:
+    def __init__(
+        self,
+        client: Any,
+        service: str,
+        handler_type: type,
+        lock: Callable[[], AbstractContextManager[Any]] | None = None,
+    ) -> None:
         self._client = client
+        self._lock = lock
         self._service = service
         self._handler_type = handler_type
         self._emitter = client.meta.events._emitter  # the HierarchicalEmitter behind the aliaser
@@ -229,7 +242,11 @@ class _Direct:
     ) -> tuple[AWSResponse, dict[str, Any]] | None:
         if not self._usable():
             return None
-        status, headers, body, converted = self._answer(model.name, params)
+        if self._lock is None:
+            status, headers, body, converted = self._answer(model.name, params)
+        else:
+            with self._lock():
+                status, headers, body, converted = self._answer(model.name, params)
         raw_body = body.encode() if isinstance(body, str) else bytes(body or b"")
         # A plain dict of headers, as moto's stubber hands botocore.
         http = AWSResponse(params.get("url", ""), status, cast(Any, headers), _Raw(raw_body))
@@ -239,7 +256,7 @@ class _Direct:
 
     def _usable(self) -> bool:
 
-        if not botocore_stubber.enabled:  # mock_aws is not active: the call goes where it would
+        if self._lock is None and not botocore_stubber.enabled:  # no mock_aws: the call goes where it would
             return False
         if float("inf") != moto_settings.INITIAL_NO_AUTH_ACTION_COUNT:
             return False  # moto authorizes from the signed request

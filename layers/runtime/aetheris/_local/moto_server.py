@@ -10,7 +10,9 @@ with ``WaitTimeSeconds=0``.
 HTTP: its requests go to moto's own request handling (the stubber ``mock_aws`` uses), under the
 same lock as the server's requests, so every request — over HTTP or not — still runs alone. A
 request over loopback HTTP costs ~4 ms of CPU before moto starts on it (a new connection per
-request: a one-thread server cannot keep connections open); in-process that is gone.
+request: a one-thread server cannot keep connections open); in-process that is gone. Its DynamoDB
+and SQS calls go further: moto's handlers answer botocore's serialized request directly
+(``moto_direct``, unless ``AETHERIS_MOTO_DIRECT=0``), again under the lock.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from moto.moto_server.threaded_moto_server import MotoRequestHandler  # type: ig
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from aetheris._local import moto_speedups
+from aetheris._local import moto_direct, moto_speedups
 
 
 class SerialMotoServer:
@@ -78,6 +80,10 @@ class SerialMotoServer:
                 return stubber(event_name, request, **kwargs)
 
         client.meta.events.register("before-send", send)
+        # DynamoDB and SQS calls skip even the stubber's HTTP-shaped round trip (moto_direct), under
+        # the same lock; the stubber above still serves S3 and any call a wire-level hook claims.
+        if moto_direct.enabled():
+            moto_direct.attach(client, lock=lambda: self.lock)
         return client
 
     def reset(self) -> None:
