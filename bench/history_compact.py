@@ -1,6 +1,7 @@
 """Cold ticks with log segments (``_store/segments.py``): what a worker that has not seen a job
 reads at steps 10, 100, 1,000 and 10,000, beside the figures from before segments
-(``bench/results/history.json`` as committed on main), and what writing the segments costs per step.
+(``bench/results/history_before_segments.json``: ``history.json`` as it was before its seeded log
+had segments), and what writing the segments costs per step.
 
 Three logs, because compression depends on what the events hold:
 
@@ -37,7 +38,7 @@ from template_facts import function_config
 
 from aetheris._store.segments import SEGMENT_EVENTS
 
-BEFORE = Path(__file__).parent / "results" / "history.json"
+BEFORE = Path(__file__).parent / "results" / "history_before_segments.json"
 RESULTS = Path(__file__).parent / "results" / "history_compact.json"
 POINTS = (1000, 10_000)
 _FIELDS = ("requests", "rru", "items_read", "kb_read", "runtime_cpu_ms")
@@ -72,33 +73,18 @@ class RealisticJob(history.OneJob):
                 items.append({"PutRequest": {"Item": item}})
             for start in range(0, len(items), 25):
                 client.batch_write_item(RequestItems={table: items[start : start + 25]})
-
-
-def write_segments(job: history.OneJob, upto_seq: int) -> None:
-    """The segments a natural run would have written for the seeded log (not billed)."""
-    jobs = job.runtime.services.jobs
-    with job.meter.paused():
-        created = jobs.table.get(job.job_id, "EV#0000000000")
-        assert created is not None
-        for first in range(0, upto_seq + 2 - SEGMENT_EVENTS, SEGMENT_EVENTS):
-            run = jobs.segments.stored_run(job.job_id, first, first + SEGMENT_EVENTS - 1)
-            assert run is not None
-            jobs.segments.write(str(created["at"]), run, 2**31)
+        self.write_segments(upto_seq)  # again: the segments of the events as they are now
 
 
 def seeded(point: int, realistic: bool, model: LambdaModel) -> dict[str, Any]:
     meter = Meter().install()
-    job = (RealisticJob if realistic else history.OneJob)(point + 3, meter)
+    job = (RealisticJob if realistic else history.OneJob)(point + history.REPEATS + 3, meter)
     try:
         job.tick()
-        job.seed(point)
-        write_segments(job, point)
-        cold, cold_wall = job.tick(cold=True)
+        job.seed(point)  # with the segments a natural run writes (``OneJob.write_segments``)
+        cold = history.cold_ticks(job, model)
         warm, warm_wall = job.tick()
-        out = {
-            "cold": history.tick_figures(cold, cold_wall, model),
-            "warm": history.tick_figures(warm, warm_wall, model),
-        }
+        out = {"cold": cold, "warm": history.tick_figures(warm, warm_wall, model)}
         if realistic and point == max(POINTS):
             out["segment_write"] = segment_write_cost(job, meter)
     finally:
@@ -148,7 +134,9 @@ def main() -> None:
     }
     results = {
         "what": "cold (and warm) ticks with log segments of "
-        f"{SEGMENT_EVENTS} events; 'before' is the cold tick from bench/results/history.json on main",
+        f"{SEGMENT_EVENTS} events; 'before' is the cold tick from "
+        "bench/results/history_before_segments.json; "
+        f"cold: the median-CPU tick of {history.REPEATS} (runtime_cpu_ms_min: the least)",
         "machine": _machine(),
         "before_cold": before,
         "natural": natural,

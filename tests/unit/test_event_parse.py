@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from aetheris._engine.parsed_log import parse_events
 from aetheris.errors import ErrorInfo
 from aetheris.events import Event
 from aetheris.handlers.api_models import EventView
@@ -89,3 +90,14 @@ def test_event_view_from_item_is_still_built_as_the_view() -> None:
     view = EventView.from_item(ITEMS[0])
 
     assert isinstance(view, EventView) and view.result == "2"
+
+
+def test_a_log_parsed_at_once_equals_its_events_parsed_one_by_one() -> None:
+    log = [*ITEMS, *ITEMS[:1], {**ITEMS[0], "seq": 9, "values": []}]
+    at_once, one_by_one = parse_events(log), [Event.from_item(item) for item in log]
+
+    assert at_once == one_by_one
+    assert [e.model_fields_set for e in at_once] == [e.model_fields_set for e in one_by_one]
+    assert all(type(e) is Event for e in at_once)
+    with pytest.raises(ValueError):
+        parse_events([ITEMS[0], {**BASE, "seq": "not a number"}])

@@ -31,13 +31,13 @@ def item(seq: int) -> dict[str, Any]:
 @pytest.fixture
 def parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     seen: list[int] = []
-    real = Event.from_item
+    real = parsed_log.parse_events
 
-    def counting(raw: dict[str, Any]) -> Event:
-        seen.append(int(raw["seq"]))
+    def counting(raw: list[dict[str, Any]]) -> list[Event]:
+        seen.extend(int(item["seq"]) for item in raw)
         return real(raw)
 
-    monkeypatch.setattr(parsed_log.Event, "from_item", staticmethod(counting))
+    monkeypatch.setattr(parsed_log, "parse_events", counting)
     return seen
 
 

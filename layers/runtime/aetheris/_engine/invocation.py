@@ -42,6 +42,7 @@ from aetheris._engine.job_context import JobContext
 from aetheris._engine.lease import LeaseKeeper
 from aetheris._engine.operations.base import Operation
 from aetheris._engine.operations.end import EndOp
+from aetheris._engine.parsed_log import parse_events
 from aetheris._engine.records import Recorder
 from aetheris._engine.replay import Replay
 from aetheris._engine.saga import Compensation, compensate_then_end
@@ -84,7 +85,7 @@ class Invocation:
             self.history, self.replay = resumes.history, resumes.replay
         else:
             if events is None:  # ``events``: the snapshot's, parsed already (``parsed_log.py``)
-                events = [Event.from_item(item) for item in snapshot.events]
+                events = parse_events(snapshot.events)
             self.history = History(events)
             self.replay = Replay(self.job_id, self.history)
         # Operations answered from the log before this tick began (a resumed function's).

@@ -15,10 +15,25 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from aetheris.events import Event
 
 # ≈ 1.9 KB per parsed event (measured): 30,000 events ≈ 57 MB at most.
 MAX_EVENTS = 30_000
+_EVENTS: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
+
+
+def parse_events(items: list[Any]) -> list[Event]:
+    """``[Event.from_item(item) for item in items]``, in one validator call for the items stored
+    plainly (most of a long log: ≈ 1 µs an event less than one call each). An item holding JSON
+    text (an error, recorded values, a detail) goes through ``from_item`` itself, and the validated
+    ``Event`` it gives passes the list's validation as it is (instances are not revalidated)."""
+    prepared = [
+        Event.from_item(item) if "error" in item or "values" in item or "detail" in item else item
+        for item in items
+    ]
+    return _EVENTS.validate_python(prepared)
 
 
 class ParsedLogs:
@@ -44,7 +59,7 @@ class ParsedLogs:
         known_items, known_events = cached if cached is not None else ([], [])
         same = len(known_items) <= len(items) and all(map(operator.is_, known_items, items))
         reuse = len(known_items) if same else 0
-        parsed = known_events[:reuse] + [Event.from_item(item) for item in items[reuse:]]
+        parsed = known_events[:reuse] + parse_events(items[reuse:])
         if len(items) <= self.max_events:
             with self._lock:
                 self._jobs[job_id] = (list(items), parsed)
