@@ -116,6 +116,8 @@ def test_in_this_context_hands_over_the_tick_only_not_the_callers_other_context(
 
 
 def test_dev_logs_write_text_with_the_tick_keys_for_library_and_powertools_lines() -> None:
+    from aetheris.handlers import signals as signals_module
+    from aetheris.handlers import sweeper as sweeper_module
     from aetheris.handlers import worker as worker_module
     from aetheris_infra import dev_logs
 
@@ -123,6 +125,13 @@ def test_dev_logs_write_text_with_the_tick_keys_for_library_and_powertools_lines
     powertools = worker_module.logger
     handler = powertools.registered_handler
     before = (library.handlers[:], library.propagate, library.level, handler.stream)  # type: ignore[attr-defined]
+    # use_readable_logs switches every handler module's logger: all of them are put back after,
+    # or a later test that parses the signals handler's JSON lines finds text instead.
+    others = [signals_module.logger, sweeper_module.logger]
+    others_before = [
+        (lg, lg.registered_handler.stream, lg.registered_formatter.json_serializer)  # type: ignore[attr-defined]
+        for lg in others
+    ]
     serializer = powertools.registered_formatter.json_serializer  # type: ignore[attr-defined]
     level = powertools.log_level
     engine_log = logging.getLogger("aetheris.worker")
@@ -142,6 +151,9 @@ def test_dev_logs_write_text_with_the_tick_keys_for_library_and_powertools_lines
         powertools.registered_formatter.json_serializer = serializer  # type: ignore[attr-defined]
         powertools.setLevel(level)
         engine_log.setLevel(quiet)
+        for lg, stream_before, serializer_before in others_before:
+            lg.registered_handler.stream = stream_before  # type: ignore[attr-defined]
+            lg.registered_formatter.json_serializer = serializer_before  # type: ignore[attr-defined]
     engine, own = stream.getvalue().splitlines()
 
     assert "WARNING aetheris.worker: took slot 2 over" in engine
