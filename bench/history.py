@@ -145,10 +145,10 @@ class OneJob:
         self.local.__exit__(None, None, None)
 
 
-def cold_ticks(job: OneJob, model: LambdaModel, repeats: int = REPEATS) -> dict[str, Any]:
-    """``repeats`` cold ticks in a row (steps n .. n + repeats - 1): the median-CPU one's figures,
-    with the min and each run's CPU."""
-    runs = [tick_figures(*job.tick(cold=True), model) for _ in range(repeats)]
+def cold_ticks(job: OneJob, model: LambdaModel, repeats: int = REPEATS, cold: bool = True) -> dict[str, Any]:
+    """``repeats`` cold (or, ``cold=False``, warm) ticks in a row (steps n .. n + repeats - 1): the
+    median-CPU one's figures, with the min and each run's CPU."""
+    runs = [tick_figures(*job.tick(cold=cold), model) for _ in range(repeats)]
     cpu = sorted(run["runtime_cpu_ms"] for run in runs)
     median = sorted(runs, key=lambda run: run["runtime_cpu_ms"])[len(runs) // 2]
     return {
@@ -163,7 +163,7 @@ def measure(
 ) -> dict[str, Any]:
     meter = Meter().install()
     top = max(points)
-    job = (job_class or OneJob)(top + REPEATS + 3, meter)
+    job = (job_class or OneJob)(top + 2 * REPEATS + 3, meter)
     out: dict[str, Any] = {}
     try:
         if seeded:
@@ -173,9 +173,11 @@ def measure(
             while job.ticks < point:
                 job.tick()
             cold = cold_ticks(job, model)  # steps `point`.., each having read and replayed the log
-            warm, warm_wall = job.tick()  # the next step, on the worker that just saw it
-            out[str(point)] = {"cold": cold, "warm": tick_figures(warm, warm_wall, model)}
-        while job.ticks < top + REPEATS + 3:
+            # The next steps, on the worker that just saw the job: as many as the cold ones, so the
+            # warm figure is a median too (one tick's CPU is at the mercy of a shared machine).
+            warm = cold_ticks(job, model, cold=False)
+            out[str(point)] = {"cold": cold, "warm": warm}
+        while job.ticks < top + 2 * REPEATS + 3:
             job.tick()
         final, final_wall = job.tick()
         out["final_tick"] = tick_figures(final, final_wall, model)
@@ -225,7 +227,7 @@ def summary(results: dict[str, Any]) -> str:
                 f"{log:8} {step:>6} {kind:5} {t['requests']:8} {t['rru']:6} {t['items_read']:6} "
                 f"{t['kb_read']:8} {t['runtime_cpu_ms']:8} {t.get('runtime_cpu_ms_min', ''):>8}"
             )
-    steps = REPEATS + 3
+    steps = 2 * REPEATS + 3
     finals = (
         (f"{1000 + steps}", results["natural"]["final_tick"]),
         (f"{10_000 + steps}", results["seeded"]["10000"]["final_tick"]),

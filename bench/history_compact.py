@@ -78,13 +78,12 @@ class RealisticJob(history.OneJob):
 
 def seeded(point: int, realistic: bool, model: LambdaModel) -> dict[str, Any]:
     meter = Meter().install()
-    job = (RealisticJob if realistic else history.OneJob)(point + history.REPEATS + 3, meter)
+    job = (RealisticJob if realistic else history.OneJob)(point + 2 * history.REPEATS + 3, meter)
     try:
         job.tick()
         job.seed(point)  # with the segments a natural run writes (``OneJob.write_segments``)
         cold = history.cold_ticks(job, model)
-        warm, warm_wall = job.tick()
-        out = {"cold": cold, "warm": history.tick_figures(warm, warm_wall, model)}
+        out = {"cold": cold, "warm": history.cold_ticks(job, model, cold=False)}  # a median too
         if realistic and point == max(POINTS):
             out["segment_write"] = segment_write_cost(job, meter)
     finally:
