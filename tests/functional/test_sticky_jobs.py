@@ -333,6 +333,40 @@ def test_parked_functions_are_bounded_per_worker() -> None:
     assert counts.steps == Counter({f"add{n}": 4 for n in range(5)})
 
 
+def test_a_job_whose_log_the_byte_bounded_cache_does_not_keep_is_never_parked() -> None:
+    """A parked function holds its job's parsed log: parking a log the event cache refuses (over
+    ``event_cache_bytes``) would let parked functions hold more memory than the bound allows."""
+    counts = Counts()
+    with LocalRuntime(build(counts), workers=1, overrides={"event_cache_bytes": 0}) as local:
+        job_id = local.start("steps", 5)
+        for _ in range(3):
+            tick(local)
+            assert len(sticky(local)) == 0
+        finish(local, job_id)
+        assert local.get(job_id).result == 10
+    assert counts.entries["steps"] == 6  # every tick replayed, as with sticky jobs off
+    assert counts.steps == Counter({f"add{n}": 1 for n in range(5)})
+
+
+def test_a_parked_job_whose_log_the_cache_dropped_is_discarded_at_the_next_park() -> None:
+    counts = Counts()
+    with LocalRuntime(build(counts), workers=1) as local:
+        local.sources[0].batch_size = 1  # one tick per poll: one job served at a time
+        jobs = [local.start("steps", 3), local.start("steps", 3)]
+        while len(sticky(local)) < 2:  # both parked, each after a step of its own
+            tick(local)
+        store = local.runtimes[0].services.jobs
+        for job in jobs:  # the cache let both logs go (other jobs' events pushed them out)
+            store._cache.forget(job)
+        tick(local)  # the job it serves reads its log again and parks; the other one is let go
+        assert len(sticky(local)) == 1
+        assert all(store.cached(job) for job in sticky(local)._parked)
+        for job in jobs:
+            finish(local, job)
+        assert [local.get(job).result for job in jobs] == [3, 3]
+    assert counts.steps == Counter({f"add{n}": 2 for n in range(3)})
+
+
 def test_a_bare_except_cannot_keep_a_discarded_function_going() -> None:
     counts = Counts()
     with LocalRuntime(build(counts), workers=1, overrides={"sticky_jobs": 1}) as local:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -183,6 +184,8 @@ class Session:
             return False
         if inv.crash_loop is not None or inv.cancel_requested_at or not self.pool.capacity:
             return False
+        if not self.pool.holds(inv.job_id):  # its log is over the cache's byte bound: replay instead
+            return False
         if op.kind in (OpKind.END, OpKind.COMPENSATE) or committed.op != op.record.index:
             return False
         if committed.type in ABORTS or committed.type in _ENDS:
@@ -212,10 +215,16 @@ class Session:
 
 
 class StickyJobs:
-    """A worker's parked job functions, by job id; at most ``capacity``, least recently used out."""
+    """A worker's parked job functions, by job id; at most ``capacity``, least recently used out.
 
-    def __init__(self, capacity: int) -> None:
+    A parked function holds its job's parsed log. ``holds(job_id)`` says whether the worker's event
+    cache — bounded in bytes (``Settings.event_cache_bytes``) — still keeps that log: a job it does
+    not keep is never parked, and one it has dropped since is discarded at the next park, so the
+    logs parked functions hold stay within the cache's bound, not merely ``capacity`` jobs."""
+
+    def __init__(self, capacity: int, holds: Callable[[str], bool] | None = None) -> None:
         self.capacity = capacity
+        self._holds = holds or (lambda job_id: True)
         self._parked: OrderedDict[str, Session] = OrderedDict()
         self._running: set[Session] = set()
         self._lock = threading.Lock()
@@ -223,6 +232,10 @@ class StickyJobs:
     def __len__(self) -> int:
         with self._lock:
             return len(self._parked)
+
+    def holds(self, job_id: str) -> bool:
+        """May the job's function be parked: does the byte-bounded event cache keep its log?"""
+        return self._holds(job_id)
 
     def threads(self) -> int:
         """Threads alive for this worker's sessions (parked, or running a tick)."""
@@ -293,6 +306,8 @@ class StickyJobs:
             self._parked[session.job_id] = session
             while len(self._parked) > self.capacity:
                 evicted.append(self._parked.popitem(last=False)[1])
+            for job_id in [job_id for job_id in self._parked if not self._holds(job_id)]:
+                evicted.append(self._parked.pop(job_id))
         for old in evicted:
             old.discard()
 

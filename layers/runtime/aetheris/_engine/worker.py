@@ -84,7 +84,7 @@ class Worker:
         self.services = services
         self.worker_id = worker_id
         # Warm jobs' functions kept alive between their ticks here: no replay from the top.
-        self.sticky = StickyJobs(services.settings.sticky_jobs)
+        self.sticky = StickyJobs(services.settings.sticky_jobs, holds=services.jobs.cached)
         self.parsed = ParsedLogs()  # and the others' logs parsed once, not on every tick
 
     def handle(self, tick: Tick, receive_count: int = 1, time_left: timedelta | None = None) -> TickOutcome:

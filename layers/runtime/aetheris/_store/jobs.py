@@ -374,6 +374,10 @@ class JobStore:
             # Derived data: the committed events are the log, and a cold read falls back on them.
             log.warning("could not write the segment of events %s..: %s", run[0]["seq"], failed)
 
+    def cached(self, job_id: str) -> bool:
+        """Does this worker's event cache (bounded in bytes) still hold the job's log?"""
+        return job_id in self._cache
+
     def _forget(self, job_id: str) -> None:
         """Drop what this runtime knows of the job: its events and its input."""
         self._cache.forget(job_id)
