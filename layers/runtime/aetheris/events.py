@@ -114,7 +114,9 @@ class ForkedFrom(BaseModel):
 class Event(BaseModel):
     """One committed log entry, as read back from the store."""
 
-    model_config = ConfigDict(frozen=True)
+    # "ignore" stated, not left to the default: from_item validates a slot item as stored, with its
+    # pk, sk, state, claim and grant attributes beside the event's fields.
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     job_id: str
     seq: int
