@@ -224,6 +224,13 @@ def odd_values(call: Any) -> None:
         "nested": {"M": {"ü": {"L": [{"M": {"deep": {"L": [{"N": "0"}, {"B": b"\x01"}, {S: "\u2028"}]}}}]}}},
     }
     call("put_item", TableName="t", Item=odd, ReturnConsumedCapacity="TOTAL")
+    deep: dict[str, Any] = {S: "bottom"}
+    for level in range(31):  # DynamoDB allows 32 levels of nesting: maps and lists, alternating
+        deep = {"M": {"d": deep}} if level % 2 else {"L": [deep]}
+    deep_key = {"pk": {S: "deep"}, "sk": {S: "x"}}
+    call("put_item", TableName="t", Item={**deep_key, "v": deep})
+    call("get_item", TableName="t", Key=deep_key)
+    call("put_item", TableName="t", Item={**deep_key, "v": {S: "x" * 410_000}})  # over 400 KB: refused
     odd_key = {"pk": odd["pk"], "sk": odd["sk"]}
     call("get_item", TableName="t", Key=odd_key, ReturnConsumedCapacity="INDEXES")
     call(
