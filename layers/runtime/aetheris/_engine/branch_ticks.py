@@ -31,7 +31,7 @@ from aetheris._store.branches import BranchStore
 from aetheris._store.jobs import CLAIMED
 from aetheris._store.log import SlotTaken
 from aetheris._store.queue import Tick
-from aetheris.errors import UnknownJobType, WorkerCrashLoop
+from aetheris.errors import UnknownJobType
 from aetheris.events import Event, EventType, OpKind
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ log = logging.getLogger("aetheris.worker")
 
 
 def handle_branch(worker: Worker, tick: Tick, receive_count: int, time_left: timedelta | None) -> TickOutcome:
-    from aetheris._engine.worker import STEP_TIME_MARGIN, TickOutcome
+    from aetheris._engine.worker import TickOutcome
 
     services = worker.services
     assert tick.branch is not None
@@ -92,10 +92,7 @@ def handle_branch(worker: Worker, tick: Tick, receive_count: int, time_left: tim
         )
     except SlotTaken as taken:
         return worker._held(taken.current, receive_count)
-    budget = None if time_left is None else max(time_left - STEP_TIME_MARGIN, timedelta(seconds=1))
-    crash_loop = None
-    if lease.abandoned_claims >= services.settings.max_slot_claims:
-        crash_loop = WorkerCrashLoop(tick.job_id, slot, lease.abandoned_claims, lease.last_error)
+    budget, crash_loop = worker._limits(lease, time_left)
     invocation = BranchInvocation(
         services,
         definition,

@@ -143,11 +143,7 @@ class Worker:
                 )
             except SlotTaken as taken:
                 return self._held(taken.current, receive_count)
-        budget = None if time_left is None else max(time_left - STEP_TIME_MARGIN, timedelta(seconds=1))
-        crash_loop = None
-        if lease.abandoned_claims >= services.settings.max_slot_claims:
-            # Ticks keep dying (or failing) on this operation: fail the job there instead.
-            crash_loop = WorkerCrashLoop(tick.job_id, slot, lease.abandoned_claims, lease.last_error)
+        budget, crash_loop = self._limits(lease, time_left)
         session = self.sticky.claim(snapshot, definition, lease, crash_loop)  # its log, untouched?
         invocation = Invocation(
             services,
@@ -248,6 +244,18 @@ class Worker:
             self.services.retention.expire(job_id, at)
         except (ClientError, BotoCoreError) as error:
             log.warning("retention pass for job %s failed, the sweeper redoes it: %s", job_id, error)
+
+    def _limits(
+        self, lease: SlotLease, time_left: timedelta | None
+    ) -> tuple[timedelta | None, WorkerCrashLoop | None]:
+        """What a tick holding ``lease`` may spend (the function's time left, less a margin to
+        commit in), and the crash loop to fail the job with if ticks keep dying on this slot."""
+        budget = None if time_left is None else max(time_left - STEP_TIME_MARGIN, timedelta(seconds=1))
+        crash_loop = None
+        if lease.abandoned_claims >= self.services.settings.max_slot_claims:
+            # Ticks keep dying (or failing) on this operation: fail the job there instead.
+            crash_loop = WorkerCrashLoop(lease.job_id, lease.seq, lease.abandoned_claims, lease.last_error)
+        return budget, crash_loop
 
     def _held(self, current: Item | None, receive_count: int) -> TickOutcome:
         if current is not None and current.get("state") == COMMITTED:
